@@ -1,0 +1,193 @@
+"""Where the three graphs are built: one declarative spec per graph, one generic export path."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from exporter.errors import ExporterError
+
+DEFAULT_OPSET = 18
+# torch's exporter has no implementations below opset 18 and silently raises a lower request.
+MIN_OPSET = 18
+# Protobuf cannot hold a message over 2 GiB; graphs whose weights come near it use external data.
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+# Batch sizes of the example inputs; verification uses others, so the dynamic axes are exercised.
+EXPORT_IMAGE_BATCH, EXPORT_TEXT_BATCH = 2, 3
+TEXT_DTYPE = torch.int32
+PRECISIONS = ("fp32", "fp16")
+
+
+def encode_image(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """`CLIP.encode_image` taking and returning float32 whatever the weights' precision."""
+    return model.encode_image(image).float()
+
+
+def encode_text(model: nn.Module, text: torch.Tensor) -> torch.Tensor:
+    """`CLIP.encode_text`, with the end-token selection rewritten for ONNX.
+
+    CLIP picks each row's features at `text.argmax(-1)` (the end token has the highest id) with
+    advanced indexing. Exported, that is an integer ArgMax, which ONNX Runtime lacks for int64 on
+    some builds (onnxruntime#10068), feeding an `aten::index`. Here the ids are cast to float32
+    (exact: ids < 2**24) for ArgMax, and the row is taken with Gather; ArgMax keeps the first
+    maximum, as torch does, so every token layout selects the same position as CLIP.
+    """
+    x = model.token_embedding(text).type(model.dtype)
+    x = x + model.positional_embedding.type(model.dtype)
+    x = model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+    x = model.ln_final(x).type(model.dtype)
+    end = text.float().argmax(dim=-1)
+    x = torch.gather(x, 1, end.view(-1, 1, 1).expand(-1, 1, x.shape[-1])).squeeze(1)
+    return (x @ model.text_projection).float()
+
+
+def logits(model: nn.Module, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`CLIP.forward`'s scaled cosine similarity, computed in float32."""
+    image_embeds = image_embeds / image_embeds.norm(dim=1, keepdim=True)
+    text_embeds = text_embeds / text_embeds.norm(dim=1, keepdim=True)
+    logits_per_image = model.logit_scale.float().exp() * image_embeds @ text_embeds.t()
+    return logits_per_image, logits_per_image.t()
+
+
+class VisualGraph(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return encode_image(self.model, image)
+
+
+class TextGraph(VisualGraph):
+    def forward(self, text: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return encode_text(self.model, text)
+
+
+class ForwardGraph(VisualGraph):
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return logits(self.model, encode_image(self.model, image), encode_text(self.model, text))
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One exported graph: its file suffix, wrapper and I/O names (the public contract)."""
+
+    key: str
+    suffix: str
+    wrapper: type[nn.Module]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def file_name(self, name: str) -> str:
+        return f"{name}{self.suffix}.onnx"
+
+
+GRAPHS: dict[str, GraphSpec] = {
+    spec.key: spec
+    for spec in [
+        GraphSpec("forward", "", ForwardGraph, ("image", "text"), ("logits_per_image", "logits_per_text")),
+        GraphSpec("visual", "_visual", VisualGraph, ("image",), ("image_embeds",)),
+        GraphSpec("transformer", "_transformer", TextGraph, ("text",), ("text_embeds",)),
+    ]
+}
+
+
+def io_contract(spec: GraphSpec, resolution: int, context_length: int, embed_dim: int) -> dict:
+    """Names, dtypes and shapes of a graph's inputs and outputs, as written in the manifest."""
+    tensors = {
+        "image": ("float32", ["image_batch", 3, resolution, resolution]),
+        "text": ("int32", ["text_batch", context_length]),
+        "image_embeds": ("float32", ["image_batch", embed_dim]),
+        "text_embeds": ("float32", ["text_batch", embed_dim]),
+        "logits_per_image": ("float32", ["image_batch", "text_batch"]),
+        "logits_per_text": ("float32", ["text_batch", "image_batch"]),
+    }
+    return {
+        side: [{"name": n, "dtype": tensors[n][0], "shape": tensors[n][1]} for n in names]
+        for side, names in (("inputs", spec.inputs), ("outputs", spec.outputs))
+    }
+
+
+def to_precision(model: nn.Module, precision: str) -> nn.Module:
+    """Convert in place. fp16 halves every weight but LayerNorm's: CLIP's LayerNorm computes in
+    float32, and ONNX's LayerNormalization needs its scale in the input's type."""
+    if precision == "fp16":
+        model.half()
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.float()
+    elif precision != "fp32":
+        raise ExporterError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return model
+
+
+def example_inputs(model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    resolution = model.visual.input_resolution
+    return {
+        "image": torch.randn(EXPORT_IMAGE_BATCH, 3, resolution, resolution, device=device),
+        "text": torch.randint(1, model.vocab_size, (EXPORT_TEXT_BATCH, model.context_length),
+                              dtype=TEXT_DTYPE, device=device),
+    }
+
+
+def weight_bytes(module: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> list[Path]:
+    """Export one graph to `path` (plus `path.data` when it needs external data); return the files."""
+    device = next(model.parameters()).device
+    wrapper = spec.wrapper(model).eval()
+    examples = example_inputs(model, device)
+    batch = {"image": torch.export.Dim("image_batch", min=1), "text": torch.export.Dim("text_batch", min=1)}
+    external = weight_bytes(wrapper) > EXTERNAL_DATA_THRESHOLD
+    quiet = io.StringIO()
+    with _quiet_loggers(), contextlib.redirect_stdout(quiet), torch.no_grad(), warnings.catch_warnings():
+        # CLIP's attention blocks re-assign their constant causal mask on every call; harmless here.
+        warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
+        program = torch.onnx.export(
+            wrapper,
+            tuple(examples[n] for n in spec.inputs),
+            input_names=list(spec.inputs),
+            output_names=list(spec.outputs),
+            dynamic_shapes={n: {0: batch[n]} for n in spec.inputs},
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+        program.save(path, external_data=external)
+    del program
+    gc.collect()
+    written = onnx.load(str(path), load_external_data=False)
+    actual = next(o.version for o in written.opset_import if o.domain in ("", "ai.onnx"))
+    if actual != opset:
+        raise ExporterError(f"torch's exporter wrote opset {actual} for {path.name} when opset {opset} was asked; "
+                            f"use --opset {actual}")
+    files = [path]
+    if external:
+        files.append(path.with_name(path.name + ".data"))
+    return files
+
+
+@contextlib.contextmanager
+def _quiet_loggers():
+    """torch's exporter and onnxscript log progress chatter; keep our own progress lines readable."""
+    names = ("torch.onnx", "onnxscript", "torch.export", "torch._export")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -1,0 +1,132 @@
+"""What ships beside the graphs: `manifest.json`, the contract a consumer reads."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+
+import onnx
+import onnxruntime
+import torch
+
+from exporter._clip import clip
+from exporter.errors import ExporterError
+from exporter.export import GRAPHS, io_contract
+from exporter.variants import Architecture, known_name
+from exporter.weights import sha256_file
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    return {
+        "clip-onnx": _version("clip-onnx"),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "clip": _version("openai-clip"),
+        "python": platform.python_version(),
+    }
+
+
+def preprocessing(resolution: int) -> dict:
+    """Read from CLIP's own torchvision transform, so it cannot drift from what CLIP does."""
+    normalize = clip.clip._transform(resolution).transforms[-1]
+    return {
+        "resolution": resolution,
+        "color": "RGB",
+        "resize": {"size": resolution, "edge": "shorter", "interpolation": "bicubic", "antialias": True},
+        "center_crop": [resolution, resolution],
+        "scale": "pixel / 255",
+        "mean": list(normalize.mean),
+        "std": list(normalize.std),
+        "layout": "NCHW",
+        "dtype": "float32",
+    }
+
+
+def tokenizer(context_length: int, vocab_size: int) -> dict:
+    encoder = clip.clip._tokenizer.encoder
+    return {
+        "kind": "CLIP byte-level BPE (clip/bpe_simple_vocab_16e6.txt.gz, ftfy + html unescape + lowercase)",
+        "context_length": context_length,
+        "vocab_size": vocab_size,
+        "start_token_id": encoder["<|startoftext|>"],
+        "end_token_id": encoder["<|endoftext|>"],
+        "pad_token_id": 0,
+        "dtype": "int32",
+        "over_length": "clip.tokenize raises; with truncate=True the row is cut and its last id set to the end token",
+    }
+
+
+def build(name: str, architecture: Architecture, source: dict, precision: str, opset: int,
+          graph_files: dict[str, list[Path]], logit_scale: float, verification: dict | None) -> dict:
+    first = next(iter(graph_files.values()))[0]
+    ir_version = onnx.load(str(first), load_external_data=False).ir_version
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "variant": known_name(architecture),
+        "architecture": architecture.to_json(),
+        "source": source,
+        "precision": precision,
+        "opset": opset,
+        "ir_version": ir_version,
+        "graphs": {
+            key: {
+                "file": files[0].name,
+                "external_data": [f.name for f in files[1:]],
+                **io_contract(GRAPHS[key], architecture.image_resolution, architecture.context_length,
+                              architecture.embed_dim),
+            }
+            for key, files in graph_files.items()
+        },
+        "files": {
+            f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
+            for files in graph_files.values() for f in files
+        },
+        "preprocessing": preprocessing(architecture.image_resolution),
+        "tokenizer": tokenizer(architecture.context_length, architecture.vocab_size),
+        "logit_scale": {"raw": logit_scale, "exp": float(torch.tensor(logit_scale).exp())},
+        "versions": versions(),
+        "verification": verification or {"skipped": True},
+    }
+
+
+def write(manifest: dict, folder: Path) -> Path:
+    path = folder / MANIFEST
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ExporterError(f"{folder} has no {MANIFEST}; point at a folder written by `clip-onnx export`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ExporterError(f"{path} is not valid JSON ({error}); export the variant again") from None
+
+
+def check_files(manifest: dict, folder: Path) -> None:
+    """Every file the manifest lists is present with its recorded size and SHA-256."""
+    for file_name, facts in manifest["files"].items():
+        path = folder / file_name
+        if not path.is_file():
+            raise ExporterError(f"{path} is missing; export the variant again")
+        if path.stat().st_size != facts["bytes"] or sha256_file(path) != facts["sha256"]:
+            raise ExporterError(f"{path} does not match the SHA-256 in {MANIFEST}; it changed since export")

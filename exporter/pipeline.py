@@ -1,0 +1,159 @@
+"""One export run end to end: references, graphs, verification, manifest, then the move into place.
+
+Everything is written into a hidden staging folder beside the destination and renamed to
+`<out>/<name>/` only after verification passed, so no final name ever holds a partial or
+unverified file; on any failure or Ctrl-C the staging folder is removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from exporter import manifest
+from exporter.errors import ExporterError, VerificationError
+from exporter.export import GRAPHS, export_graph, to_precision, weight_bytes
+from exporter.variants import Architecture, folder_name, get_variant
+from exporter.verify import References, Report, check
+from exporter.weights import Weights, load_checkpoint, load_openai, random_weights
+
+Log = Callable[[str], None]
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ExporterError("--device cuda: PyTorch sees no CUDA device; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise ExporterError(f"unknown device {name!r}; choose cpu or cuda")
+    return torch.device(name)
+
+
+def _prepare_output(out_dir: Path, folder: Path, force: bool, needed_bytes: int) -> None:
+    if folder.exists() and not force:
+        raise ExporterError(f"{folder} already exists; pass --force to replace it, or choose another --output")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExporterError(f"cannot create output folder {out_dir}: {error.strerror}; choose another --output") from None
+    free = shutil.disk_usage(out_dir).free
+    if free < needed_bytes:
+        raise ExporterError(f"{out_dir} has {free / 1e9:.2f} GB free but this export needs about "
+                            f"{needed_bytes / 1e9:.2f} GB; free some space or choose another --output")
+
+
+def _translate_os_error(error: OSError, out_dir: Path) -> ExporterError:
+    if error.errno == errno.ENOSPC:
+        return ExporterError(f"no space left on the device holding {out_dir}; free some space or choose another --output")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ExporterError(f"cannot write to {out_dir}: {error.strerror}; choose another --output")
+    return ExporterError(f"writing under {out_dir} failed: {error}")
+
+
+def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32", opset: int = 18,
+           graphs: list[str] | None = None, verify: bool = True, force: bool = False, device: str = "cpu",
+           extra_texts: list[str] | None = None, truncate: bool = False, log: Log = print) -> Path:
+    """Export `weights.model` (converted in place to `precision`) into `<out_dir>/<folder name>/`."""
+    graphs = graphs or list(GRAPHS)
+    unknown = [g for g in graphs if g not in GRAPHS]
+    if unknown:
+        raise ExporterError(f"unknown graph {', '.join(unknown)}; choose from {', '.join(GRAPHS)}")
+    out_dir = Path(out_dir)
+    folder = out_dir / folder_name(name)
+    model = weights.model.to(_device(device))
+    architecture = Architecture.of(model)
+    # forward holds every weight, visual + transformer hold them once more
+    needed = weight_bytes(model) * (1 if precision == "fp32" else 0.5) * (2 if "forward" in graphs else 1) * 1.1
+    _prepare_output(out_dir, folder, force, int(needed))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=out_dir))
+    except OSError as error:
+        raise _translate_os_error(error, out_dir) from None
+    try:
+        references = None
+        if verify:
+            log("computing PyTorch float32 reference outputs")
+            references = References.compute(model, graphs, extra_texts, truncate)
+        logit_scale = float(model.logit_scale.detach().float())
+        to_precision(model, precision)
+        graph_files = {}
+        for index, key in enumerate(graphs, 1):
+            spec = GRAPHS[key]
+            started = time.perf_counter()
+            log(f"[{index}/{len(graphs)}] exporting {spec.file_name(folder.name)} ({precision}, opset {opset})")
+            graph_files[key] = export_graph(model, spec, staging / spec.file_name(folder.name), opset)
+            log(f"      done in {time.perf_counter() - started:.1f} s")
+        report = None
+        if references is not None:
+            report = check(references, {k: files[0] for k, files in graph_files.items()}, precision, device, log)
+            log(report.table())
+            if not report.passed:
+                raise VerificationError(
+                    f"{folder.name}: onnxruntime disagrees with PyTorch beyond the {precision} tolerance "
+                    f"(table above); nothing was written to {folder}")
+        data = manifest.build(folder.name, architecture, weights.source, precision, opset, graph_files,
+                              logit_scale, report.to_json() if report else None)
+        manifest.write(data, staging)
+        _move_into_place(staging, folder)
+    except OSError as error:
+        raise _translate_os_error(error, out_dir) from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log(f"wrote {folder}")
+    return folder
+
+
+def _move_into_place(staging: Path, folder: Path) -> None:
+    """Rename the finished staging folder to its final name, replacing an older export (--force)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+    if folder.exists():
+        old = staging.with_name(staging.name + "-replaced")
+        folder.rename(old)
+        staging.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(folder)
+
+
+def load_source(source: dict, name: str | None, checkpoint: Path | None = None, cache_dir: Path | None = None,
+                url_base: str | None = None, progress: bool = True) -> Weights:
+    """The weights a manifest's `source` describes (what `verify` re-runs PyTorch with)."""
+    kind = source.get("kind")
+    if kind == "random":
+        return random_weights(get_variant(source["variant"]), source["seed"])
+    if kind == "openai":
+        return load_openai(get_variant(name or ""), cache_dir, url_base, progress)
+    if kind == "checkpoint":
+        path = Path(checkpoint or source["path"])
+        weights = load_checkpoint(path)
+        if weights.source["sha256"] != source["sha256"]:
+            raise ExporterError(f"{path} is not the checkpoint these graphs were exported from (SHA-256 differs); "
+                                f"pass the original with --checkpoint")
+        return weights
+    raise ExporterError(f"the manifest's source {source!r} is not one clip-onnx knows")
+
+
+def verify_folder(folder: Path, checkpoint: Path | None = None, cache_dir: Path | None = None,
+                  url_base: str | None = None, device: str = "cpu", extra_texts: list[str] | None = None,
+                  truncate: bool = False, log: Log = print) -> Report:
+    """Check an exported folder's files against its manifest, then re-run the PyTorch comparison."""
+    folder = Path(folder)
+    data = manifest.read(folder)
+    manifest.check_files(data, folder)
+    weights = load_source(data["source"], data.get("variant"), checkpoint, cache_dir, url_base)
+    model = weights.model.to(_device(device))
+    graphs = list(data["graphs"])
+    log("computing PyTorch float32 reference outputs")
+    references = References.compute(model, graphs, extra_texts, truncate)
+    report = check(references, {k: folder / g["file"] for k, g in data["graphs"].items()}, data["precision"], device, log)
+    log(report.table())
+    return report

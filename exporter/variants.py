@@ -1,0 +1,154 @@
+"""The CLIP variants as data: one row per variant, one generic way to build each.
+
+Hyperparameters are the ones `clip.model.build_model` infers from OpenAI's checkpoints, so a
+variant built here with random weights has exactly the architecture of the published one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from exporter._clip import clip, clip_model
+from exporter.errors import ExporterError
+
+OPENAI_URL_BASE = "https://openaipublic.azureedge.net/clip/models"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The arguments of `clip.model.CLIP`; `vision_layers` is a tuple for ResNets, an int for ViTs."""
+
+    embed_dim: int
+    image_resolution: int
+    vision_layers: int | tuple[int, int, int, int]
+    vision_width: int
+    vision_patch_size: int | None
+    context_length: int
+    vocab_size: int
+    transformer_width: int
+    transformer_heads: int
+    transformer_layers: int
+
+    @property
+    def family(self) -> str:
+        return "ResNet" if isinstance(self.vision_layers, tuple) else "ViT"
+
+    def build(self) -> torch.nn.Module:
+        """A CLIP model of this architecture with CLIP's own initialisation, in eval mode."""
+        return clip_model.CLIP(**dataclasses.asdict(self)).eval()
+
+    def parameter_count(self) -> int:
+        with torch.device("meta"):
+            return sum(p.numel() for p in self.build().parameters())
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> Architecture:
+        """Read the architecture back from a built model (the inverse of `build`)."""
+        visual = model.visual
+        if isinstance(visual, clip_model.VisionTransformer):
+            layers: int | tuple[int, int, int, int] = visual.transformer.layers
+            width = visual.conv1.out_channels
+            patch: int | None = visual.conv1.kernel_size[0]
+        else:
+            layers = tuple(len(getattr(visual, f"layer{i}")) for i in range(1, 5))  # type: ignore[assignment]
+            width = visual.layer1[0].conv1.in_channels
+            patch = None
+        return cls(
+            embed_dim=model.text_projection.shape[1],
+            image_resolution=visual.input_resolution,
+            vision_layers=layers,
+            vision_width=width,
+            vision_patch_size=patch,
+            context_length=model.context_length,
+            vocab_size=model.vocab_size,
+            transformer_width=model.transformer.width,
+            transformer_heads=model.transformer.resblocks[0].attn.num_heads,
+            transformer_layers=model.transformer.layers,
+        )
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["family"] = self.family
+        return data
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named architecture and, for OpenAI's variants, where its weights are published."""
+
+    name: str
+    architecture: Architecture
+
+    @property
+    def folder_name(self) -> str:
+        """`ViT-B/32` -> `ViT-B-32`, `ViT-L/14@336px` -> `ViT-L-14-336px`."""
+        return folder_name(self.name)
+
+    @property
+    def published(self) -> bool:
+        return self.name in clip.clip._MODELS
+
+    def url(self, base: str = OPENAI_URL_BASE) -> str:
+        """Where OpenAI publishes the checkpoint, or the same path under a mirror `base`.
+
+        The URL list is `clip`'s own; its second-to-last path segment is the file's SHA-256.
+        """
+        if not self.published:
+            raise ExporterError(f"{self.name} is a test configuration with no published weights; use --weights random")
+        official = clip.clip._MODELS[self.name]
+        return official.replace(OPENAI_URL_BASE, base.rstrip("/"), 1)
+
+    @property
+    def sha256(self) -> str:
+        return self.url().split("/")[-2]
+
+
+def folder_name(name: str) -> str:
+    return name.replace("/", "-").replace("@", "-")
+
+
+def _text(width: int, heads: int) -> dict:
+    return dict(context_length=77, vocab_size=49408, transformer_width=width, transformer_heads=heads, transformer_layers=12)
+
+
+def _resnet(embed: int, res: int, layers: tuple[int, int, int, int], width: int, text_width: int) -> Architecture:
+    return Architecture(embed, res, layers, width, None, **_text(text_width, text_width // 64))
+
+
+def _vit(embed: int, res: int, layers: int, width: int, patch: int, text_width: int) -> Architecture:
+    return Architecture(embed, res, layers, width, patch, **_text(text_width, text_width // 64))
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in [
+        Variant("RN50", _resnet(1024, 224, (3, 4, 6, 3), 64, 512)),
+        Variant("RN101", _resnet(512, 224, (3, 4, 23, 3), 64, 512)),
+        Variant("RN50x4", _resnet(640, 288, (4, 6, 10, 6), 80, 640)),
+        Variant("RN50x16", _resnet(768, 384, (6, 8, 18, 8), 96, 768)),
+        Variant("RN50x64", _resnet(1024, 448, (3, 15, 36, 10), 128, 1024)),
+        Variant("ViT-B/32", _vit(512, 224, 12, 768, 32, 512)),
+        Variant("ViT-B/16", _vit(512, 224, 12, 768, 16, 512)),
+        Variant("ViT-L/14", _vit(768, 224, 24, 1024, 14, 768)),
+        Variant("ViT-L/14@336px", _vit(768, 336, 24, 1024, 14, 768)),
+        # Small configurations of both families with the real tokenizer: fast tests and demos.
+        Variant("tiny-ViT", Architecture(64, 32, 2, 64, 8, 77, 49408, 64, 1, 2)),
+        Variant("tiny-RN", Architecture(256, 64, (1, 1, 1, 1), 8, None, 77, 49408, 64, 1, 2)),
+    ]
+}
+
+
+def get_variant(name: str) -> Variant:
+    """Look a variant up by its name or its folder name (`ViT-B-32` works as well as `ViT-B/32`)."""
+    for variant in VARIANTS.values():
+        if name in (variant.name, variant.folder_name):
+            return variant
+    raise ExporterError(f"unknown variant {name!r}; valid names: {', '.join(VARIANTS)} (see `clip-onnx list`)")
+
+
+def known_name(architecture: Architecture) -> str | None:
+    """The published variant with exactly this architecture, if any."""
+    return next((v.name for v in VARIANTS.values() if v.published and v.architecture == architecture), None)

@@ -1,0 +1,40 @@
+"""Shared fixtures: exports are expensive, so each (variant, precision) is exported once a session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from exporter import pipeline
+from exporter.variants import folder_name, get_variant
+from exporter.verify import References
+from exporter.weights import random_weights
+
+
+class Exported:
+    """An exported folder plus the float32 PyTorch references of the same random weights."""
+
+    def __init__(self, variant: str, precision: str, root: Path):
+        self.variant, self.precision = variant, precision
+        weights = random_weights(get_variant(variant), seed=0)
+        self.references = References.compute(weights.model, ["forward", "visual", "transformer"])
+        self.folder = pipeline.export(weights, folder_name(variant), root, precision=precision, log=lambda _: None)
+        self.manifest = json.loads((self.folder / "manifest.json").read_text())
+        self._sessions: dict[str, ort.InferenceSession] = {}
+
+    def session(self, graph: str) -> ort.InferenceSession:
+        if graph not in self._sessions:
+            path = self.folder / self.manifest["graphs"][graph]["file"]
+            self._sessions = {graph: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])}  # one at a time
+        return self._sessions[graph]
+
+
+@pytest.fixture(scope="session")
+def exported(request, tmp_path_factory) -> Exported:
+    """Parametrize indirectly with (variant, precision): pytest then runs all tests of one export
+    together and releases it before building the next, so one full-size model is held at a time."""
+    variant, precision = request.param
+    return Exported(variant, precision, tmp_path_factory.mktemp(f"{folder_name(variant)}-{precision}"))

@@ -1,0 +1,182 @@
+"""The command line end to end, and every expected failure: one clear line, non-zero exit, no partial file."""
+
+from __future__ import annotations
+
+import collections
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter import cli, export, pipeline
+from exporter.variants import VARIANTS
+
+CLI = [sys.executable, "-m", "exporter"]
+
+
+def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("clip-onnx")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def nothing_left(out: Path) -> bool:
+    return not out.exists() or os.listdir(out) == []
+
+
+def test_list_names_every_variant():
+    result = run("list")
+    assert result.returncode == 0
+    for name in VARIANTS:
+        assert name in result.stdout
+
+
+def test_installed_command_and_help_teach_usage():
+    result = subprocess.run([str(Path(sys.executable).parent / "clip-onnx"), "export", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    for text in ("--weights", "random", "--precision", "--graphs", "--force", "examples:"):
+        assert text in result.stdout
+
+
+def test_export_then_verify_end_to_end(tmp_path):
+    out = tmp_path / "dist"
+    result = run("export", "tiny-ViT", "--weights", "random", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "random weights" in result.stdout and "[3/3]" in result.stdout
+    folder = out / "tiny-ViT"
+    names = {"tiny-ViT.onnx", "tiny-ViT_visual.onnx", "tiny-ViT_transformer.onnx", "manifest.json"}
+    assert set(os.listdir(folder)) == names and os.listdir(out) == ["tiny-ViT"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["source"] == {"kind": "random", "seed": 0, "variant": "tiny-ViT"}
+    assert manifest["verification"]["passed"]
+    assert manifest["tokenizer"]["start_token_id"] == 49406 and manifest["tokenizer"]["end_token_id"] == 49407
+    assert manifest["preprocessing"]["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert set(manifest["files"]) == names - {"manifest.json"}
+    assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in manifest["files"].values())
+
+    verified = run("verify", str(folder))
+    assert verified.returncode == 0, verified.stderr
+    assert "verified" in verified.stdout
+
+    assert_clean_error(run("export", "tiny-ViT", "--weights", "random", "-o", str(out)), 1, "already exists", "--force")
+
+    graph = folder / "tiny-ViT_visual.onnx"
+    graph.write_bytes(graph.read_bytes()[:-10])
+    assert_clean_error(run("verify", str(folder)), 1, "does not match the SHA-256")
+
+    forced = run("export", "tiny-ViT", "--weights", "random", "-o", str(out), "--force", "--graphs", "visual")
+    assert forced.returncode == 0, forced.stderr
+    assert set(os.listdir(folder)) == {"tiny-ViT_visual.onnx", "manifest.json"} and os.listdir(out) == ["tiny-ViT"]
+
+
+@pytest.mark.parametrize("args,code,fragments", [
+    (["export", "ViT-B/33", "--weights", "random"], 1, ["unknown variant 'ViT-B/33'", "ViT-B/32", "RN50x64"]),
+    (["export"], 1, ["name a variant"]),
+    (["export", "--checkpoint", "/nonexistent.pt"], 1, ["does not exist"]),
+    (["verify", "/nonexistent"], 1, ["has no manifest.json"]),
+    (["export", "RN50", "--opset", "17"], 2, ["--opset", "18"]),
+    (["export", "RN50", "--graphs", "visual,text"], 2, ["--graphs", "forward,visual,transformer"]),
+], ids=["unknown-variant", "no-variant", "missing-checkpoint", "not-an-export", "opset-too-old", "unknown-graph"])
+def test_bad_input_is_one_clear_line(tmp_path, args, code, fragments):
+    result = run(*args, "-o", str(tmp_path / "out")) if args[0] == "export" else run(*args)
+    if code == 2:  # argparse: usage line plus one error line
+        assert result.returncode == 2 and all(f in result.stderr for f in fragments)
+        assert "Traceback" not in result.stderr
+    else:
+        assert_clean_error(result, code, *fragments)
+    assert nothing_left(tmp_path / "out")
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run("export", "tiny-ViT", "--weights", "random", "-o", str(blocker / "out"))
+    assert_clean_error(result, 1, "cannot create output folder", "--output")
+
+
+def test_not_enough_disk_space_is_refused_before_work(tmp_path, monkeypatch, capsys):
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda _: usage(10**12, 10**12 - 1000, 1000))
+    assert cli.main(["export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path)]) == 1
+    assert "GB free" in capsys.readouterr().err
+    assert nothing_left(tmp_path)
+
+
+def test_disk_full_mid_export_leaves_nothing(tmp_path, monkeypatch, capsys):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "export_graph", full)
+    assert cli.main(["export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path)]) == 1
+    assert "no space left" in capsys.readouterr().err
+    assert nothing_left(tmp_path)
+
+
+def test_failed_verification_keeps_nothing_publishable(tmp_path, monkeypatch, capsys):
+    """A graph that is off by 0.1% (cosine still 1.0) fails the fp32 table and is not kept."""
+    monkeypatch.setattr(export, "encode_image", lambda model, image: model.encode_image(image).float() * 1.001)
+    code = cli.main(["export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path), "--graphs", "visual"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "FAIL" in captured.out and "verification failed" in captured.err
+    assert nothing_left(tmp_path)
+
+
+def test_ctrl_c_mid_export_leaves_nothing(tmp_path):
+    out = tmp_path / "out"
+    child = subprocess.Popen([*CLI, "export", "tiny-ViT", "--weights", "random", "-o", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out.exists() and any(p.glob("*.onnx") for p in out.iterdir())):
+        assert child.poll() is None and time.monotonic() < deadline, "export ended before it could be interrupted"
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert nothing_left(out)
+
+
+def test_subset_without_verification(tmp_path):
+    result = run("export", "tiny-RN", "--weights", "random", "-o", str(tmp_path), "--graphs", "transformer",
+                 "--no-verify")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "tiny-RN" / "manifest.json").read_text())
+    assert list(manifest["graphs"]) == ["transformer"] and manifest["verification"] == {"skipped": True}
+
+
+def test_user_texts_longer_than_the_context_need_truncate(tmp_path):
+    long = "a photo of " + "a very very long caption " * 30
+    refused = run("export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path), "--graphs", "transformer",
+                  "--text", long)
+    assert_clean_error(refused, 1, "too long", "--truncate")
+    assert nothing_left(tmp_path)
+    accepted = run("export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path), "--graphs", "transformer",
+                   "--text", long, "--text", "a second caption", "--truncate")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "user-texts" in accepted.stdout
+
+
+def test_large_graphs_use_external_data_and_still_verify(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "EXTERNAL_DATA_THRESHOLD", 0)
+    assert cli.main(["export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path), "--graphs", "visual"]) == 0
+    folder = tmp_path / "tiny-ViT"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["graphs"]["visual"]["external_data"] == ["tiny-ViT_visual.onnx.data"]
+    assert set(manifest["files"]) == {"tiny-ViT_visual.onnx", "tiny-ViT_visual.onnx.data"}
+    assert (folder / "tiny-ViT_visual.onnx").stat().st_size < (folder / "tiny-ViT_visual.onnx.data").stat().st_size
+    assert pipeline.verify_folder(folder, log=lambda _: None).passed

@@ -1,0 +1,130 @@
+"""The real download path against a loopback HTTP server: cache, SHA-256, resume, mirrors."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+from exporter.errors import ExporterError
+from exporter.variants import get_variant
+from exporter.weights import download, random_weights
+
+
+class Server:
+    """Serves `payload` at `path`; honours Range; `cut` ends the first N responses halfway."""
+
+    def __init__(self, payload: bytes, path: str):
+        self.payload, self.path, self.cut, self.requests = payload, path, 0, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                server.requests.append((self.path, self.headers.get("Range")))
+                if self.path != server.path:
+                    self.send_error(404)
+                    return
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                body = server.payload[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut:
+                    server.cut -= 1
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> bytes:
+    buffer = io.BytesIO()
+    torch.save(random_weights(get_variant("tiny-ViT")).model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def serve(checkpoint):
+    servers = []
+
+    def start(path: str, payload: bytes | None = None) -> Server:
+        servers.append(Server(checkpoint if payload is None else payload, path))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_download_checks_sha_and_caches(serve, checkpoint, tmp_path):
+    sha = hashlib.sha256(checkpoint).hexdigest()
+    server = serve(f"/{sha}/tiny.pt")
+    path = download(f"{server.base}/{sha}/tiny.pt", sha, tmp_path / "cache", progress=False)
+    assert path.read_bytes() == checkpoint and path.name == "tiny.pt"
+    download(f"{server.base}/{sha}/tiny.pt", sha, tmp_path / "cache", progress=False)
+    assert len(server.requests) == 1, "a cached file with the right SHA-256 is not fetched again"
+
+
+def test_interrupted_download_resumes(serve, checkpoint, tmp_path):
+    sha = hashlib.sha256(checkpoint).hexdigest()
+    server = serve(f"/{sha}/tiny.pt")
+    server.cut = 1
+    url = f"{server.base}/{sha}/tiny.pt"
+    with pytest.raises(ExporterError, match="run the same command again to resume"):
+        download(url, sha, tmp_path, progress=False)
+    assert not (tmp_path / "tiny.pt").exists()
+    partial = (tmp_path / "tiny.pt.part").stat().st_size
+    assert 0 < partial < len(checkpoint)
+    path = download(url, sha, tmp_path, progress=False)
+    assert path.read_bytes() == checkpoint
+    assert server.requests[-1][1] == f"bytes={partial}-"
+    assert not (tmp_path / "tiny.pt.part").exists()
+
+
+def test_sha_mismatch_deletes_the_download(serve, checkpoint, tmp_path):
+    wrong = "0" * 64
+    server = serve(f"/{wrong}/tiny.pt")
+    with pytest.raises(ExporterError, match="SHA-256 mismatch"):
+        download(f"{server.base}/{wrong}/tiny.pt", wrong, tmp_path, progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path):
+    with pytest.raises(ExporterError, match="failed"):
+        download("http://127.0.0.1:9/x/none.pt", "0" * 64, tmp_path, progress=False)
+
+
+def test_cli_downloads_from_a_mirror_and_rejects_a_wrong_file(serve, checkpoint, tmp_path):
+    """The real CLI path: OpenAI's URL layout under --url-base; the served file is not RN50's."""
+    variant = get_variant("RN50")
+    server = serve(f"/{variant.sha256}/RN50.pt")
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "export", "RN50", "-o", str(tmp_path / "out"), "--url-base", server.base,
+         "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert server.requests[0][0] == f"/{variant.sha256}/RN50.pt"
+    assert "SHA-256 mismatch" in result.stderr and "Traceback" not in result.stderr
+    assert os.listdir(tmp_path / "cache") == [] and not (tmp_path / "out").exists()
