@@ -138,8 +138,11 @@ def test_failed_verification_keeps_nothing_publishable(tmp_path, monkeypatch, ca
 
 def test_ctrl_c_mid_export_leaves_nothing(tmp_path):
     out = tmp_path / "out"
+    # A shell starting a background job (as CI may run us) ignores SIGINT and children inherit
+    # that; give the child the default disposition, as an interactive terminal would.
     child = subprocess.Popen([*CLI, "export", "tiny-ViT", "--weights", "random", "-o", str(out)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (out.exists() and any(p.glob("*.onnx") for p in out.iterdir())):
         assert child.poll() is None and time.monotonic() < deadline, "export ended before it could be interrupted"
