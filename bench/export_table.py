@@ -2,8 +2,9 @@
 
     python bench/export_table.py --variants ViT-B/32 RN50 --precisions fp32 fp16 -o /tmp/bench-dist
 
-Wall time and peak RSS are the child's own (os.wait4), so runs do not see each other's memory.
-File size, max abs diff and min cosine come from the manifest the export wrote.
+Peak RSS is the child's own (os.wait4), so runs do not see each other's memory; it covers the whole
+run (weights, references, three exports, verification). Per-graph export seconds are parsed from the
+CLI's progress lines; file size, max abs diff and min cosine come from the manifest the export wrote.
 """
 
 from __future__ import annotations
@@ -11,24 +12,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from exporter.variants import VARIANTS, folder_name
 
 
-def run(variant: str, precision: str, out: Path) -> tuple[int, float, float]:
+def run(variant: str, precision: str, out: Path) -> tuple[int, float, float, list[float]]:
+    """Exit code, wall seconds, peak RSS in GB and each graph's export seconds of one export."""
     command = [sys.executable, "-m", "exporter", "export", variant, "--weights", "random", "--precision", precision,
                "-o", str(out / precision), "--force"]
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.stderr.write(child.stderr.read().decode()[-2000:])
-    return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss * 1024 / 1e9
+    with tempfile.TemporaryFile("w+") as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        log.seek(0)
+        text = log.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.stderr.write(text[-3000:])
+    seconds = [float(s) for s in re.findall(r"done in ([0-9.]+) s", text)]
+    return code, wall, usage.ru_maxrss * 1024 / 1e9, seconds
 
 
 def main() -> None:
@@ -37,22 +46,22 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16"])
     parser.add_argument("-o", "--output", type=Path, default=Path("/tmp/clip-onnx-bench"))
     args = parser.parse_args()
-    print("| variant | precision | graph | file MB | export+verify s | peak RSS GB | max abs diff | min cosine |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("| variant | precision | graph | file MB | export s | whole run s | peak RSS GB | max abs diff | min cosine |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
     for variant in args.variants:
         for precision in args.precisions:
-            code, wall, rss = run(variant, precision, args.output)
+            code, wall, rss, seconds = run(variant, precision, args.output)
             folder = args.output / precision / folder_name(variant)
             if code != 0:
-                print(f"| {variant} | {precision} | (failed, exit {code}) | | {wall:.0f} | {rss:.2f} | | |", flush=True)
+                print(f"| {variant} | {precision} | (failed, exit {code}) | | | {wall:.0f} | {rss:.2f} | | |", flush=True)
                 continue
             manifest = json.loads((folder / "manifest.json").read_text())
-            for key, graph in manifest["graphs"].items():
+            for (key, graph), export_seconds in zip(manifest["graphs"].items(), seconds):
                 size = sum(manifest["files"][f]["bytes"] for f in [graph["file"], *graph["external_data"]])
                 rows = [c for c in manifest["verification"]["comparisons"] if c["graph"] == key]
                 diff = max(c["max_abs_diff"] for c in rows)
                 cosine = min(c["min_cosine"] for c in rows)
-                print(f"| {variant} | {precision} | {key} | {size / 1e6:.0f} | {wall:.0f} | {rss:.2f} | "
+                print(f"| {variant} | {precision} | {key} | {size / 1e6:.0f} | {export_seconds:.0f} | {wall:.0f} | {rss:.2f} | "
                       f"{diff:.1e} | {cosine:.7f} |", flush=True)
 
 

@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
                              "outputs stay float32; verified with looser tolerances: "
                              + ", ".join(f"{p} cosine >= {t.min_cosine}" for p, t in TOLERANCES.items()))
     export.add_argument("--opset", type=_opset, default=DEFAULT_OPSET,
-                        help=f"ONNX opset (default: {DEFAULT_OPSET}, readable by onnxruntime >= 1.14 and onnxruntime-node)")
+                        help=f"ONNX opset (default: {DEFAULT_OPSET}; the graphs are IR version 10, read by onnxruntime >= 1.18)")
     export.add_argument("--graphs", type=_graphs, default=list(GRAPHS),
                         help=f"comma-separated subset of {','.join(GRAPHS)} (default: all three)")
     export.add_argument("--no-verify", dest="verify", action="store_false",
