@@ -19,9 +19,9 @@ import torch
 
 from exporter import manifest
 from exporter.errors import ExporterError, VerificationError
-from exporter.export import GRAPHS, export_graph, to_precision, weight_bytes
+from exporter.export import DEFAULT_OPSET, GRAPHS, PRECISIONS, export_graph, to_precision, weight_bytes
 from exporter.variants import Architecture, folder_name, get_variant
-from exporter.verify import References, Report, check
+from exporter.verify import References, Report, check, providers
 from exporter.weights import Weights, load_checkpoint, load_openai, random_weights
 
 Log = Callable[[str], None]
@@ -56,7 +56,7 @@ def _translate_os_error(error: OSError, out_dir: Path) -> ExporterError:
     return ExporterError(f"writing under {out_dir} failed: {error}")
 
 
-def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32", opset: int = 18,
+def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32", opset: int = DEFAULT_OPSET,
            graphs: list[str] | None = None, verify: bool = True, force: bool = False, device: str = "cpu",
            extra_texts: list[str] | None = None, truncate: bool = False, log: Log = print) -> Path:
     """Export `weights.model` (converted in place to `precision`) into `<out_dir>/<folder name>/`."""
@@ -64,9 +64,13 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
     unknown = [g for g in graphs if g not in GRAPHS]
     if unknown:
         raise ExporterError(f"unknown graph {', '.join(unknown)}; choose from {', '.join(GRAPHS)}")
+    if precision not in PRECISIONS:
+        raise ExporterError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     out_dir = Path(out_dir)
     folder = out_dir / folder_name(name)
     model = weights.model.to(_device(device))
+    if verify:
+        providers(device)  # fail now, not after the export, if onnxruntime cannot run on `device`
     architecture = Architecture.of(model)
     # forward holds every weight, visual + transformer hold them once more
     needed = weight_bytes(model) * (1 if precision == "fp32" else 0.5) * (2 if "forward" in graphs else 1) * 1.1
