@@ -19,8 +19,9 @@ from exporter.errors import ExporterError
 DEFAULT_OPSET = 18
 # torch's exporter has no implementations below opset 18 and silently raises a lower request.
 MIN_OPSET = 18
-# Protobuf cannot hold a message over 2 GiB; graphs whose weights come near it use external data.
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+# Protobuf cannot hold a message over 2 GiB, so graphs with more initializer bytes than this are
+# written with external data; torch's exporter does so above this size whatever it is told.
+EXTERNAL_DATA_THRESHOLD = 1536 * 1024**2
 # Batch sizes of the example inputs; verification uses others, so the dynamic axes are exercised.
 EXPORT_IMAGE_BATCH, EXPORT_TEXT_BATCH = 2, 3
 TEXT_DTYPE = torch.int32
@@ -141,13 +142,20 @@ def weight_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
+def external_files(path: Path) -> list[Path]:
+    """The external data files the graph at `path` refers to (the truth, whoever decided to write them)."""
+    model = onnx.load(str(path), load_external_data=False)
+    locations = {entry.value for tensor in model.graph.initializer if tensor.data_location == onnx.TensorProto.EXTERNAL
+                 for entry in tensor.external_data if entry.key == "location"}
+    return [path.parent / location for location in sorted(locations)]
+
+
 def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> list[Path]:
-    """Export one graph to `path` (plus `path.data` when it needs external data); return the files."""
+    """Export one graph to `path` (plus its external data file when it needs one); return the files."""
     device = next(model.parameters()).device
     wrapper = spec.wrapper(model).eval()
     examples = example_inputs(model, device)
     batch = {"image": torch.export.Dim("image_batch", min=1), "text": torch.export.Dim("text_batch", min=1)}
-    external = weight_bytes(wrapper) > EXTERNAL_DATA_THRESHOLD
     quiet = io.StringIO()
     with _quiet_loggers(), contextlib.redirect_stdout(quiet), torch.no_grad(), warnings.catch_warnings():
         # CLIP's attention blocks re-assign their constant causal mask on every call; harmless here.
@@ -162,7 +170,9 @@ def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> l
             dynamo=True,
             verbose=False,
         )
-        program.save(path, external_data=external)
+        initializer_bytes = sum(v.const_value.nbytes for v in program.model.graph.initializers.values()
+                                if v.const_value is not None)
+        program.save(path, external_data=initializer_bytes > EXTERNAL_DATA_THRESHOLD)
     del program
     gc.collect()
     written = onnx.load(str(path), load_external_data=False)
@@ -170,10 +180,7 @@ def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> l
     if actual != opset:
         raise ExporterError(f"torch's exporter wrote opset {actual} for {path.name} when opset {opset} was asked; "
                             f"use --opset {actual}")
-    files = [path]
-    if external:
-        files.append(path.with_name(path.name + ".data"))
-    return files
+    return [path, *external_files(path)]
 
 
 @contextlib.contextmanager

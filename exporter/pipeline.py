@@ -93,6 +93,9 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
             log(f"[{index}/{len(graphs)}] exporting {spec.file_name(folder.name)} ({precision}, opset {opset})")
             graph_files[key] = export_graph(model, spec, staging / spec.file_name(folder.name), opset)
             log(f"      done in {time.perf_counter() - started:.1f} s")
+        stray = set(os.listdir(staging)) - {f.name for files in graph_files.values() for f in files}
+        if stray:
+            raise ExporterError(f"the exporter wrote files no graph refers to: {', '.join(sorted(stray))}")
         report = None
         if references is not None:
             report = check(references, {k: files[0] for k, files in graph_files.items()}, precision, device, log)

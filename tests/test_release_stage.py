@@ -1,0 +1,81 @@
+"""Staging a release from verified exports: layout, checksums, parts under GitHub's limit, refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from exporter import pipeline
+from exporter.errors import ExporterError
+from exporter.variants import get_variant
+from exporter.weights import random_weights
+from release import stage as staging
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exports")
+    quiet = dict(log=lambda _: None, graphs=["visual", "transformer"])
+    pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / "fp32", **quiet)
+    pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / "fp16", precision="fp16", **quiet)
+    return root
+
+
+def test_stage_lays_out_hub_and_github_with_checksums(exports, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "release", "stage", "--exports", str(exports), "--tag", "v1.2.3",
+                             "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    hub = sorted(str(p.relative_to(out / "hub")) for p in (out / "hub").rglob("*") if p.is_file())
+    assert hub == ["tiny-ViT-fp16/manifest.json", "tiny-ViT-fp16/tiny-ViT_transformer.onnx",
+                   "tiny-ViT-fp16/tiny-ViT_visual.onnx", "tiny-ViT/manifest.json",
+                   "tiny-ViT/tiny-ViT_transformer.onnx", "tiny-ViT/tiny-ViT_visual.onnx"]
+    assert (out / "github" / "tiny-ViT_visual-fp16.onnx").read_bytes() == (
+        exports / "fp16" / "tiny-ViT" / "tiny-ViT_visual.onnx").read_bytes()
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "github", capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 6
+    release = json.loads((out / "release-manifest.json").read_text())
+    visual16 = next(f for f in release["files"] if f["hub_path"] == "tiny-ViT-fp16/tiny-ViT_visual.onnx")
+    assert visual16["graph"] == "visual" and visual16["precision"] == "fp16" and len(visual16["sha256"]) == 64
+
+
+def test_files_over_the_asset_limit_are_split_and_join_back(exports, tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "PART_BYTES", 100_000)
+    release = staging.stage(exports, "v1.0.0", tmp_path / "out")
+    github = tmp_path / "out" / "github"
+    split = [f for f in release["files"] if len(f["github_assets"]) > 1]
+    assert split and all(all((github / a).stat().st_size <= 100_000 for a in f["github_assets"]) for f in split)
+    for entry in split:
+        joined = b"".join((github / a).read_bytes() for a in entry["github_assets"])
+        (github / entry["joined_as"]).write_bytes(joined)
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=github, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("unverified", "was not verified"),
+    ("tampered", "does not match the SHA-256"),
+])
+def test_only_verified_untouched_exports_are_staged(exports, tmp_path, damage, message):
+    import shutil
+
+    copy = tmp_path / "exports"
+    shutil.copytree(exports / "fp32", copy / "fp32")
+    folder = copy / "fp32" / "tiny-ViT"
+    if damage == "unverified":
+        data = json.loads((folder / "manifest.json").read_text())
+        data["verification"] = {"skipped": True}
+        (folder / "manifest.json").write_text(json.dumps(data))
+    else:
+        (folder / "tiny-ViT_visual.onnx").write_bytes(b"not the verified graph")
+    with pytest.raises(ExporterError, match=message):
+        staging.stage(copy, "v1.0.0", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_tag_must_be_a_version(exports, tmp_path):
+    with pytest.raises(ExporterError, match="vX.Y.Z"):
+        staging.stage(exports, "latest", tmp_path / "out")
