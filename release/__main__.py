@@ -1,4 +1,5 @@
-"""`python -m release stage --exports DIR --tag vX.Y.Z -o OUT`: stage verified exports for a release."""
+"""`python -m release stage --exports DIR --tag vX.Y.Z --hub-repo ID -o OUT`: stage verified exports for a
+release, with the Hugging Face model card (`OUT/hub/README.md`) and release notes (`OUT/RELEASE_NOTES.md`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from exporter.errors import ExporterError
+from release.cards import model_card, release_notes
 from release.stage import stage
 
 
@@ -17,9 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     staging.add_argument("--exports", type=Path, required=True, help="folder holding `clip-onnx export` outputs")
     staging.add_argument("--tag", required=True, help="release tag, vX.Y.Z")
     staging.add_argument("-o", "--output", type=Path, required=True, help="new folder to stage into")
+    staging.add_argument("--hub-repo", required=True, help="Hugging Face repo id the card and notes point at")
     args = parser.parse_args(argv)
     try:
         release = stage(args.exports, args.tag, args.output)
+        (args.output / "hub" / "README.md").write_text(model_card(args.output, args.hub_repo, args.tag))
+        (args.output / "RELEASE_NOTES.md").write_text(release_notes(args.output, args.hub_repo, args.tag))
     except ExporterError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ from exporter import pipeline
 from exporter.errors import ExporterError
 from exporter.variants import get_variant
 from exporter.weights import random_weights
+from release import cards
 from release import stage as staging
 
 
@@ -26,11 +27,11 @@ def exports(tmp_path_factory):
 
 def test_stage_lays_out_hub_and_github_with_checksums(exports, tmp_path):
     result = subprocess.run([sys.executable, "-m", "release", "stage", "--exports", str(exports), "--tag", "v1.2.3",
-                             "-o", str(tmp_path / "out")], capture_output=True, text=True)
+                             "--hub-repo", "org/clip-onnx", "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
     hub = sorted(str(p.relative_to(out / "hub")) for p in (out / "hub").rglob("*") if p.is_file())
-    assert hub == ["tiny-ViT-fp16/manifest.json", "tiny-ViT-fp16/tiny-ViT_transformer.onnx",
+    assert hub == ["README.md", "tiny-ViT-fp16/manifest.json", "tiny-ViT-fp16/tiny-ViT_transformer.onnx",
                    "tiny-ViT-fp16/tiny-ViT_visual.onnx", "tiny-ViT/manifest.json",
                    "tiny-ViT/tiny-ViT_transformer.onnx", "tiny-ViT/tiny-ViT_visual.onnx"]
     assert (out / "github" / "tiny-ViT_visual-fp16.onnx").read_bytes() == (
@@ -79,3 +80,16 @@ def test_only_verified_untouched_exports_are_staged(exports, tmp_path, damage, m
 def test_tag_must_be_a_version(exports, tmp_path):
     with pytest.raises(ExporterError, match="vX.Y.Z"):
         staging.stage(exports, "latest", tmp_path / "out")
+
+
+def test_model_card_and_notes_carry_the_measured_figures(exports, tmp_path):
+    out = tmp_path / "out"
+    release = staging.stage(exports, "v2.0.0", out)
+    card = cards.model_card(out, "org/clip-onnx", "v2.0.0")
+    assert card.startswith("---\nlicense: mit\n") and "pipeline_tag: zero-shot-image-classification" in card
+    manifest = json.loads((exports / "fp16" / "tiny-ViT" / "manifest.json").read_text())
+    worst = min(c["min_cosine"] for c in manifest["verification"]["comparisons"] if c["graph"] == "visual")
+    assert f"| tiny-ViT-fp16 | visual | " in card and f"{worst:.7f}" in card
+    assert 'revision="v2.0.0"' in card and '"v2.0.0".into()' in card
+    notes = cards.release_notes(out, "org/clip-onnx", "v2.0.0")
+    assert all(f["hub_path"] in notes and f["sha256"][:16] in notes for f in release["files"])

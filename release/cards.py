@@ -1,0 +1,130 @@
+"""The texts a release publishes: the Hugging Face model card and the GitHub release notes, both
+rendered from the staged files' manifests, so every figure in them is one the verification measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CARD_METADATA = """\
+---
+license: mit
+library_name: onnx
+pipeline_tag: zero-shot-image-classification
+tags:
+- clip
+- onnx
+- zero-shot-image-classification
+- feature-extraction
+---
+"""
+
+
+def _exports(staged: Path) -> list[dict]:
+    """The per-export manifests of a staged release, in a stable order."""
+    return [json.loads(p.read_text()) for p in sorted((staged / "hub").glob("*/manifest.json"))]
+
+
+def _hub_folder(export: dict) -> str:
+    return export["name"] if export["precision"] == "fp32" else f"{export['name']}-{export['precision']}"
+
+
+def _figures(export: dict) -> str:
+    rows = []
+    for graph in export["graphs"]:
+        checks = [c for c in export["verification"]["comparisons"] if c["graph"] == graph]
+        rows.append(f"| {_hub_folder(export)} | {graph} | {max(c['max_abs_diff'] for c in checks):.1e} | "
+                    f"{min(c['min_cosine'] for c in checks):.7f} | "
+                    f"{'yes' if all(c['argmax_agrees'] for c in checks) else 'no'} |")
+    return "\n".join(rows)
+
+
+def _io(export: dict) -> str:
+    rows = []
+    for graph in export["graphs"].values():
+        for side in ("inputs", "outputs"):
+            for tensor in graph[side]:
+                rows.append(f"| `{graph['file']}` | {side[:-1]} | `{tensor['name']}` | {tensor['dtype']} | "
+                            f"[{', '.join(map(str, tensor['shape']))}] |")
+    return "\n".join(rows)
+
+
+def model_card(staged: Path, repo_id: str, tag: str) -> str:
+    exports = _exports(staged)
+    first = exports[0]
+    pre, tok = first["preprocessing"], first["tokenizer"]
+    scales = "\n".join(f"| {_hub_folder(e)} | {e['preprocessing']['resolution']} | {e['logit_scale']['exp']:.4f} | "
+                       f"{e['opset']} | {e['ir_version']} |" for e in exports)
+    return f"""{CARD_METADATA}
+# CLIP as ONNX ({tag})
+
+OpenAI CLIP exported by clip-onnx: per variant `<Name>.onnx` (forward: logits), `<Name>_visual.onnx`
+(image embeddings) and `<Name>_transformer.onnx` (text embeddings), each verified against PyTorch
+before publication. fp16 exports are under `<Name>-fp16/`; their inputs and outputs are float32 too.
+
+## Files and their contract
+
+| file | | name | dtype | shape |
+|---|---|---|---|---|
+{_io(first)}
+
+(shown for `{_hub_folder(first)}`; every variant has the same names with its own resolution and embedding size)
+
+| folder | resolution | exp(logit_scale) | opset | IR version |
+|---|---:|---:|---:|---:|
+{scales}
+
+## Preprocess and tokenize
+
+Images: RGB, resize the shorter side to the resolution ({pre['resize']['interpolation']}), centre-crop,
+scale to [0, 1], normalise with mean {pre['mean']} and std {pre['std']}, layout {pre['layout']} {pre['dtype']}.
+Texts: CLIP's BPE tokenizer (`clip.tokenize`): start token {tok['start_token_id']}, end token
+{tok['end_token_id']}, zero padding to {tok['context_length']}, ids as {tok['dtype']}.
+
+## Verification (ONNX Runtime against PyTorch float32, worst case over all input sets)
+
+| folder | graph | max abs diff | min cosine | zero-shot argmax agrees |
+|---|---|---:|---:|---|
+{chr(10).join(_figures(e) for e in exports)}
+
+## Use a pinned revision
+
+```python
+from huggingface_hub import hf_hub_download
+import onnxruntime as ort
+
+path = hf_hub_download("{repo_id}", "{_hub_folder(first)}/{first['name']}_visual.onnx", revision="{tag}")
+session = ort.InferenceSession(path)
+```
+
+```rust
+// Cargo.toml: ort = "2", hf-hub = "0.3"
+let api = hf_hub::api::sync::Api::new()?;
+let repo = api.repo(hf_hub::Repo::with_revision(
+    "{repo_id}".into(), hf_hub::RepoType::Model, "{tag}".into()));
+let path = repo.get("{_hub_folder(first)}/{first['name']}_visual.onnx")?;
+let session = ort::session::Session::builder()?.commit_from_file(path)?;
+```
+"""
+
+
+def release_notes(staged: Path, repo_id: str, tag: str) -> str:
+    release = json.loads((staged / "release-manifest.json").read_text())
+    rows = "\n".join(f"| `{f['hub_path']}` | {', '.join(f'`{a}`' for a in f['github_assets'])} | {f['bytes']:,} | "
+                     f"`{f['sha256'][:16]}…` |" for f in release["files"])
+    return f"""# clip-onnx {tag}
+
+Every graph below was exported and verified against PyTorch by the release workflow before upload.
+The same files are on the Hugging Face Hub at `{repo_id}`, revision `{tag}`.
+
+| Hub path | GitHub assets | bytes | SHA-256 |
+|---|---|---:|---|
+{rows}
+
+Check what you downloaded (join split files first):
+
+```bash
+cat RN50x64.onnx.data.part-* > RN50x64.onnx.data   # only for files published in parts
+sha256sum -c --ignore-missing SHA256SUMS
+```
+"""
