@@ -160,10 +160,11 @@ def row_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def zero_shot(outputs: list[np.ndarray], graph: str, partner: np.ndarray | None) -> np.ndarray:
     """The decision a user would make from these outputs, per row: the best caption for an image
-    (or image for a caption) by similarity with the partner tower; the largest logit for forward."""
-    if graph != "forward" and partner is not None:
-        return (outputs[0] @ partner.T).argmax(axis=1)
-    return outputs[0].argmax(axis=1)
+    (or image for a caption) by similarity with the partner tower's embeddings; for forward, the
+    largest logit."""
+    if graph == "forward":
+        return outputs[0].argmax(axis=1)
+    return (outputs[0] @ partner.T).argmax(axis=1)
 
 
 def output_scale(graph: str, expected: list[np.ndarray], logit_scale: float) -> float:
@@ -257,6 +258,15 @@ class References:
 PARTNERS = {"visual": "transformer", "transformer": "visual"}
 
 
+def partner(references: References, graph: str, set_name: str) -> np.ndarray | None:
+    """The other tower's reference embeddings to make zero-shot decisions with: on the same input set,
+    or on the photos for a set that feeds only one tower (the token layouts)."""
+    if graph not in PARTNERS:
+        return None
+    outputs = references.outputs.get((PARTNERS[graph], set_name)) or references.outputs[PARTNERS[graph], "photos"]
+    return outputs[0]
+
+
 def check(references: References, graph_paths: dict[str, Path], precision: str, device: str = "cpu",
           log=print) -> Report:
     """Run every graph in `graph_paths` on every input set and compare with the references.
@@ -274,10 +284,9 @@ def check(references: References, graph_paths: dict[str, Path], precision: str, 
                 continue
             feeds = {"image": inputs.image, "text": inputs.text}
             actual = session.run(None, {n: feeds[n].numpy() for n in GRAPHS[graph].inputs})
-            partner = references.outputs.get((PARTNERS.get(graph, ""), inputs.name))
             scale = output_scale(graph, wanted, references.logit_scale)
-            comparisons.append(compare(graph, inputs.name, actual, wanted, tolerance, partner[0] if partner else None,
-                                       scale))
+            comparisons.append(compare(graph, inputs.name, actual, wanted, tolerance,
+                                       partner(references, graph, inputs.name), scale))
         del session
         gc.collect()
     return Report(precision, tolerance, references.discrimination, comparisons)

@@ -11,7 +11,7 @@ import pytest
 
 from exporter.export import GRAPHS
 from exporter.variants import VARIANTS
-from exporter.verify import MAX_INPUT_COSINE, TOLERANCES
+from exporter.verify import MAX_INPUT_COSINE, TOLERANCES, partner
 
 DEFAULT = [("tiny-ViT", "fp32"), ("tiny-RN", "fp32"), ("tiny-ViT", "fp16"), ("tiny-RN", "fp16"),
            ("ViT-B/32", "fp32"), ("RN50", "fp32")]
@@ -44,6 +44,9 @@ def test_graph_matches_pytorch(exported, graph, input_set):
     if graph == "forward":
         np.testing.assert_array_equal(actual[0].argmax(1), expected[0].argmax(1))
         np.testing.assert_allclose(actual[1], actual[0].T)
+    else:  # the zero-shot decision against the other tower's embeddings
+        other = partner(exported.references, graph, input_set)
+        np.testing.assert_array_equal((actual[0] @ other.T).argmax(1), (expected[0] @ other.T).argmax(1))
 
 
 @pytest.mark.parametrize("exported", CASES, indirect=True)
