@@ -4,7 +4,8 @@
 
 Peak RSS is the child's own (os.wait4), so runs do not see each other's memory; it covers the whole
 run (weights, references, three exports, verification). Per-graph export seconds are parsed from the
-CLI's progress lines; file size, max abs diff and min cosine come from the manifest the export wrote.
+CLI's progress lines; file size (graph plus its external data) from disk; max abs diff and min
+cosine from the verification in the manifest the export wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from exporter.export import external_files
 from exporter.variants import VARIANTS, folder_name
 
 
@@ -57,7 +59,8 @@ def main() -> None:
                 continue
             manifest = json.loads((folder / "manifest.json").read_text())
             for (key, graph), export_seconds in zip(manifest["graphs"].items(), seconds):
-                size = sum(manifest["files"][f]["bytes"] for f in [graph["file"], *graph["external_data"]])
+                path = folder / graph["file"]
+                size = sum(f.stat().st_size for f in [path, *external_files(path)])
                 rows = [c for c in manifest["verification"]["comparisons"] if c["graph"] == key]
                 diff = max(c["max_abs_diff"] for c in rows)
                 cosine = min(c["min_cosine"] for c in rows)

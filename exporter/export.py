@@ -142,9 +142,9 @@ def weight_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def external_files(path: Path) -> list[Path]:
+def external_files(path: Path, model: onnx.ModelProto | None = None) -> list[Path]:
     """The external data files the graph at `path` refers to (the truth, whoever decided to write them)."""
-    model = onnx.load(str(path), load_external_data=False)
+    model = model or onnx.load(str(path), load_external_data=False)
     locations = {entry.value for tensor in model.graph.initializer if tensor.data_location == onnx.TensorProto.EXTERNAL
                  for entry in tensor.external_data if entry.key == "location"}
     return [path.parent / location for location in sorted(locations)]
@@ -180,7 +180,7 @@ def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> l
     if actual != opset:
         raise ExporterError(f"torch's exporter wrote opset {actual} for {path.name} when opset {opset} was asked; "
                             f"use --opset {actual}")
-    return [path, *external_files(path)]
+    return [path, *external_files(path, written)]
 
 
 @contextlib.contextmanager
