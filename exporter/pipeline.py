@@ -8,6 +8,7 @@ unverified file; on any failure or Ctrl-C the staging folder is removed.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import shutil
 import tempfile
@@ -59,7 +60,8 @@ def _translate_os_error(error: OSError, out_dir: Path) -> ExporterError:
 def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32", opset: int = DEFAULT_OPSET,
            graphs: list[str] | None = None, verify: bool = True, force: bool = False, device: str = "cpu",
            extra_texts: list[str] | None = None, truncate: bool = False, log: Log = print) -> Path:
-    """Export `weights.model` (converted in place to `precision`) into `<out_dir>/<folder name>/`."""
+    """Export `weights.model` into `<out_dir>/<folder name>/`. The model is consumed: converted in place
+    to `precision`, then its weights are released before verification to bound peak memory."""
     graphs = graphs or list(GRAPHS)
     unknown = [g for g in graphs if g not in GRAPHS]
     if unknown:
@@ -93,6 +95,8 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
             log(f"[{index}/{len(graphs)}] exporting {spec.file_name(folder.name)} ({precision}, opset {opset})")
             graph_files[key] = export_graph(model, spec, staging / spec.file_name(folder.name), opset)
             log(f"      done in {time.perf_counter() - started:.1f} s")
+        model.to("meta")  # the weights live in the graphs now: free them before onnxruntime loads those
+        gc.collect()
         stray = set(os.listdir(staging)) - {f.name for files in graph_files.values() for f in files}
         if stray:
             raise ExporterError(f"the exporter wrote files no graph refers to: {', '.join(sorted(stray))}")

@@ -21,10 +21,17 @@ from exporter.export import GRAPHS, TEXT_DTYPE
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass criteria of one precision: the lowest cosine similarity of any output row to PyTorch's
+    """Pass criteria of one precision: the lowest cosine similarity of any embedding row to PyTorch's
     and the largest max-abs difference relative to the output's scale; the zero-shot argmax must
     agree in every precision. The scale of an embedding is its largest reference magnitude; that of logits is
-    exp(logit_scale), their bound, since near-zero logits make element-wise ratios meaningless."""
+    exp(logit_scale), their bound, since near-zero logits make element-wise ratios meaningless.
+
+    The cosine applies to embeddings, not to rows of logits: logits are exp(logit_scale) * cos(image, text),
+    so a row's cosine measures the error of each cos(image, text) relative to its own size, which for
+    near-orthogonal embeddings (random weights: |cos| about 1/sqrt(embed_dim)) magnifies the towers'
+    error several times more than trained weights (|cos| 0.2-0.3) do. Logits are held to the
+    bound-relative error instead, tighter than what the embedding cosine allows them
+    (2 * sqrt(2 * (1 - min_cosine)))."""
 
     min_cosine: float
     max_relative: float
@@ -177,7 +184,8 @@ def compare(graph: str, input_set: str, actual: list[np.ndarray], expected: list
     abs_diff = max(float(np.abs(a - e).max()) for a, e in zip(actual, expected))
     cosine = min(row_cosine(a, e) for a, e in zip(actual, expected))
     agrees = bool(np.array_equal(zero_shot(actual, graph, partner), zero_shot(expected, graph, partner)))
-    passed = cosine >= tolerance.min_cosine and abs_diff / scale <= tolerance.max_relative and agrees
+    cosine_ok = graph == "forward" or cosine >= tolerance.min_cosine  # see Tolerance
+    passed = cosine_ok and abs_diff / scale <= tolerance.max_relative and agrees
     return Comparison(graph, input_set, abs_diff, abs_diff / scale, cosine, agrees, passed)
 
 

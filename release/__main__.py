@@ -1,36 +1,97 @@
-"""`python -m release stage --exports DIR --tag vX.Y.Z --hub-repo ID -o OUT`: stage verified exports for a
-release, with the Hugging Face model card (`OUT/hub/README.md`) and release notes (`OUT/RELEASE_NOTES.md`)."""
+"""`python -m release COMMAND`: what the release workflow runs, step by step, and a local rehearsal of it all.
+
+  matrix     the export jobs' matrix (every OpenAI variant x fp32/fp16) as JSON, from exporter/variants.py
+  stage      lay out verified exports as a tag's files, with SHA256SUMS, model card and release notes
+  publish    upload a staged release to the Hugging Face Hub and GitHub (or list every upload: --dry-run)
+  rehearse   the whole release on random weights, published to a Hub on loopback; no network
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from exporter.errors import ExporterError
-from release.cards import model_card, release_notes
-from release.stage import stage
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m release", description=__doc__)
+def _stage(args: argparse.Namespace) -> None:
+    from release.cards import model_card, release_notes
+    from release.stage import stage
+
+    release = stage(args.exports, args.tag, args.output)
+    (args.output / "hub" / "README.md").write_text(model_card(args.output, args.hub_repo, args.tag))
+    (args.output / "RELEASE_NOTES.md").write_text(release_notes(args.output, args.hub_repo, args.tag))
+    for entry in release["files"]:
+        print(f"hub {entry['hub_path']}  github {', '.join(entry['github_assets'])}  {entry['bytes']} bytes")
+    print(f"staged {len(release['files'])} files for {release['tag']} in {args.output}")
+
+
+def _publish(args: argparse.Namespace) -> None:
+    from release import github, hub
+
+    manifest = args.staged / "release-manifest.json"
+    if not manifest.is_file():
+        raise ExporterError(f"{args.staged} is not a staged release (no release-manifest.json); run `stage` first")
+    release = json.loads(manifest.read_text())
+    if args.dry_run:
+        for f in hub.hub_files(args.staged, release):
+            print(f"would upload to {args.hub_repo}: {f.path_in_repo}  {f.size} bytes  sha256 {f.sha256}")
+        print(f"would commit them to {args.hub_repo}@{hub.BRANCH} and tag {release['tag']}")
+        for name, digest in github.checksums(args.staged).items():
+            print(f"would attach to GitHub release {release['tag']} of {args.github_repo}: {name}  sha256 {digest}")
+        print("dry run: nothing was uploaded")
+        return
+    hub.publish(args.staged, release, args.hub_repo)
+    print(github.publish(args.staged, args.github_repo, release["tag"]))
+
+
+def _rehearse(args: argparse.Namespace) -> None:
+    from release.rehearse import rehearse
+
+    rehearse(args.output, args.variants, args.precisions)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m release", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("matrix", help="print the export matrix as JSON")
     staging = commands.add_parser("stage", help="lay out the files a tag publishes, with SHA256SUMS")
     staging.add_argument("--exports", type=Path, required=True, help="folder holding `clip-onnx export` outputs")
     staging.add_argument("--tag", required=True, help="release tag, vX.Y.Z")
     staging.add_argument("-o", "--output", type=Path, required=True, help="new folder to stage into")
     staging.add_argument("--hub-repo", required=True, help="Hugging Face repo id the card and notes point at")
-    args = parser.parse_args(argv)
+    publishing = commands.add_parser("publish", help="upload a staged release (Hub commit + tag, GitHub Release)",
+                                     description="Uploads with $HF_TOKEN (huggingface_hub) and `gh` ($GH_TOKEN). "
+                                                 "Safe to re-run: what is already published is checked, not repeated.")
+    publishing.add_argument("staged", type=Path, help="the folder `stage` wrote")
+    publishing.add_argument("--hub-repo", required=True, help="Hugging Face model repo id, ORG/NAME")
+    publishing.add_argument("--github-repo", required=True, help="GitHub repository, OWNER/NAME")
+    publishing.add_argument("--dry-run", action="store_true", help="list every upload, contact nothing")
+    rehearsal = commands.add_parser("rehearse", help="the whole release on random weights, offline",
+                                    description="Export and verify with random weights, stage, render the card and "
+                                                "notes, publish to a Hugging Face Hub on loopback twice (the second "
+                                                "run must change nothing), download and check every file.")
+    rehearsal.add_argument("-o", "--output", type=Path, required=True, help="new folder for everything")
+    rehearsal.add_argument("--variants", nargs="+", default=["tiny-ViT", "tiny-RN"], help="default: %(default)s")
+    rehearsal.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], help="default: %(default)s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
-        release = stage(args.exports, args.tag, args.output)
-        (args.output / "hub" / "README.md").write_text(model_card(args.output, args.hub_repo, args.tag))
-        (args.output / "RELEASE_NOTES.md").write_text(release_notes(args.output, args.hub_repo, args.tag))
+        if args.command == "matrix":
+            from release.stage import matrix
+
+            print(json.dumps(matrix()))
+        else:
+            {"stage": _stage, "publish": _publish, "rehearse": _rehearse}[args.command](args)
     except ExporterError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1
-    for entry in release["files"]:
-        print(f"hub {entry['hub_path']}  github {', '.join(entry['github_assets'])}  {entry['bytes']} bytes")
-    print(f"staged {len(release['files'])} files for {release['tag']} in {args.output}")
     return 0
 
 

@@ -20,11 +20,19 @@ from pathlib import Path
 
 from exporter import manifest as export_manifest
 from exporter.errors import ExporterError
+from exporter.export import PRECISIONS
+from exporter.variants import VARIANTS
 from exporter.weights import sha256_file
 
 TAG = re.compile(r"^v\d+\.\d+\.\d+$")
 # GitHub refuses release assets of 2 GiB or more; parts stay below with room to spare.
 PART_BYTES = 2 * 1024**3 - 64 * 1024**2
+
+
+def matrix() -> dict:
+    """The release workflow's export jobs: every OpenAI variant in every precision (`folder` names artifacts)."""
+    return {"include": [{"variant": v.name, "folder": v.folder_name, "precision": p}
+                        for v in VARIANTS.values() if v.published for p in PRECISIONS]}
 
 
 def hub_folder(name: str, precision: str) -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+
+import huggingface_hub
 
 import onnxruntime as ort
 import pytest
@@ -12,6 +17,7 @@ from exporter import pipeline
 from exporter.variants import folder_name, get_variant
 from exporter.verify import References
 from exporter.weights import random_weights
+from release.loopback_hub import LoopbackHub
 
 
 class Exported:
@@ -38,3 +44,16 @@ def exported(request, tmp_path_factory) -> Exported:
     together and releases it before building the next, so one full-size model is held at a time."""
     variant, precision = request.param
     return Exported(variant, precision, tmp_path_factory.mktemp(f"{folder_name(variant)}-{precision}"))
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
+    """A Hugging Face Hub on loopback, with the real client set to talk to it quickly (LFS, no waits)."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    # http_backoff sleeps 1+2+4+8+8 s over its five retries; the failure tests don't need to wait.
+    # (only `sleep` of the `time` module that huggingface_hub.utils._http sees is replaced)
+    monkeypatch.setattr(huggingface_hub.utils._http, "time", SimpleNamespace(sleep=lambda _seconds: None))
+    monkeypatch.setattr(importlib.import_module("huggingface_hub.utils.tqdm"), "HF_HUB_DISABLE_PROGRESS_BARS", True)
+    with LoopbackHub() as fake:
+        yield fake
+        assert fake.internal_errors == []

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from exporter.export import GRAPHS
-from exporter.variants import VARIANTS
+from exporter.variants import VARIANTS, folder_name
 from exporter.verify import MAX_INPUT_COSINE, TOLERANCES, partner
 
 DEFAULT = [("tiny-ViT", "fp32"), ("tiny-RN", "fp32"), ("tiny-ViT", "fp16"), ("tiny-RN", "fp16"),
            ("ViT-B/32", "fp32"), ("RN50", "fp32")]
 FULL = [(v.name, p) for v in VARIANTS.values() if v.published for p in ("fp32", "fp16") if (v.name, p) not in DEFAULT]
-CASES = [pytest.param((v, p), id=f"{v}-{p}") for v, p in DEFAULT] + [
-    pytest.param((v, p), id=f"{v}-{p}", marks=pytest.mark.full) for v, p in FULL]
+CASES = [pytest.param((v, p), id=f"{folder_name(v)}-{p}") for v, p in DEFAULT] + [
+    pytest.param((v, p), id=f"{folder_name(v)}-{p}", marks=pytest.mark.full) for v, p in FULL]
 # every input set that feeds each graph; token layouts (end token at every position) feed the text tower
 GRAPH_INPUTS = [pytest.param(g, s, id=f"{g}-{s}") for g in GRAPHS for s in ("single", "photos", "synthetic")] + [
     pytest.param("transformer", "token-layouts", id="transformer-token-layouts")]
@@ -39,7 +39,8 @@ def test_graph_matches_pytorch(exported, graph, input_set):
     scale = exported.references.logit_scale if graph == "forward" else np.abs(expected[0]).max()
     for got, want in zip(actual, expected):
         assert got.shape == want.shape and got.dtype == np.float32
-        assert cosines(got, want).min() >= tolerance.min_cosine
+        if graph != "forward":  # the cosine is a tolerance of embeddings (see verify.Tolerance)
+            assert cosines(got, want).min() >= tolerance.min_cosine
         assert np.abs(got - want).max() <= tolerance.max_relative * scale
     if graph == "forward":
         np.testing.assert_array_equal(actual[0].argmax(1), expected[0].argmax(1))

@@ -89,7 +89,7 @@ def test_model_card_and_notes_carry_the_measured_figures(exports, tmp_path):
     assert card.startswith("---\nlicense: mit\n") and "pipeline_tag: zero-shot-image-classification" in card
     manifest = json.loads((exports / "fp16" / "tiny-ViT" / "manifest.json").read_text())
     worst = min(c["min_cosine"] for c in manifest["verification"]["comparisons"] if c["graph"] == "visual")
-    assert f"| tiny-ViT-fp16 | visual | " in card and f"{worst:.7f}" in card
+    assert "| tiny-ViT-fp16 | visual | " in card and f"{worst:.7f}" in card
     assert 'revision="v2.0.0"' in card and '"v2.0.0".into()' in card
     notes = cards.release_notes(out, "org/clip-onnx", "v2.0.0")
     assert all(f["hub_path"] in notes and f["sha256"][:16] in notes for f in release["files"])

@@ -38,3 +38,15 @@ def test_fp16_tolerance_is_looser_but_finite():
 def test_zero_rows_only_match_zero_rows():
     assert row_cosine(np.zeros((1, 3)), np.ones((1, 3))) == 0.0
     assert row_cosine(np.zeros((1, 3)), np.zeros((1, 3))) == 1.0
+
+
+def test_logits_are_held_to_their_bound_not_a_row_cosine():
+    """Near-zero logits (near-orthogonal embeddings) have a poor row cosine under errors far inside
+    the bound; errors of a tenth of the bound fail."""
+    logits = np.array([[0.3, -0.2, 0.1], [0.05, 0.2, -0.1]], dtype=np.float32)
+    bound = 20.0
+    drift = np.array([[0.02, 0.03, -0.02], [0.02, -0.01, 0.03]], dtype=np.float32)
+    small = compare("forward", "unit", [logits + drift], [logits], TOLERANCES["fp16"], None, bound)
+    assert small.min_cosine < TOLERANCES["fp16"].min_cosine and small.passed
+    large = compare("forward", "unit", [logits + 2.0], [logits], TOLERANCES["fp16"], None, bound)
+    assert not large.passed

@@ -1,0 +1,126 @@
+"""Publish a staged release to the Hugging Face Hub: one commit holding the release's files, then a tag.
+
+Safe to re-run. A tag that already holds exactly these files is left alone, one that holds anything
+else is refused (a published tag never moves). Files already on `main` with the same content are not
+sent again, files on `main` that the release does not have are deleted in the same commit, so the tag
+holds exactly the release. The commit is created only after every LFS object is uploaded, so a
+failed upload leaves no commit and can simply be retried. Before tagging, the Hub's own record of
+every file (LFS SHA-256, or git blob id for small files) is compared with the staged hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+from exporter.errors import ExporterError
+from exporter.weights import sha256_file
+
+BRANCH = "main"
+
+
+@dataclass(frozen=True)
+class HubFile:
+    path_in_repo: str
+    local: Path
+    sha256: str
+    size: int
+
+
+def git_blob_id(path: Path) -> str:
+    """The id git (and the Hub, for files not stored in LFS) gives a file's content."""
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hub_files(staged: Path, release: dict) -> list[HubFile]:
+    """Every file under `staged/hub`, hashed once: the release manifest already knows most hashes."""
+    known = {entry["hub_path"]: entry["sha256"] for entry in release["files"]}
+    root = Path(staged) / "hub"
+    files = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        name = path.relative_to(root).as_posix()
+        files.append(HubFile(name, path, known.get(name) or sha256_file(path), path.stat().st_size))
+    return files
+
+
+def differences(api: HfApi, repo_id: str, revision: str, files: list[HubFile]) -> dict[str, str]:
+    """Path -> what the Hub's record at `revision` gets wrong about it: missing, other size or hash."""
+    infos = {info.path: info for info in api.get_paths_info(repo_id, [f.path_in_repo for f in files], revision=revision)}
+    wrong = {}
+    for f in files:
+        info = infos.get(f.path_in_repo)
+        if info is None:
+            wrong[f.path_in_repo] = "is missing"
+        elif info.size != f.size:
+            wrong[f.path_in_repo] = f"has {info.size} bytes, not {f.size}"
+        elif info.lfs is not None and info.lfs.sha256 != f.sha256:
+            wrong[f.path_in_repo] = f"has SHA-256 {info.lfs.sha256}, not {f.sha256}"
+        elif info.lfs is None and info.blob_id != git_blob_id(f.local):
+            wrong[f.path_in_repo] = f"has other content (git blob {info.blob_id})"
+    return wrong
+
+
+def _first(wrong: dict[str, str]) -> str:
+    path, reason = next(iter(wrong.items()))
+    return f"{path} {reason}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "")
+
+
+def publish(staged: Path, release: dict, repo_id: str, *, endpoint: str | None = None, token: str | None = None,
+            log: Callable[[str], None] = print) -> str:
+    """Publish `staged` (a `python -m release stage` folder) as `release["tag"]`; return the tagged commit."""
+    try:
+        return _publish(staged, release, repo_id, HfApi(endpoint=endpoint, token=token), log)
+    except HfHubHTTPError as error:
+        raise ExporterError(f"Hugging Face Hub: {error}; {release['tag']} was not tagged, re-run to retry") from None
+    except RuntimeError as error:  # how huggingface_hub reports a failed LFS upload
+        raise ExporterError(f"Hugging Face Hub: {error} ({error.__cause__}); nothing was committed or tagged, "
+                            f"re-run to retry") from None
+
+
+def _publish(staged: Path, release: dict, repo_id: str, api: HfApi, log: Callable[[str], None]) -> str:
+    tag = release["tag"]
+    files = hub_files(staged, release)
+    api.create_repo(repo_id, exist_ok=True)
+    refs = api.list_repo_refs(repo_id)
+    tags = {ref.name: ref.target_commit for ref in refs.tags}
+    if tag in tags:
+        wrong = differences(api, repo_id, tag, files)
+        if wrong:
+            raise ExporterError(f"{repo_id} already has tag {tag} with other files ({_first(wrong)}); a published tag is "
+                                f"never moved: release a new version")
+        log(f"hub: {repo_id}@{tag} already holds these {len(files)} files; nothing to do")
+        return tags[tag]
+    head = next((ref.target_commit for ref in refs.branches if ref.name == BRANCH), None)
+    wanted = {f.path_in_repo for f in files}
+    if head is None:
+        changed, stale = files, []
+    else:
+        outdated = differences(api, repo_id, head, files)
+        changed = [f for f in files if f.path_in_repo in outdated]
+        stale = [p for p in api.list_repo_files(repo_id, revision=head) if p not in wanted and p != ".gitattributes"]
+    if changed or stale:
+        log(f"hub: committing {len(changed)} files ({sum(f.size for f in changed) / 1e9:.2f} GB), "
+            f"deleting {len(stale)} to {repo_id}")
+        operations = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local)) for f in changed]
+        operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        commit = api.create_commit(repo_id, operations, commit_message=f"clip-onnx {tag}", revision=BRANCH,
+                                   parent_commit=head)
+        head = commit.oid
+    else:
+        log(f"hub: {repo_id}@{BRANCH} already holds these files; tagging it")
+    wrong = differences(api, repo_id, head, files)
+    if wrong:
+        raise ExporterError(f"after the upload the Hub reports {_first(wrong)}; {tag} was not tagged, re-run to retry")
+    api.create_tag(repo_id, tag=tag, revision=head, tag_message=f"clip-onnx {tag}")
+    log(f"hub: tagged {repo_id}@{tag} = {head}")
+    return head
+
