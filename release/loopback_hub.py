@@ -1,4 +1,4 @@
-"""An in-process fake of the Hugging Face Hub HTTP API, for tests.
+"""A Hugging Face Hub on loopback: an in-process fake of the Hub HTTP API for tests and the release rehearsal.
 
 It speaks the endpoints, request bodies and response fields used by the ``huggingface_hub`` client
 **2.4.0** (read from that release's ``hf_api.py``, ``_commit_api.py``, ``lfs.py``, ``file_download.py`` and
@@ -238,7 +238,7 @@ class LoopbackHub:
         for role in ("hub", "cdn"):
             server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
             server.daemon_threads = True
-            server.fake_hub = self  # type: ignore[attr-defined]
+            server.loopback_hub = self  # type: ignore[attr-defined]
             server.role = role  # type: ignore[attr-defined]
             thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=f"fake-hub-{role}", daemon=True)
             thread.start()
@@ -800,7 +800,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "LoopbackHub/1.0"
 
     def _serve(self) -> None:
-        hub: LoopbackHub = self.server.fake_hub  # type: ignore[attr-defined]
+        hub: LoopbackHub = self.server.loopback_hub  # type: ignore[attr-defined]
         role: str = self.server.role  # type: ignore[attr-defined]
         body = self._read_body()
         headers = {k.lower(): v for k, v in self.headers.items()}
