@@ -170,17 +170,68 @@ def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> l
             dynamo=True,
             verbose=False,
         )
+        actual = program.model.opset_imports.get("", program.model.opset_imports.get("ai.onnx"))
+        if actual != opset:
+            raise ExporterError(f"torch's exporter wrote opset {actual} for {path.name} when opset {opset} was "
+                                f"asked; use --opset {actual}")
         initializer_bytes = sum(v.const_value.nbytes for v in program.model.graph.initializers.values()
                                 if v.const_value is not None)
-        program.save(path, external_data=initializer_bytes > EXTERNAL_DATA_THRESHOLD)
+        if initializer_bytes > EXTERNAL_DATA_THRESHOLD:
+            program.save(path, external_data=True)
+            files = [path, *external_files(path)]
+        else:
+            save_single_file(program, path)
+            files = [path]
     del program
     gc.collect()
-    written = onnx.load(str(path), load_external_data=False)
-    actual = next(o.version for o in written.opset_import if o.domain in ("", "ai.onnx"))
-    if actual != opset:
-        raise ExporterError(f"torch's exporter wrote opset {actual} for {path.name} when opset {opset} was asked; "
-                            f"use --opset {actual}")
-    return [path, *external_files(path, written)]
+    return files
+
+
+# ModelProto's `graph` is field 7, length-delimited: the key byte of each appended graph fragment.
+_GRAPH_FIELD_KEY = bytes([7 << 3 | 2])
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def save_single_file(program: torch.onnx.ONNXProgram, path: Path) -> None:
+    """Write `program` as one self-contained .onnx file without holding it serialised in memory.
+
+    A plain inline save builds the whole ModelProto, tensors included, then serialises it: about three
+    times the weights on top of the process (measured: RN50x4's forward graph, 0.7 GB of weights,
+    peaked 2.1 GB above the process while saving). Here the tensors are first streamed to a scratch
+    data file; then the file is written as the graph without its tensors followed by one `graph`
+    fragment per tensor. Protobuf parsers merge repeated occurrences of an embedded message field,
+    so every reader sees one graph holding every initializer, in order."""
+    scratch = path.with_name(f".{path.name}.scratch")
+    program.save(scratch, external_data=True)
+    data_files = external_files(scratch)
+    try:
+        proto = onnx.load(str(scratch), load_external_data=False)
+        initializers = list(proto.graph.initializer)
+        del proto.graph.initializer[:]
+        with open(path, "wb") as out:
+            out.write(proto.SerializeToString())
+            for tensor in initializers:
+                if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                    info = {entry.key: entry.value for entry in tensor.external_data}
+                    with open(scratch.parent / info["location"], "rb") as data:
+                        data.seek(int(info.get("offset", 0)))
+                        tensor.raw_data = data.read(int(info["length"])) if "length" in info else data.read()
+                    del tensor.external_data[:]
+                    tensor.data_location = onnx.TensorProto.DEFAULT
+                fragment = onnx.GraphProto(initializer=[tensor]).SerializeToString()
+                out.write(_GRAPH_FIELD_KEY + _varint(len(fragment)) + fragment)
+                tensor.Clear()
+    finally:
+        for scratch_file in [scratch, *data_files]:
+            scratch_file.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,33 @@
+"""The self-contained graph file written in fragments is the same model as torch's own inline save."""
+
+from __future__ import annotations
+
+import onnx
+import torch
+from onnx import numpy_helper
+
+from exporter.export import GRAPHS, example_inputs, save_single_file
+from exporter.variants import get_variant
+from exporter.weights import random_weights
+
+
+def test_fragmented_single_file_equals_an_inline_save(tmp_path):
+    model = random_weights(get_variant("tiny-RN")).model.float().eval()
+    spec = GRAPHS["forward"]
+    examples = example_inputs(model, torch.device("cpu"))
+    with torch.no_grad():
+        program = torch.onnx.export(spec.wrapper(model).eval(), tuple(examples[n] for n in spec.inputs),
+                                    input_names=list(spec.inputs), output_names=list(spec.outputs), dynamo=True,
+                                    opset_version=18, verbose=False)
+    program.save(tmp_path / "inline.onnx", external_data=False)
+    save_single_file(program, tmp_path / "fragments.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fragments.onnx", "inline.onnx"]  # no scratch left
+    inline, fragments = (onnx.load(str(tmp_path / n)) for n in ("inline.onnx", "fragments.onnx"))
+    onnx.checker.check_model(fragments)
+    assert [t.name for t in fragments.graph.initializer] == [t.name for t in inline.graph.initializer]
+    assert len(inline.graph.initializer) > 50
+    for a, b in zip(fragments.graph.initializer, inline.graph.initializer):
+        assert a.data_location == onnx.TensorProto.DEFAULT
+        assert numpy_helper.to_array(a).tobytes() == numpy_helper.to_array(b).tobytes()
+    del inline.graph.initializer[:], fragments.graph.initializer[:]
+    assert fragments.SerializeToString() == inline.SerializeToString()
