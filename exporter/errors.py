@@ -1,4 +1,4 @@
-"""The one exception type for expected failures: the CLI prints its message as one line, no traceback."""
+"""Expected failures: the CLI prints their message as one line, no traceback."""
 
 
 class ExporterError(Exception):
@@ -7,3 +7,9 @@ class ExporterError(Exception):
 
 class VerificationError(ExporterError):
     """ONNX Runtime disagreed with PyTorch beyond the tolerance table."""
+
+
+def first_problem(problems: dict[str, str]) -> str:
+    """`{name: what is wrong}` as one phrase for a one-line error: the first, and how many more."""
+    name, reason = next(iter(problems.items()))
+    return f"{name} {reason}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")

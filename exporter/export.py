@@ -210,10 +210,11 @@ def save_single_file(program: torch.onnx.ONNXProgram, path: Path) -> None:
     fragment per tensor. Protobuf parsers merge repeated occurrences of an embedded message field,
     so every reader sees one graph holding every initializer, in order."""
     scratch = path.with_name(f".{path.name}.scratch")
-    program.save(scratch, external_data=True)
-    data_files = external_files(scratch)
+    data_files: list[Path] = []
     try:
+        program.save(scratch, external_data=True)
         proto = onnx.load(str(scratch), load_external_data=False)
+        data_files = external_files(scratch, proto)
         initializers = list(proto.graph.initializer)
         del proto.graph.initializer[:]
         with open(path, "wb") as out:

@@ -1,2 +1,3 @@
-"""What the release workflow runs: `python -m release stage ...` turns verified exports into the exact
-files a tag publishes (Hugging Face Hub layout, GitHub Release assets, SHA256SUMS, a release manifest)."""
+"""What the release workflow runs (`python -m release --help`): the export matrix, staging verified exports
+as the exact files a tag publishes, the model card and notes, publishing to the Hugging Face Hub and
+GitHub Releases, and an offline rehearsal of it all against a loopback Hub."""

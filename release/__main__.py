@@ -17,12 +17,11 @@ from exporter.errors import ExporterError
 
 
 def _stage(args: argparse.Namespace) -> None:
-    from release.cards import model_card, release_notes
+    from release.cards import write_texts
     from release.stage import stage
 
     release = stage(args.exports, args.tag, args.output)
-    (args.output / "hub" / "README.md").write_text(model_card(args.output, args.hub_repo, args.tag))
-    (args.output / "RELEASE_NOTES.md").write_text(release_notes(args.output, args.hub_repo, args.tag))
+    write_texts(args.output, args.hub_repo, args.tag)
     for entry in release["files"]:
         print(f"hub {entry['hub_path']}  github {', '.join(entry['github_assets'])}  {entry['bytes']} bytes")
     print(f"staged {len(release['files'])} files for {release['tag']} in {args.output}")

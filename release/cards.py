@@ -108,6 +108,12 @@ let session = ort::session::Session::builder()?.commit_from_file(path)?;
 """
 
 
+def write_texts(staged: Path, repo_id: str, tag: str) -> None:
+    """The model card (`hub/README.md`, uploaded with the Hub files) and `RELEASE_NOTES.md` of a staged release."""
+    (staged / "hub" / "README.md").write_text(model_card(staged, repo_id, tag))
+    (staged / "RELEASE_NOTES.md").write_text(release_notes(staged, repo_id, tag))
+
+
 def release_notes(staged: Path, repo_id: str, tag: str) -> str:
     release = json.loads((staged / "release-manifest.json").read_text())
     rows = "\n".join(f"| `{f['hub_path']}` | {', '.join(f'`{a}`' for a in f['github_assets'])} | {f['bytes']:,} | "

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from exporter.errors import ExporterError
+from exporter.errors import ExporterError, first_problem
 from exporter.weights import sha256_file
 
 
@@ -49,18 +49,13 @@ def mismatches(existing: list[dict], wanted: dict[str, str]) -> dict[str, str]:
     return wrong
 
 
-def _first(wrong: dict[str, str]) -> str:
-    name, reason = next(iter(wrong.items()))
-    return f"{name} {reason}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "")
-
-
 def plan(existing: list[dict], wanted: dict[str, str], draft: bool) -> tuple[list[str], list[str]]:
     """(assets to upload, assets to replace) to make a release hold exactly `wanted`.
     A published release is never altered; a draft's foreign assets are left for a person to judge."""
     wrong = mismatches(existing, wanted)
     if wrong and not draft:
-        raise ExporterError(f"the published release differs from this one ({_first(wrong)}); a published release "
-                            f"is never altered: release a new version")
+        raise ExporterError(f"the published release differs from this one ({first_problem(wrong)}); "
+                            f"a published release is never altered: release a new version")
     extra = [name for name, reason in wrong.items() if reason == EXTRA]
     if extra:
         raise ExporterError(f"the draft release has assets this release does not: {', '.join(extra)}; delete them "
@@ -102,7 +97,8 @@ def publish(staged: Path, repo: str, tag: str, log: Callable[[str], None] = prin
     release = find_release(repo, tag)
     wrong = mismatches(release["assets"], sums)
     if wrong:
-        raise ExporterError(f"after the upload GitHub reports {_first(wrong)}; the release stays a draft, re-run")
+        raise ExporterError(f"after the upload GitHub reports {first_problem(wrong)}; "
+                            f"the release stays a draft, re-run")
     if release["draft"]:
         _gh("release", "edit", tag, "--repo", repo, "--draft=false")
         log(f"github: published {repo} {tag} with {len(sums)} assets")

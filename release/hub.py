@@ -18,7 +18,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from exporter.errors import ExporterError
+from exporter.errors import ExporterError, first_problem
 from exporter.weights import sha256_file
 
 BRANCH = "main"
@@ -69,11 +69,6 @@ def differences(api: HfApi, repo_id: str, revision: str, files: list[HubFile]) -
     return wrong
 
 
-def _first(wrong: dict[str, str]) -> str:
-    path, reason = next(iter(wrong.items()))
-    return f"{path} {reason}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "")
-
-
 def publish(staged: Path, release: dict, repo_id: str, *, endpoint: str | None = None, token: str | None = None,
             log: Callable[[str], None] = print) -> str:
     """Publish `staged` (a `python -m release stage` folder) as `release["tag"]`; return the tagged commit."""
@@ -95,8 +90,8 @@ def _publish(staged: Path, release: dict, repo_id: str, api: HfApi, log: Callabl
     if tag in tags:
         wrong = differences(api, repo_id, tag, files)
         if wrong:
-            raise ExporterError(f"{repo_id} already has tag {tag} with other files ({_first(wrong)}); a published tag is "
-                                f"never moved: release a new version")
+            raise ExporterError(f"{repo_id} already has tag {tag} with other files ({first_problem(wrong)}); "
+                                f"a published tag is never moved: release a new version")
         log(f"hub: {repo_id}@{tag} already holds these {len(files)} files; nothing to do")
         return tags[tag]
     head = next((ref.target_commit for ref in refs.branches if ref.name == BRANCH), None)
@@ -119,8 +114,8 @@ def _publish(staged: Path, release: dict, repo_id: str, api: HfApi, log: Callabl
         log(f"hub: {repo_id}@{BRANCH} already holds these files; tagging it")
     wrong = differences(api, repo_id, head, files)
     if wrong:
-        raise ExporterError(f"after the upload the Hub reports {_first(wrong)}; {tag} was not tagged, re-run to retry")
+        raise ExporterError(f"after the upload the Hub reports {first_problem(wrong)}; "
+                            f"{tag} was not tagged, re-run to retry")
     api.create_tag(repo_id, tag=tag, revision=head, tag_message=f"clip-onnx {tag}")
     log(f"hub: tagged {repo_id}@{tag} = {head}")
     return head
-

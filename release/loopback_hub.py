@@ -5,10 +5,9 @@ It speaks the endpoints, request bodies and response fields used by the ``huggin
 ``utils/_http.py``), for **model repositories only**, so the real ``HfApi(endpoint=hub.url, token=hub.token)``
 and ``hf_hub_download(..., endpoint=hub.url)`` can run against it.
 
-Xet storage is not emulated: large files go through the legacy git-LFS "basic" transfer. Tests must
-disable Xet in the client (``monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)``
-or ``HF_HUB_DISABLE_XET=1`` before importing ``huggingface_hub``), otherwise ``hf_xet``, when installed, is
-used for uploads and the fake cannot answer it.
+Xet storage is not emulated: large files go through the legacy git-LFS "basic" transfer. While the
+fake runs, it sets ``huggingface_hub.constants.HF_HUB_DISABLE_XET`` in this process (and restores it on
+stop); otherwise ``hf_xet``, when installed, would be used for uploads and the fake could not answer it.
 
 Two loopback servers (``http.server.ThreadingHTTPServer`` in daemon threads, stdlib only) make up the fake:
 
@@ -72,6 +71,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from huggingface_hub import constants as hub_constants
 
 __all__ = ["LoopbackHub", "StoredFile", "CommitRecord", "LFS_SUFFIXES", "LFS_SIZE_THRESHOLD"]
 
@@ -235,6 +236,8 @@ class LoopbackHub:
     def start(self) -> LoopbackHub:
         if self._servers:
             return self
+        self._xet_disabled_before = hub_constants.HF_HUB_DISABLE_XET
+        hub_constants.HF_HUB_DISABLE_XET = True  # the client must speak LFS to this server
         for role in ("hub", "cdn"):
             server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
             server.daemon_threads = True
@@ -254,6 +257,8 @@ class LoopbackHub:
             server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
+        if self._servers:
+            hub_constants.HF_HUB_DISABLE_XET = self._xet_disabled_before
         self._servers.clear()
         self._threads.clear()
 

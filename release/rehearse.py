@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import huggingface_hub
 from huggingface_hub import hf_hub_download
 
 from exporter import pipeline
@@ -21,7 +20,7 @@ from exporter.errors import ExporterError
 from exporter.variants import folder_name, get_variant
 from exporter.weights import random_weights, sha256_file
 from release import github, hub
-from release.cards import model_card, release_notes
+from release.cards import write_texts
 from release.loopback_hub import LoopbackHub
 from release.stage import stage
 
@@ -46,26 +45,20 @@ def rehearse(out: Path, variants: list[str], precisions: list[str], log: Callabl
             raise ExporterError(f"{folder} no longer verifies")
     staged = out / "staged"
     release = stage(exports, TAG, staged)
-    (staged / "hub" / "README.md").write_text(model_card(staged, HUB_REPO, TAG))
-    (staged / "RELEASE_NOTES.md").write_text(release_notes(staged, HUB_REPO, TAG))
+    write_texts(staged, HUB_REPO, TAG)
     log(f"== staged {len(release['files'])} files in {staged}")
-    # The loopback Hub speaks the LFS protocol; huggingface_hub would otherwise pick Xet storage.
-    xet, huggingface_hub.constants.HF_HUB_DISABLE_XET = huggingface_hub.constants.HF_HUB_DISABLE_XET, True
-    try:
-        with LoopbackHub() as server:
-            first = hub.publish(staged, release, HUB_REPO, endpoint=server.url, token=server.token, log=log)
-            commits = server.commits(HUB_REPO)
-            again = hub.publish(staged, release, HUB_REPO, endpoint=server.url, token=server.token, log=log)
-            if again != first or server.commits(HUB_REPO) != commits:
-                raise ExporterError("publishing the same release twice changed the Hub")
-            for entry in release["files"]:
-                path = hf_hub_download(HUB_REPO, entry["hub_path"], revision=TAG, endpoint=server.url,
-                                       cache_dir=out / "downloads")
-                if sha256_file(Path(path)) != entry["sha256"]:
-                    raise ExporterError(f"{entry['hub_path']} downloaded at {TAG} differs from what was staged")
-            log(f"== hub: {len(release['files'])} files downloaded at {TAG} match their SHA-256")
-    finally:
-        huggingface_hub.constants.HF_HUB_DISABLE_XET = xet
+    with LoopbackHub() as server:
+        first = hub.publish(staged, release, HUB_REPO, endpoint=server.url, token=server.token, log=log)
+        commits = server.commits(HUB_REPO)
+        again = hub.publish(staged, release, HUB_REPO, endpoint=server.url, token=server.token, log=log)
+        if again != first or server.commits(HUB_REPO) != commits:
+            raise ExporterError("publishing the same release twice changed the Hub")
+        for entry in release["files"]:
+            path = hf_hub_download(HUB_REPO, entry["hub_path"], revision=TAG, endpoint=server.url,
+                                   cache_dir=out / "downloads")
+            if sha256_file(Path(path)) != entry["sha256"]:
+                raise ExporterError(f"{entry['hub_path']} downloaded at {TAG} differs from what was staged")
+        log(f"== hub: {len(release['files'])} files downloaded at {TAG} match their SHA-256")
     for name, digest in github.checksums(staged).items():
         log(f"github release asset (not uploaded): {name}  sha256 {digest}")
     log(f"rehearsal passed: {out}")

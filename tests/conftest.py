@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import huggingface_hub
-
 import onnxruntime as ort
 import pytest
 
@@ -48,8 +47,7 @@ def exported(request, tmp_path_factory) -> Exported:
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
-    """A Hugging Face Hub on loopback, with the real client set to talk to it quickly (LFS, no waits)."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    """A Hugging Face Hub on loopback, with the real client set to talk to it quickly (no waits, no progress bars)."""
     # http_backoff sleeps 1+2+4+8+8 s over its five retries; the failure tests don't need to wait.
     # (only `sleep` of the `time` module that huggingface_hub.utils._http sees is replaced)
     monkeypatch.setattr(huggingface_hub.utils._http, "time", SimpleNamespace(sleep=lambda _seconds: None))
