@@ -1,17 +1,20 @@
-"""`clip-onnx` (also `python -m exporter`): list variants, export them, verify exported folders."""
+"""`clip-onnx` (also `python -m exporter`): list variants, export them, verify exported folders, and use
+exported folders (classify, embed) with onnxruntime alone.
+
+Only `list`, `export` and `verify` need PyTorch (the `export` extra); they import it when they run, so
+`classify` and `embed` work in a runtime-only install."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-import onnx
-
+from exporter.contract import DEFAULT_OPSET, GRAPHS, MIN_OPSET, PRECISIONS
 from exporter.errors import ExporterError, VerificationError
-from exporter.export import DEFAULT_OPSET, GRAPHS, MIN_OPSET, PRECISIONS
+from exporter.tolerances import TOLERANCES
 from exporter.variants import VARIANTS, folder_name, get_variant
-from exporter.verify import TOLERANCES
 
 EXAMPLES = """\
 examples:
@@ -21,10 +24,14 @@ examples:
   clip-onnx export --checkpoint finetuned.pt -o dist/   # any CLIP checkpoint; the architecture is inferred
   clip-onnx export RN50 --precision fp16 --graphs visual,transformer -o dist/
   clip-onnx verify dist/ViT-B-32                        # re-run the PyTorch comparison on exported files
+  clip-onnx classify cat.jpg dog.png -m dist/ViT-B-32 --labels "a cat,a dog"   # zero-shot, no torch needed
+  clip-onnx embed -m dist/ViT-B-32 --image cat.jpg --text "a cat" -o embeddings.npz
 """
 
 
 def _opset(value: str) -> int:
+    import onnx
+
     opset = int(value)
     highest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= highest:
@@ -98,7 +105,42 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--checkpoint", type=Path,
                         help="the checkpoint a --checkpoint export came from, if it moved since")
     _add_weight_options(verify)
+
+    classify = commands.add_parser(
+        "classify", help="zero-shot classification of images with an exported folder (no PyTorch needed)",
+        description="Scores every image against every label with the visual and transformer graphs and the "
+                    "manifest's logit_scale (the forward graph is not needed), and prints each image's most "
+                    "likely labels with softmax probabilities.")
+    classify.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (any format Pillow reads)")
+    classify.add_argument("--labels", required=True, type=_labels, help='comma-separated labels, e.g. "a cat,a dog"')
+    classify.add_argument("--template", default="{}",
+                          help='caption made of each label, e.g. "a photo of {}." (default: the label as is)')
+    _add_runtime_options(classify)
+    classify.add_argument("--top", type=int, default=5, help="labels shown per image (default: 5)")
+
+    embed = commands.add_parser(
+        "embed", help="embeddings of images and texts with an exported folder (no PyTorch needed)",
+        description="Runs the visual graph on --image files and the transformer graph on --text captions. "
+                    "Writes an .npz (arrays image_embeds, text_embeds) or .json file with -o, else JSON on stdout.")
+    embed.add_argument("--image", action="append", type=Path, default=[], metavar="FILE", help="an image file (repeatable)")
+    embed.add_argument("--text", action="append", default=[], metavar="CAPTION", help="a caption (repeatable)")
+    _add_runtime_options(embed)
+    embed.add_argument("--normalize", action="store_true", help="scale every embedding to unit length")
+    embed.add_argument("-o", "--output", type=Path, help="write FILE.npz or FILE.json instead of printing JSON")
     return root
+
+
+def _labels(value: str) -> list[str]:
+    labels = [label.strip() for label in value.split(",") if label.strip()]
+    if not labels:
+        raise argparse.ArgumentTypeError(f"{value!r} names no label; give comma-separated labels")
+    return labels
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", type=Path, required=True, metavar="FOLDER",
+                        help="a folder written by `clip-onnx export`, e.g. dist/ViT-B-32")
+    parser.add_argument("--truncate", action="store_true", help="cut texts longer than 77 tokens instead of failing")
 
 
 def _list() -> None:
@@ -146,15 +188,64 @@ def _verify(args: argparse.Namespace) -> None:
     print(f"{args.folder}: verified")
 
 
+def _classify(args: argparse.Namespace) -> None:
+    from exporter.runtime import Model, softmax
+
+    if "{}" not in args.template:
+        raise ExporterError(f"--template {args.template!r} has no {{}} for the label")
+    model = Model(args.model)
+    per_image, _ = model.similarity(args.images, [args.template.format(label) for label in args.labels],
+                                    args.truncate)
+    for image, probabilities in zip(args.images, softmax(per_image)):
+        best = probabilities.argsort()[::-1][:args.top]
+        print(f"{image}: " + ", ".join(f"{args.labels[i]} {probabilities[i]:.3f}" for i in best))
+
+
+def _embed(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from exporter.runtime import Model
+
+    if not args.image and not args.text:
+        raise ExporterError("nothing to embed; give --image FILE and/or --text CAPTION")
+    model = Model(args.model)
+    arrays = {}
+    if args.image:
+        arrays["image_embeds"] = model.encode_image(args.image)
+    if args.text:
+        arrays["text_embeds"] = model.encode_text(args.text, args.truncate)
+    if args.normalize:
+        arrays = {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in arrays.items()}
+    inputs = {"image_embeds": [str(p) for p in args.image], "text_embeds": args.text}
+    document = {key: [{"input": i, "embedding": row.tolist()} for i, row in zip(inputs[key], value)]
+                for key, value in arrays.items()}
+    if args.output is None:
+        json.dump(document, sys.stdout)
+        print()
+    elif args.output.suffix == ".npz":
+        np.savez(args.output, **arrays)
+    elif args.output.suffix == ".json":
+        args.output.write_text(json.dumps(document) + "\n")
+    else:
+        raise ExporterError(f"--output {args.output}: name a .npz or .json file")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    commands = {"list": lambda a: _list(), "export": _export, "verify": _verify, "classify": _classify, "embed": _embed}
     try:
-        {"list": lambda a: _list(), "export": _export, "verify": _verify}[args.command](args)
+        commands[args.command](args)
     except VerificationError as error:
         print(f"clip-onnx: verification failed: {error}", file=sys.stderr)
         return 3
     except ExporterError as error:
         print(f"clip-onnx: error: {error}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as error:
+        if error.name not in ("torch", "torchvision", "clip", "onnx", "onnxscript"):
+            raise
+        print(f"clip-onnx: error: `clip-onnx {args.command}` needs {error.name}, which a runtime-only install "
+              "lacks; pip install 'clip-onnx[export]'", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("clip-onnx: interrupted; no partial file was left under a final name", file=sys.stderr)

@@ -7,25 +7,21 @@ import gc
 import io
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import torch
 from torch import nn
 
+from exporter.contract import GraphSpec
 from exporter.errors import ExporterError
 
-DEFAULT_OPSET = 18
-# torch's exporter has no implementations below opset 18 and silently raises a lower request.
-MIN_OPSET = 18
 # Protobuf cannot hold a message over 2 GiB, so graphs with more initializer bytes than this are
 # written with external data; torch's exporter does so above this size whatever it is told.
 EXTERNAL_DATA_THRESHOLD = 1536 * 1024**2
 # Batch sizes of the example inputs; verification uses others, so the dynamic axes are exercised.
 EXPORT_IMAGE_BATCH, EXPORT_TEXT_BATCH = 2, 3
 TEXT_DTYPE = torch.int32
-PRECISIONS = ("fp32", "fp16")
 
 
 def encode_image(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
@@ -78,44 +74,8 @@ class ForwardGraph(VisualGraph):
         return logits(self.model, encode_image(self.model, image), encode_text(self.model, text))
 
 
-@dataclass(frozen=True)
-class GraphSpec:
-    """One exported graph: its file suffix, wrapper and I/O names (the public contract)."""
-
-    key: str
-    suffix: str
-    wrapper: type[nn.Module]
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-
-    def file_name(self, name: str) -> str:
-        return f"{name}{self.suffix}.onnx"
-
-
-GRAPHS: dict[str, GraphSpec] = {
-    spec.key: spec
-    for spec in [
-        GraphSpec("forward", "", ForwardGraph, ("image", "text"), ("logits_per_image", "logits_per_text")),
-        GraphSpec("visual", "_visual", VisualGraph, ("image",), ("image_embeds",)),
-        GraphSpec("transformer", "_transformer", TextGraph, ("text",), ("text_embeds",)),
-    ]
-}
-
-
-def io_contract(spec: GraphSpec, resolution: int, context_length: int, embed_dim: int) -> dict:
-    """Names, dtypes and shapes of a graph's inputs and outputs, as written in the manifest."""
-    tensors = {
-        "image": ("float32", ["image_batch", 3, resolution, resolution]),
-        "text": ("int32", ["text_batch", context_length]),
-        "image_embeds": ("float32", ["image_batch", embed_dim]),
-        "text_embeds": ("float32", ["text_batch", embed_dim]),
-        "logits_per_image": ("float32", ["image_batch", "text_batch"]),
-        "logits_per_text": ("float32", ["text_batch", "image_batch"]),
-    }
-    return {
-        side: [{"name": n, "dtype": tensors[n][0], "shape": tensors[n][1]} for n in names]
-        for side, names in (("inputs", spec.inputs), ("outputs", spec.outputs))
-    }
+# Which module computes each graph of the contract (`exporter.contract.GRAPHS`).
+WRAPPERS: dict[str, type[nn.Module]] = {"forward": ForwardGraph, "visual": VisualGraph, "transformer": TextGraph}
 
 
 def to_precision(model: nn.Module, precision: str) -> nn.Module:
@@ -153,7 +113,7 @@ def external_files(path: Path, model: onnx.ModelProto | None = None) -> list[Pat
 def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> list[Path]:
     """Export one graph to `path` (plus its external data file when it needs one); return the files."""
     device = next(model.parameters()).device
-    wrapper = spec.wrapper(model).eval()
+    wrapper = WRAPPERS[spec.key](model).eval()
     examples = example_inputs(model, device)
     batch = {"image": torch.export.Dim("image_batch", min=1), "text": torch.export.Dim("text_batch", min=1)}
     quiet = io.StringIO()

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
 from pathlib import Path
 
-import onnx
-import onnxruntime
-import torch
-
-from exporter._clip import clip
+from exporter import preprocess
+from exporter import tokenizer as text_tokenizer
+from exporter.contract import GRAPHS, io_contract
 from exporter.errors import ExporterError
-from exporter.export import GRAPHS, io_contract
 from exporter.variants import Architecture, known_name
-from exporter.weights import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _version(distribution: str) -> str | None:
@@ -32,38 +38,40 @@ def _version(distribution: str) -> str | None:
 def versions() -> dict[str, str | None]:
     return {
         "clip-onnx": _version("clip-onnx"),
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        "torch": _version("torch"),
+        "onnx": _version("onnx"),
+        "onnxruntime": _version("onnxruntime"),
         "clip": _version("openai-clip"),
         "python": platform.python_version(),
     }
 
 
 def preprocessing(resolution: int) -> dict:
-    """Read from CLIP's own torchvision transform, so it cannot drift from what CLIP does."""
-    normalize = clip.clip._transform(resolution).transforms[-1]
+    """A summary; `preprocess.json` (exporter.preprocess) has every rule, proven equal to CLIP's transform."""
     return {
+        "file": preprocess.PREPROCESS,
         "resolution": resolution,
         "color": "RGB",
         "resize": {"size": resolution, "edge": "shorter", "interpolation": "bicubic", "antialias": True},
         "center_crop": [resolution, resolution],
         "scale": "pixel / 255",
-        "mean": list(normalize.mean),
-        "std": list(normalize.std),
+        "mean": list(preprocess.MEAN),
+        "std": list(preprocess.STD),
         "layout": "NCHW",
         "dtype": "float32",
     }
 
 
 def tokenizer(context_length: int, vocab_size: int) -> dict:
-    encoder = clip.clip._tokenizer.encoder
+    start, end = text_tokenizer.special_ids()
     return {
         "kind": "CLIP byte-level BPE (clip/bpe_simple_vocab_16e6.txt.gz, ftfy + html unescape + lowercase)",
+        "file": text_tokenizer.TOKENIZER,
+        "clean": "html.unescape(html.unescape(ftfy.fix_text(text))) before the tokenizer file (exporter.tokenizer.clean)",
         "context_length": context_length,
         "vocab_size": vocab_size,
-        "start_token_id": encoder["<|startoftext|>"],
-        "end_token_id": encoder["<|endoftext|>"],
+        "start_token_id": start,
+        "end_token_id": end,
         "pad_token_id": 0,
         "dtype": "int32",
         "over_length": "clip.tokenize raises; with truncate=True the row is cut and its last id set to the end token",
@@ -71,7 +79,11 @@ def tokenizer(context_length: int, vocab_size: int) -> dict:
 
 
 def build(name: str, architecture: Architecture, source: dict, precision: str, opset: int,
-          graph_files: dict[str, list[Path]], logit_scale: float, verification: dict | None) -> dict:
+          graph_files: dict[str, list[Path]], consumer_files: list[Path], logit_scale: float,
+          verification: dict | None) -> dict:
+    """The manifest of an export: `consumer_files` are the tokenizer and preprocessing files written beside the graphs."""
+    import onnx
+
     first = next(iter(graph_files.values()))[0]
     ir_version = onnx.load(str(first), load_external_data=False).ir_version
     return {
@@ -94,11 +106,11 @@ def build(name: str, architecture: Architecture, source: dict, precision: str, o
         },
         "files": {
             f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
-            for files in graph_files.values() for f in files
+            for f in [*(f for files in graph_files.values() for f in files), *consumer_files]
         },
         "preprocessing": preprocessing(architecture.image_resolution),
         "tokenizer": tokenizer(architecture.context_length, architecture.vocab_size),
-        "logit_scale": {"raw": logit_scale, "exp": float(torch.tensor(logit_scale).exp())},
+        "logit_scale": {"raw": logit_scale, "exp": math.exp(logit_scale)},
         "versions": versions(),
         "verification": verification or {"skipped": True},
     }

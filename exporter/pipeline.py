@@ -8,7 +8,6 @@ unverified file; on any failure or Ctrl-C the staging folder is removed.
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import shutil
 import tempfile
@@ -18,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from exporter import manifest
+from exporter import manifest, memory, preprocess, tokenizer
+from exporter.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS
 from exporter.errors import ExporterError, VerificationError
-from exporter.export import DEFAULT_OPSET, GRAPHS, PRECISIONS, export_graph, to_precision, weight_bytes
+from exporter.export import export_graph, to_precision, weight_bytes
 from exporter.variants import Architecture, folder_name, get_variant
 from exporter.verify import References, Report, check, providers
 from exporter.weights import Weights, load_checkpoint, load_openai, random_weights
@@ -95,8 +95,7 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
             log(f"[{index}/{len(graphs)}] exporting {spec.file_name(folder.name)} ({precision}, opset {opset})")
             graph_files[key] = export_graph(model, spec, staging / spec.file_name(folder.name), opset)
             log(f"      done in {time.perf_counter() - started:.1f} s")
-        model.to("meta")  # the weights live in the graphs now: free them before onnxruntime loads those
-        gc.collect()
+        memory.release(model)  # the weights live in the graphs now: free them before onnxruntime loads those
         stray = set(os.listdir(staging)) - {f.name for files in graph_files.values() for f in files}
         if stray:
             raise ExporterError(f"the exporter wrote files no graph refers to: {', '.join(sorted(stray))}")
@@ -108,8 +107,10 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
                 raise VerificationError(
                     f"{folder.name}: onnxruntime disagrees with PyTorch beyond the {precision} tolerance "
                     f"(table above); nothing was written to {folder}")
+        consumer_files = [tokenizer.write(staging, architecture.context_length),
+                          preprocess.write(staging, architecture.image_resolution)]
         data = manifest.build(folder.name, architecture, weights.source, precision, opset, graph_files,
-                              logit_scale, report.to_json() if report else None)
+                              consumer_files, logit_scale, report.to_json() if report else None)
         manifest.write(data, staging)
         _move_into_place(staging, folder)
     except OSError as error:

@@ -1,18 +1,21 @@
 """The CLIP variants as data: one row per variant, one generic way to build each.
 
 Hyperparameters are the ones `clip.model.build_model` infers from OpenAI's checkpoints, so a
-variant built here with random weights has exactly the architecture of the published one.
+variant built here with random weights has exactly the architecture of the published one. torch and
+`clip` are imported only where a model is built or OpenAI's URL list is read, so the table itself
+serves the command line of a torch-free (runtime-only) install.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from exporter._clip import clip, clip_model
 from exporter.errors import ExporterError
+
+if TYPE_CHECKING:
+    import torch
 
 OPENAI_URL_BASE = "https://openaipublic.azureedge.net/clip/models"
 
@@ -38,15 +41,21 @@ class Architecture:
 
     def build(self) -> torch.nn.Module:
         """A CLIP model of this architecture with CLIP's own initialisation, in eval mode."""
+        from exporter._clip import clip_model
+
         return clip_model.CLIP(**dataclasses.asdict(self)).eval()
 
     def parameter_count(self) -> int:
+        import torch
+
         with torch.device("meta"):
             return sum(p.numel() for p in self.build().parameters())
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> Architecture:
         """Read the architecture back from a built model (the inverse of `build`)."""
+        from exporter._clip import clip_model
+
         visual = model.visual
         if isinstance(visual, clip_model.VisionTransformer):
             layers: int | tuple[int, int, int, int] = visual.transformer.layers
@@ -89,7 +98,7 @@ class Variant:
 
     @property
     def published(self) -> bool:
-        return self.name in clip.clip._MODELS
+        return self.name in _openai_urls()
 
     def url(self, base: str = OPENAI_URL_BASE) -> str:
         """Where OpenAI publishes the checkpoint, or the same path under a mirror `base`.
@@ -98,12 +107,19 @@ class Variant:
         """
         if not self.published:
             raise ExporterError(f"{self.name} is a test configuration with no published weights; use --weights random")
-        official = clip.clip._MODELS[self.name]
+        official = _openai_urls()[self.name]
         return official.replace(OPENAI_URL_BASE, base.rstrip("/"), 1)
 
     @property
     def sha256(self) -> str:
         return self.url().split("/")[-2]
+
+
+def _openai_urls() -> dict[str, str]:
+    """OpenAI's checkpoint URLs, from `clip` itself."""
+    from exporter._clip import clip
+
+    return clip.clip._MODELS
 
 
 def folder_name(name: str) -> str:

@@ -3,7 +3,6 @@ checkpoint (TorchScript archive or plain state dict), or seeded random weights."
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import math
 import os
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from exporter._clip import clip_model
 from exporter.errors import ExporterError
+from exporter.manifest import sha256_file
 from exporter.variants import OPENAI_URL_BASE, Variant
 
 CHUNK = 1 << 20
@@ -41,14 +41,6 @@ class Weights:
 
     model: torch.nn.Module
     source: dict
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> Path:

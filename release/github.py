@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exporter.errors import ExporterError, first_problem
-from exporter.weights import sha256_file
+from exporter.manifest import sha256_file
 
 
 def wanted_assets(staged: Path) -> dict[str, Path]:

@@ -19,7 +19,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from exporter.errors import ExporterError, first_problem
-from exporter.weights import sha256_file
+from exporter.manifest import sha256_file
 
 BRANCH = "main"
 

@@ -17,8 +17,9 @@ from huggingface_hub import hf_hub_download
 
 from exporter import pipeline
 from exporter.errors import ExporterError
+from exporter.manifest import sha256_file
 from exporter.variants import folder_name, get_variant
-from exporter.weights import random_weights, sha256_file
+from exporter.weights import random_weights
 from release import github, hub
 from release.cards import write_texts
 from release.loopback_hub import LoopbackHub

@@ -19,10 +19,10 @@ import shutil
 from pathlib import Path
 
 from exporter import manifest as export_manifest
+from exporter.contract import PRECISIONS
 from exporter.errors import ExporterError
-from exporter.export import PRECISIONS
+from exporter.manifest import sha256_file
 from exporter.variants import VARIANTS
-from exporter.weights import sha256_file
 
 TAG = re.compile(r"^v\d+\.\d+\.\d+$")
 # GitHub refuses release assets of 2 GiB or more; parts stay below with room to spare.
@@ -100,8 +100,9 @@ def stage(exports: Path, tag: str, out: Path) -> dict:
         for file_name in [*data["files"], export_manifest.MANIFEST]:
             source = folder / file_name
             _place(source, out / "hub" / hub / file_name)
-            asset = (f"{hub}.manifest.json" if file_name == export_manifest.MANIFEST
-                     else github_name(file_name, precision))
+            # graphs keep their names; the manifest, tokenizer.json and preprocess.json of every
+            # folder would collide as flat release assets, so they are prefixed with the folder
+            asset = (github_name(file_name, precision) if file_name in graph_of else f"{hub}.{file_name}")
             target = out / "github" / asset
             if target.exists():
                 raise ExporterError(f"two files would be published as {asset}")

@@ -12,7 +12,7 @@ import huggingface_hub
 import onnxruntime as ort
 import pytest
 
-from exporter import pipeline
+from exporter import pipeline, verify
 from exporter.variants import folder_name, get_variant
 from exporter.verify import References
 from exporter.weights import random_weights
@@ -33,7 +33,7 @@ class Exported:
     def session(self, graph: str) -> ort.InferenceSession:
         if graph not in self._sessions:
             path = self.folder / self.manifest["graphs"][graph]["file"]
-            self._sessions = {graph: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])}  # one at a time
+            self._sessions = {graph: verify.session(path)}  # one at a time
         return self._sessions[graph]
 
 

@@ -58,7 +58,8 @@ def test_export_then_verify_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "random weights" in result.stdout and "[3/3]" in result.stdout
     folder = out / "tiny-ViT"
-    names = {"tiny-ViT.onnx", "tiny-ViT_visual.onnx", "tiny-ViT_transformer.onnx", "manifest.json"}
+    names = {"tiny-ViT.onnx", "tiny-ViT_visual.onnx", "tiny-ViT_transformer.onnx", "manifest.json",
+             "tokenizer.json", "preprocess.json"}
     assert set(os.listdir(folder)) == names and os.listdir(out) == ["tiny-ViT"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["source"] == {"kind": "random", "seed": 0, "variant": "tiny-ViT"}
@@ -80,7 +81,8 @@ def test_export_then_verify_end_to_end(tmp_path):
 
     forced = run("export", "tiny-ViT", "--weights", "random", "-o", str(out), "--force", "--graphs", "visual")
     assert forced.returncode == 0, forced.stderr
-    assert set(os.listdir(folder)) == {"tiny-ViT_visual.onnx", "manifest.json"} and os.listdir(out) == ["tiny-ViT"]
+    consumer_files = {"manifest.json", "tokenizer.json", "preprocess.json"}
+    assert set(os.listdir(folder)) == {"tiny-ViT_visual.onnx", *consumer_files} and os.listdir(out) == ["tiny-ViT"]
 
 
 @pytest.mark.parametrize("args,code,fragments", [
@@ -184,6 +186,7 @@ def test_large_graphs_use_external_data_and_still_verify(tmp_path, monkeypatch):
     folder = tmp_path / "tiny-ViT"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["graphs"]["visual"]["external_data"] == ["tiny-ViT_visual.onnx.data"]
-    assert set(manifest["files"]) == {"tiny-ViT_visual.onnx", "tiny-ViT_visual.onnx.data"}
+    assert set(manifest["files"]) == {"tiny-ViT_visual.onnx", "tiny-ViT_visual.onnx.data", "tokenizer.json",
+                                      "preprocess.json"}
     assert (folder / "tiny-ViT_visual.onnx").stat().st_size < (folder / "tiny-ViT_visual.onnx.data").stat().st_size
     assert pipeline.verify_folder(folder, log=lambda _: None).passed

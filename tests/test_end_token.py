@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from exporter import export
+from exporter.contract import DEFAULT_OPSET, GRAPHS
 from exporter.errors import ExporterError
 from exporter.variants import get_variant
 from exporter.verify import LONG_CAPTION, token_layouts, tokenize
@@ -22,7 +23,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def text_graph(tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "tiny_transformer.onnx"
-    export.export_graph(tiny, export.GRAPHS["transformer"], path, export.DEFAULT_OPSET)
+    export.export_graph(tiny, GRAPHS["transformer"], path, DEFAULT_OPSET)
     return path
 
 

@@ -6,7 +6,8 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from exporter.export import GRAPHS, example_inputs, save_single_file
+from exporter.contract import GRAPHS
+from exporter.export import WRAPPERS, example_inputs, save_single_file
 from exporter.variants import get_variant
 from exporter.weights import random_weights
 
@@ -16,7 +17,7 @@ def test_fragmented_single_file_equals_an_inline_save(tmp_path):
     spec = GRAPHS["forward"]
     examples = example_inputs(model, torch.device("cpu"))
     with torch.no_grad():
-        program = torch.onnx.export(spec.wrapper(model).eval(), tuple(examples[n] for n in spec.inputs),
+        program = torch.onnx.export(WRAPPERS[spec.key](model).eval(), tuple(examples[n] for n in spec.inputs),
                                     input_names=list(spec.inputs), output_names=list(spec.outputs), dynamo=True,
                                     opset_version=18, verbose=False)
     program.save(tmp_path / "inline.onnx", external_data=False)

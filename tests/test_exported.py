@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.export import GRAPHS
+from exporter.contract import GRAPHS
 from exporter.pipeline import verify_folder
 
 ROOT = os.environ.get("CLIP_ONNX_EXPORTED")

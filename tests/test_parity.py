@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporter.export import GRAPHS
+from exporter.contract import GRAPHS
+from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.variants import VARIANTS, folder_name
-from exporter.verify import MAX_INPUT_COSINE, TOLERANCES, partner
+from exporter.verify import partner
 
 DEFAULT = [("tiny-ViT", "fp32"), ("tiny-RN", "fp32"), ("tiny-ViT", "fp16"), ("tiny-RN", "fp16"),
            ("ViT-B/32", "fp32"), ("RN50", "fp32")]

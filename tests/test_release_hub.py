@@ -126,11 +126,11 @@ def test_rehearsal_of_the_whole_release(tmp_path):
     out = tmp_path / "rehearsal"
     result = subprocess.run([sys.executable, "-m", "release", "rehearse", "-o", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "hub: 16 files downloaded at v0.0.0 match their SHA-256" in result.stdout
-    assert "already holds these 17 files; nothing to do" in result.stdout
+    assert "hub: 24 files downloaded at v0.0.0 match their SHA-256" in result.stdout
+    assert "already holds these 25 files; nothing to do" in result.stdout
     staged = out / "staged"
     assert {p.name for p in (staged / "hub").iterdir()} == {"README.md", "tiny-ViT", "tiny-ViT-fp16", "tiny-RN",
                                                             "tiny-RN-fp16"}
     assert "tiny-RN-fp16" in (staged / "RELEASE_NOTES.md").read_text()
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=staged / "github", capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 16
+    assert check.returncode == 0 and check.stdout.count(": OK") == 24

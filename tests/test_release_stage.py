@@ -31,13 +31,15 @@ def test_stage_lays_out_hub_and_github_with_checksums(exports, tmp_path):
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
     hub = sorted(str(p.relative_to(out / "hub")) for p in (out / "hub").rglob("*") if p.is_file())
-    assert hub == ["README.md", "tiny-ViT-fp16/manifest.json", "tiny-ViT-fp16/tiny-ViT_transformer.onnx",
-                   "tiny-ViT-fp16/tiny-ViT_visual.onnx", "tiny-ViT/manifest.json",
-                   "tiny-ViT/tiny-ViT_transformer.onnx", "tiny-ViT/tiny-ViT_visual.onnx"]
+    folder_files = ["manifest.json", "preprocess.json", "tiny-ViT_transformer.onnx", "tiny-ViT_visual.onnx",
+                    "tokenizer.json"]
+    assert hub == ["README.md", *(f"{folder}/{f}" for folder in ("tiny-ViT-fp16", "tiny-ViT") for f in folder_files)]
     assert (out / "github" / "tiny-ViT_visual-fp16.onnx").read_bytes() == (
         exports / "fp16" / "tiny-ViT" / "tiny-ViT_visual.onnx").read_bytes()
+    assert (out / "github" / "tiny-ViT-fp16.tokenizer.json").read_bytes() == (
+        exports / "fp16" / "tiny-ViT" / "tokenizer.json").read_bytes()
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "github", capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 6
+    assert check.returncode == 0 and check.stdout.count(": OK") == 10
     release = json.loads((out / "release-manifest.json").read_text())
     visual16 = next(f for f in release["files"] if f["hub_path"] == "tiny-ViT-fp16/tiny-ViT_visual.onnx")
     assert visual16["graph"] == "visual" and visual16["precision"] == "fp16" and len(visual16["sha256"]) == 64

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporter.verify import TOLERANCES, compare, row_cosine
+from exporter.tolerances import TOLERANCES
+from exporter.verify import compare, row_cosine
 
 REF = np.array([[1.0, 2.0, 3.0], [3.0, -1.0, 0.5]], dtype=np.float32)
 PARTNER = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)

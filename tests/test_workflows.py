@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.export import PRECISIONS
+from exporter.contract import PRECISIONS
 from exporter.variants import VARIANTS
 from release.stage import matrix
 

@@ -1,0 +1,51 @@
+"""The public contract of the exported files, as data: which graphs exist, their file names, input and
+output names, dtypes and shapes, and the precisions and opsets offered. Free of torch, so the
+ONNX-only runtime and the command line read the same facts the exporter writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_OPSET = 18
+# torch's exporter has no implementations below opset 18 and silently raises a lower request.
+MIN_OPSET = 18
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One exported graph: its file suffix and I/O names."""
+
+    key: str
+    suffix: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def file_name(self, name: str) -> str:
+        return f"{name}{self.suffix}.onnx"
+
+
+GRAPHS: dict[str, GraphSpec] = {
+    spec.key: spec
+    for spec in [
+        GraphSpec("forward", "", ("image", "text"), ("logits_per_image", "logits_per_text")),
+        GraphSpec("visual", "_visual", ("image",), ("image_embeds",)),
+        GraphSpec("transformer", "_transformer", ("text",), ("text_embeds",)),
+    ]
+}
+
+
+def io_contract(spec: GraphSpec, resolution: int, context_length: int, embed_dim: int) -> dict:
+    """Names, dtypes and shapes of a graph's inputs and outputs, as written in the manifest."""
+    tensors = {
+        "image": ("float32", ["image_batch", 3, resolution, resolution]),
+        "text": ("int32", ["text_batch", context_length]),
+        "image_embeds": ("float32", ["image_batch", embed_dim]),
+        "text_embeds": ("float32", ["text_batch", embed_dim]),
+        "logits_per_image": ("float32", ["image_batch", "text_batch"]),
+        "logits_per_text": ("float32", ["text_batch", "image_batch"]),
+    }
+    return {
+        side: [{"name": n, "dtype": tensors[n][0], "shape": tensors[n][1]} for n in names]
+        for side, names in (("inputs", spec.inputs), ("outputs", spec.outputs))
+    }

@@ -1,0 +1,165 @@
+"""CLIP's image preprocessing with Pillow and numpy only, bit-identical to `clip.clip._transform`.
+
+CLIP's transform is torchvision `Resize(R, BICUBIC)`, `CenterCrop(R)`, `convert("RGB")`, `ToTensor()`,
+`Normalize(MEAN, STD)` on a PIL image. The resize and crop are Pillow calls; the rest is float32
+arithmetic that numpy rounds the same way torch does. So consumers need neither torch nor torchvision,
+and `spec()` writes the same rules down for implementations in other languages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import PIL
+from PIL import Image
+
+from exporter.errors import ExporterError
+
+PREPROCESS = "preprocess.json"
+
+# The Normalize arguments in openai/CLIP `clip/clip.py` `_transform`, per RGB channel.
+MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+# torchvision's Normalize casts mean and std to the image's dtype before subtracting and dividing.
+_MEAN32 = np.array(MEAN, dtype=np.float32).reshape(3, 1, 1)
+_STD32 = np.array(STD, dtype=np.float32).reshape(3, 1, 1)
+
+
+def resized_size(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """torchvision's `Resize(int)`: shorter side to R, longer side `int(R * long / short)`, i.e. floored."""
+    if width <= height:
+        return resolution, resolution * height // width
+    return resolution * width // height, resolution
+
+
+def crop_offset(length: int, resolution: int) -> int:
+    """torchvision's `center_crop`: `int(round((length - R) / 2))`, Python's round, so halves go to even."""
+    return round((length - resolution) / 2)
+
+
+def spec(resolution: int) -> dict:
+    """The content of `preprocess.json`: every rule needed to reproduce `preprocess` bit for bit elsewhere."""
+    return {
+        "resolution": resolution,
+        "steps": [
+            {
+                "op": "resize",
+                "edge": "shorter",
+                "size": resolution,
+                "filter": "PIL BICUBIC with antialiasing (Image.resize)",
+                "long_side": "floor(R * long / short) in exact integers (torchvision's int(R * long / short))",
+                "output": "width <= height: (R, floor(R * height / width)); else (floor(R * width / height), R)",
+                "unchanged": "an image already at the output size is not resampled (bicubic would be the identity)",
+                "algorithm": {
+                    "source": f"Pillow {PIL.__version__} src/libImaging/Resample.c (ImagingResample), 8-bit channels",
+                    "passes": (
+                        "separable, one pass per axis whose size changes, each writing uint8 (rounded, clamped); "
+                        "vertical first if out_h < in_h and (in_h - out_h) > 2 * (in_w - out_w), else horizontal "
+                        "first (this Pillow version's rule; other versions may order the passes differently)"
+                    ),
+                    "axis": (
+                        "n_in -> n_out samples: scale = n_in / n_out, filterscale = max(scale, 1), "
+                        "support = 2 * filterscale, in float64"
+                    ),
+                    "window": (
+                        "output i: center = (i + 0.5) * scale; inputs j from max(0, trunc(center - support + 0.5)) "
+                        "to min(n_in, trunc(center + support + 0.5)), exclusive"
+                    ),
+                    "kernel": (
+                        "w_j = cubic((j - center + 0.5) * (1 / filterscale)); cubic is Keys' kernel with a = -0.5, "
+                        "of x = |x|: x < 1: ((a + 2) * x - (a + 3)) * x * x + 1; "
+                        "x < 2: (((x - 5) * x + 8) * x - 4) * a; else 0"
+                    ),
+                    "normalise": "w_j = w_j / sum(w), the sum accumulated in order of j; skipped if the sum is 0",
+                    "fixed_point": "k_j = trunc(w_j * 2^22 + 0.5) if w_j >= 0 else trunc(w_j * 2^22 - 0.5)",
+                    "output": "clamp((2^21 + sum(k_j * in_j)) >> 22, 0, 255) in integers; >> shifts arithmetically",
+                },
+            },
+            {
+                "op": "center_crop",
+                "size": [resolution, resolution],
+                "offset": (
+                    "left = round_half_even((width - R) / 2), top = round_half_even((height - R) / 2) "
+                    "(torchvision's int(round(...)), Python's round); for d = side - R that is "
+                    "d // 2 + (1 if d % 4 == 3 else 0): d = 1 -> 0, 3 -> 2, 5 -> 2, 7 -> 4"
+                ),
+                "box": "pixels [left, left + R) x [top, top + R) of the resized image",
+            },
+            {
+                "op": "convert",
+                "to": "RGB",
+                "note": "Pillow Image.convert('RGB'), after resize and crop; alpha is dropped, not composited",
+            },
+            {"op": "scale", "formula": "x = float32(pixel) / float32(255)", "range": [0.0, 1.0]},
+            {
+                "op": "normalize",
+                "formula": "x = (x - float32(mean[c])) / float32(std[c]), per channel c in RGB order",
+                "arithmetic": "float32, each operation rounded to nearest even: no fused multiply-add, no reciprocal",
+            },
+        ],
+        "mean": list(MEAN),
+        "std": list(STD),
+        "color_order": "RGB",
+        "layout": "NCHW",
+        "dtype": "float32",
+        "input": {
+            "image": "the decoded image as it is: EXIF orientation is not applied",
+            "modes": {
+                "RGB": "8-bit channels, as above",
+                "L": "8-bit grayscale, resized as one channel, then copied to R, G and B",
+                "P, 1": "palette and bilevel images are resized with NEAREST (Pillow's rule), not bicubic",
+                "LA, RGBA": (
+                    "resized with colour premultiplied by alpha, then divided back; alpha is then dropped, so fully "
+                    "transparent pixels turn black, unless the image needed no resize"
+                ),
+                "CMYK, YCbCr": "resized in their own channels, then converted to RGB by Pillow",
+                "I, I;16, F": (
+                    "resized at their own precision, then clamped to [0, 255] by the RGB conversion ('F' truncated): "
+                    "16-bit values are not rescaled, so most 16-bit images come out nearly white"
+                ),
+            },
+        },
+    }
+
+
+def write(folder: Path, resolution: int) -> Path:
+    """Write `preprocess.json` beside the graphs, for consumers that do not run Python."""
+    path = folder / PREPROCESS
+    path.write_text(json.dumps(spec(resolution), indent=2) + "\n")
+    return path
+
+
+def preprocess(image: Image.Image, resolution: int) -> np.ndarray:
+    """One PIL image as CLIP's visual input: float32 [3, R, R], the same bits as `clip.clip._transform(R)`."""
+    size = resized_size(*image.size, resolution)
+    # Same call as torchvision: Pillow antialiases BICUBIC and forces NEAREST on "P" and "1" images.
+    image = image.resize(size, Image.Resampling.BICUBIC)
+    left, top = crop_offset(size[0], resolution), crop_offset(size[1], resolution)
+    image = image.crop((left, top, left + resolution, top + resolution)).convert("RGB")
+    pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+    return (pixels - _MEAN32) / _STD32
+
+
+def _load_file(path: str | Path, resolution: int) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return preprocess(image, resolution)
+    except FileNotFoundError:
+        raise ExporterError(f"image {path} does not exist; check the path") from None
+    except OSError as error:  # Pillow's UnidentifiedImageError, truncated files, folders, permissions
+        raise ExporterError(
+            f"image {path} could not be read ({error}); pass a file Pillow can open, such as JPEG or PNG"
+        ) from None
+
+
+def load(images: Iterable[str | Path | Image.Image], resolution: int) -> np.ndarray:
+    """File paths or PIL images as one float32 batch [N, 3, R, R], each through `preprocess`."""
+    arrays = [
+        preprocess(item, resolution) if isinstance(item, Image.Image) else _load_file(item, resolution)
+        for item in images
+    ]
+    return np.stack(arrays) if arrays else np.zeros((0, 3, resolution, resolution), dtype=np.float32)

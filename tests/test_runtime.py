@@ -1,0 +1,162 @@
+"""The ONNX-only runtime and its commands against CLIP's own PyTorch pipeline: image files through
+`clip`'s torchvision preprocess, texts through `clip.tokenize`, float32 `encode_image`/`encode_text`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from exporter import pipeline
+from exporter._clip import clip
+from exporter.cli import main
+from exporter.errors import ExporterError
+from exporter.runtime import Model, logits
+from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
+from exporter.variants import get_variant
+from exporter.verify import row_cosine
+from exporter.weights import random_weights
+
+FP32 = TOLERANCES["fp32"]
+TEXTS = ["a photo of an astronaut", "a cat", "Café &amp; CRÈME brûlée", "東京の夜景 🚀", "",
+         " ".join(["a very long caption"] * 30)]
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """A tiny-ViT export, image files of several formats and modes, and PyTorch's outputs on them."""
+    root = tmp_path_factory.mktemp("runtime")
+    images = []
+    for name, kind in [("astronaut", "png"), ("chelsea", "jpg"), ("coffee", "png"), ("camera", "png")]:
+        path = root / f"{name}.{kind}"
+        Image.fromarray(getattr(skimage.data, name)()).save(path)
+        images.append(path)
+    weights = random_weights(get_variant("tiny-ViT"), seed=3)
+    model = weights.model
+    preprocess = clip.clip._transform(model.visual.input_resolution)
+    with torch.no_grad():
+        pixels = torch.stack([preprocess(Image.open(p)) for p in images])
+        tokens = clip.tokenize(TEXTS, truncate=True)
+        expected = {"image": model.encode_image(pixels).numpy(), "text": model.encode_text(tokens).numpy(),
+                    "logits": model(pixels, tokens)[0].numpy()}
+    folder = pipeline.export(weights, "tiny-ViT", root / "dist", log=lambda _: None)
+    return folder, images, expected
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert actual.shape == expected.shape and actual.dtype == np.float32
+    assert row_cosine(actual, expected) >= FP32.min_cosine
+    assert np.abs(actual - expected).max() <= FP32.max_relative * np.abs(expected).max()
+
+
+def test_encode_image_from_files_matches_clip(case):
+    folder, images, expected = case
+    actual = Model(folder).encode_image(images)
+    assert_close(actual, expected["image"])
+    unit = actual / np.linalg.norm(actual, axis=1, keepdims=True)
+    similarity = unit @ unit.T - 2 * np.eye(len(images))
+    assert similarity.max() < MAX_INPUT_COSINE  # different photos, clearly different embeddings
+
+
+def test_encode_text_matches_clip(case):
+    folder, _, expected = case
+    actual = Model(folder).encode_text(TEXTS, truncate=True)
+    assert_close(actual, expected["text"])
+    unit = actual / np.linalg.norm(actual, axis=1, keepdims=True)
+    assert (unit @ unit.T - 2 * np.eye(len(TEXTS))).max() < MAX_INPUT_COSINE
+
+
+def test_similarity_from_encoders_equals_forward_graph_and_clip(case):
+    folder, images, expected = case
+    model = Model(folder)
+    per_image, per_text = model.similarity(images, TEXTS, truncate=True)
+    graph_per_image, graph_per_text = model.forward(images, TEXTS, truncate=True)
+    for actual in (per_image, graph_per_image):
+        assert np.abs(actual - expected["logits"]).max() <= FP32.max_relative * model.logit_scale
+        assert np.array_equal(actual.argmax(axis=1), expected["logits"].argmax(axis=1))
+    assert np.array_equal(per_text, per_image.T) and np.array_equal(graph_per_text, graph_per_image.T)
+    assert np.abs(per_image - graph_per_image).max() <= FP32.max_relative * model.logit_scale
+
+
+def test_logits_scale_unit_vectors():
+    image = np.array([[3.0, 0.0], [0.0, 2.0]], dtype=np.float32)
+    text = np.array([[1.0, 1.0]], dtype=np.float32)
+    per_image, per_text = logits(image, text, 100.0)
+    assert np.allclose(per_image, [[100 / np.sqrt(2)], [100 / np.sqrt(2)]]) and per_text.shape == (1, 2)
+
+
+def test_over_length_text_needs_truncate(case):
+    with pytest.raises(ExporterError, match="truncate"):
+        Model(case[0]).encode_text(TEXTS)
+
+
+def test_missing_graph_and_files_are_named(case, tmp_path):
+    folder = case[0]
+    with pytest.raises(ExporterError, match="manifest.json"):
+        Model(tmp_path)
+    with pytest.raises(ExporterError, match="nowhere.png"):
+        Model(folder).encode_image([tmp_path / "nowhere.png"])
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    data = json.loads((folder / "manifest.json").read_text())
+    del data["graphs"]["forward"]
+    (partial / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ExporterError, match="tokenizer.json"):
+        Model(partial)
+    (partial / "tokenizer.json").write_bytes((folder / "tokenizer.json").read_bytes())
+    with pytest.raises(ExporterError, match="no forward graph"):
+        Model(partial).forward(np.zeros((1, 3, 32, 32), np.float32), ["x"])
+
+
+def test_classify_command(case, capsys):
+    folder, images, _ = case
+    labels = ["an astronaut", "a cat", "a cup of coffee"]
+    assert main(["classify", *map(str, images[:2]), "-m", str(folder), "--labels", ",".join(labels),
+                 "--template", "a photo of {}.", "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    per_image, _ = Model(folder).similarity(images[:2], [f"a photo of {label}." for label in labels])
+    assert len(lines) == 2
+    for line, image, row in zip(lines, images, per_image):
+        assert line.startswith(f"{image}: {labels[row.argmax()]} ")
+        assert len(line.split(", ")) == 2
+
+
+def test_classify_rejects_a_template_without_slot(case, capsys):
+    assert main(["classify", str(case[1][0]), "-m", str(case[0]), "--labels", "a,b", "--template", "x"]) == 1
+    assert "--template" in capsys.readouterr().err
+
+
+def test_embed_command_writes_npz_and_json(case, tmp_path, capsys):
+    folder, images, _ = case
+    model = Model(folder)
+    npz = tmp_path / "e.npz"
+    assert main(["embed", "-m", str(folder), "--image", str(images[0]), "--text", "a cat", "-o", str(npz)]) == 0
+    with np.load(npz) as arrays:
+        assert np.array_equal(arrays["image_embeds"], model.encode_image(images[:1]))
+        assert np.array_equal(arrays["text_embeds"], model.encode_text(["a cat"]))
+    assert main(["embed", "-m", str(folder), "--text", "a cat", "--normalize"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    row = np.array(document["text_embeds"][0]["embedding"])
+    assert document["text_embeds"][0]["input"] == "a cat" and abs(np.linalg.norm(row) - 1) < 1e-6
+    assert main(["embed", "-m", str(folder)]) == 1
+    assert "nothing to embed" in capsys.readouterr().err
+
+
+def test_runtime_and_its_commands_need_no_torch(case):
+    """A runtime-only install: torch, torchvision, clip and onnx cannot be imported at all."""
+    folder, images, _ = case
+    blocked = "import sys\nfor m in ('torch', 'torchvision', 'clip', 'onnx', 'onnxscript'): sys.modules[m] = None\n"
+    classify = f"from exporter.cli import main\nsys.exit(main(['classify', {str(images[1])!r}, '-m', {str(folder)!r}, '--labels', 'a cat,a dog']))"
+    result = subprocess.run([sys.executable, "-c", blocked + classify], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{images[1]}: ")
+    export = "from exporter.cli import main\nsys.exit(main(['export', 'tiny-ViT', '--weights', 'random']))"
+    result = subprocess.run([sys.executable, "-c", blocked + export], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "clip-onnx[export]" in result.stderr and "Traceback" not in result.stderr
