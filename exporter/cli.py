@@ -116,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument("--template", default="{}",
                           help='caption made of each label, e.g. "a photo of {}." (default: the label as is)')
     _add_runtime_options(classify)
-    classify.add_argument("--top", type=int, default=5, help="labels shown per image (default: 5)")
+    classify.add_argument("--top", type=_positive, default=5, help="labels shown per image (default: 5)")
 
     embed = commands.add_parser(
         "embed", help="embeddings of images and texts with an exported folder (no PyTorch needed)",
@@ -135,6 +135,13 @@ def _labels(value: str) -> list[str]:
     if not labels:
         raise argparse.ArgumentTypeError(f"{value!r} names no label; give comma-separated labels")
     return labels
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
+    return number
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -208,6 +215,8 @@ def _embed(args: argparse.Namespace) -> None:
 
     if not args.image and not args.text:
         raise ExporterError("nothing to embed; give --image FILE and/or --text CAPTION")
+    if args.output is not None and args.output.suffix not in (".npz", ".json"):
+        raise ExporterError(f"--output {args.output}: name a .npz or .json file")
     model = Model(args.model)
     arrays = {}
     if args.image:
@@ -224,10 +233,8 @@ def _embed(args: argparse.Namespace) -> None:
         print()
     elif args.output.suffix == ".npz":
         np.savez(args.output, **arrays)
-    elif args.output.suffix == ".json":
-        args.output.write_text(json.dumps(document) + "\n")
     else:
-        raise ExporterError(f"--output {args.output}: name a .npz or .json file")
+        args.output.write_text(json.dumps(document) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,8 +78,11 @@ before publication. fp16 exports are under `<Name>-fp16/`; their inputs and outp
 
 Images: RGB, resize the shorter side to the resolution ({pre['resize']['interpolation']}), centre-crop,
 scale to [0, 1], normalise with mean {pre['mean']} and std {pre['std']}, layout {pre['layout']} {pre['dtype']}.
+Every folder's `{pre['file']}` writes down each rule, enough to reproduce CLIP's pixels bit for bit.
 Texts: CLIP's BPE tokenizer (`clip.tokenize`): start token {tok['start_token_id']}, end token
-{tok['end_token_id']}, zero padding to {tok['context_length']}, ids as {tok['dtype']}.
+{tok['end_token_id']}, zero padding to {tok['context_length']}, ids as {tok['dtype']}. Every folder's
+`{tok['file']}` (Hugging Face `tokenizers` format) gives `clip.tokenize`'s ids after CLIP's cleaning:
+`{tok['clean'].split(' before')[0]}`.
 
 ## Verification (ONNX Runtime against PyTorch float32, worst case over all input sets)
 

@@ -146,6 +146,8 @@ def test_embed_command_writes_npz_and_json(case, tmp_path, capsys):
     assert document["text_embeds"][0]["input"] == "a cat" and abs(np.linalg.norm(row) - 1) < 1e-6
     assert main(["embed", "-m", str(folder)]) == 1
     assert "nothing to embed" in capsys.readouterr().err
+    assert main(["embed", "-m", str(folder), "--text", "a cat", "-o", str(tmp_path / "e.txt")]) == 1
+    assert ".npz or .json" in capsys.readouterr().err and not (tmp_path / "e.txt").exists()
 
 
 def test_runtime_and_its_commands_need_no_torch(case):
