@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
+from collections.abc import Callable
 
 from torch import nn
 
@@ -27,10 +29,17 @@ def release(model: nn.Module) -> None:
     trim()
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once: find_library runs ldconfig or a compiler to find libc."""
+    libc_name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(libc_name) if libc_name else None
+    return getattr(libc, "malloc_trim", None)
+
+
 def trim() -> None:
     """Collect garbage and return the heap's free pages to the system (glibc only; elsewhere a no-op)."""
     gc.collect()
-    libc_name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(libc_name) if libc_name else None
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    malloc_trim = _malloc_trim()
+    if malloc_trim is not None:
+        malloc_trim(0)
