@@ -18,16 +18,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.export import external_files
 from exporter.variants import VARIANTS, folder_name
 
 
-def run(variant: str, precision: str, out: Path) -> tuple[int, float, float, list[float]]:
+def run(variant: str, precision: str, out: Path, options: Sequence[str] = ()) -> tuple[int, float, float, list[float]]:
     """Exit code, wall seconds, peak RSS in GB and each graph's export seconds of one export."""
     command = [sys.executable, "-m", "exporter", "export", variant, "--weights", "random", "--precision", precision,
-               "-o", str(out / precision), "--force"]
+               "-o", str(out / precision), "--force", *options]
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)

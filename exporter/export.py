@@ -30,19 +30,32 @@ def encode_image(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
 
 
 def encode_text(model: nn.Module, text: torch.Tensor) -> torch.Tensor:
-    """`CLIP.encode_text`, with the end-token selection rewritten for ONNX.
+    """`CLIP.encode_text`, computing only the positions that matter and selecting the end token for ONNX.
 
-    CLIP picks each row's features at `text.argmax(-1)` (the end token has the highest id) with
-    advanced indexing. Exported, that is an integer ArgMax, which ONNX Runtime lacks for int64 on
-    some builds (onnxruntime#10068), feeding an `aten::index`. Here the ids are cast to float32
-    (exact: ids < 2**24) for ArgMax, and the row is taken with Gather; ArgMax keeps the first
+    Dead work: CLIP's text transformer is causal, so the features at a row's end token depend only on
+    the tokens up to it. The batch is cut after its longest end token, inside the graph, before the
+    embedding: a short caption runs a few of the 77 positions. Each block is CLIP's
+    `ResidualAttentionBlock` with its causal mask cut to match.
+
+    End-token selection: CLIP picks each row's features at `text.argmax(-1)` (the end token has the
+    highest id) with advanced indexing. Exported, that is an integer ArgMax, which ONNX Runtime lacks
+    for int64 on some builds (onnxruntime#10068), feeding an `aten::index`. Here the ids are cast to
+    float32 (exact: ids < 2**24) for ArgMax, and the row is taken with Gather; ArgMax keeps the first
     maximum, as torch does, so every token layout selects the same position as CLIP.
     """
-    x = model.token_embedding(text).type(model.dtype)
-    x = x + model.positional_embedding.type(model.dtype)
-    x = model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
-    x = model.ln_final(x).type(model.dtype)
     end = text.float().argmax(dim=-1)
+    length = end.max().item() + 1
+    torch._check(length >= 1)
+    torch._check(length <= text.shape[1])
+    x = model.token_embedding(text[:, :length]).type(model.dtype)
+    x = x + model.positional_embedding[:length].type(model.dtype)
+    x = x.permute(1, 0, 2)
+    for block in model.transformer.resblocks:
+        mask = block.attn_mask[:length, :length].to(dtype=x.dtype, device=x.device)
+        normed = block.ln_1(x)
+        x = x + block.attn(normed, normed, normed, need_weights=False, attn_mask=mask)[0]
+        x = x + block.mlp(block.ln_2(x))
+    x = model.ln_final(x.permute(1, 0, 2)).type(model.dtype)
     x = torch.gather(x, 1, end.view(-1, 1, 1).expand(-1, 1, x.shape[-1])).squeeze(1)
     return (x @ model.text_projection).float()
 

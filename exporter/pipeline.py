@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from exporter import manifest, memory, preprocess, tokenizer
+from exporter import manifest, memory, preprocess, quantize, tokenizer
 from exporter.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS
 from exporter.errors import ExporterError, VerificationError
 from exporter.export import export_graph, to_precision, weight_bytes
@@ -75,7 +75,7 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
         providers(device)  # fail now, not after the export, if onnxruntime cannot run on `device`
     architecture = Architecture.of(model)
     # forward holds every weight, visual + transformer hold them once more
-    needed = weight_bytes(model) * (1 if precision == "fp32" else 0.5) * (2 if "forward" in graphs else 1) * 1.1
+    needed = weight_bytes(model) * (0.5 if precision == "fp16" else 1) * (2 if "forward" in graphs else 1) * 1.1
     _prepare_output(out_dir, folder, force, int(needed))
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=out_dir))
@@ -94,6 +94,8 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
             started = time.perf_counter()
             log(f"[{index}/{len(graphs)}] exporting {spec.file_name(folder.name)} ({precision}, opset {opset})")
             graph_files[key] = export_graph(model, spec, staging / spec.file_name(folder.name), opset)
+            if precision == "int8":
+                graph_files[key] = quantize.quantize(graph_files[key][0])
             log(f"      done in {time.perf_counter() - started:.1f} s")
         memory.release(model)  # the weights live in the graphs now: free them before onnxruntime loads those
         stray = set(os.listdir(staging)) - {f.name for files in graph_files.values() for f in files}

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Tolerance:
     """Pass criteria of one precision: the lowest cosine similarity of any embedding row to PyTorch's
-    and the largest max-abs difference relative to the output's scale; the zero-shot argmax must
-    agree in every precision. The scale of an embedding is its largest reference magnitude; that of logits is
+    and the largest max-abs difference relative to the output's scale; and the share of rows whose
+    zero-shot decision (argmax) equals PyTorch's. The scale of an embedding is its largest reference magnitude; that of logits is
     exp(logit_scale), their bound, since near-zero logits make element-wise ratios meaningless.
 
     The cosine applies to embeddings, not to rows of logits: logits are exp(logit_scale) * cos(image, text),
@@ -24,12 +24,18 @@ class Tolerance:
 
     min_cosine: float
     max_relative: float
+    min_agreement: float = 1.0
 
 
-# The one tolerance table. fp16 is compared with the float32 PyTorch model.
+# The one tolerance table. fp16 and int8 are compared with the float32 PyTorch model; fp32 and fp16
+# decisions must all agree.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(min_cosine=0.99999, max_relative=1e-4),
     "fp16": Tolerance(min_cosine=0.999, max_relative=3e-2),
+    # int8 flips decisions where PyTorch's own margin is below its error: with random weights the
+    # embeddings are near-orthogonal and such near-ties are common. Measured (random weights, worst
+    # input set): tiny-ViT, tiny-RN, ViT-B/32, RN50 cosine >= 0.9966, max relative 0.080, agreement >= 80%.
+    "int8": Tolerance(min_cosine=0.995, max_relative=1e-1, min_agreement=0.75),
 }
 # Different photos (and different captions) must have reference embeddings less alike than this,
 # or a parity pass would say nothing: differences between inputs must dwarf the tolerance.

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from exporter import manifest as export_manifest
-from exporter.contract import PRECISIONS
+from exporter.contract import PUBLISHED_PRECISIONS
 from exporter.errors import ExporterError
 from exporter.manifest import sha256_file
 from exporter.variants import VARIANTS
@@ -32,7 +32,7 @@ PART_BYTES = 2 * 1024**3 - 64 * 1024**2
 def matrix() -> dict:
     """The release workflow's export jobs: every OpenAI variant in every precision (`folder` names artifacts)."""
     return {"include": [{"variant": v.name, "folder": v.folder_name, "precision": p}
-                        for v in VARIANTS.values() if v.published for p in PRECISIONS]}
+                        for v in VARIANTS.values() if v.published for p in PUBLISHED_PRECISIONS]}
 
 
 def hub_folder(name: str, precision: str) -> str:

@@ -1,6 +1,10 @@
-"""The `aten::index` hazard of the old tool: the end-token selection, at every token layout."""
+"""The text graph's end token: the `aten::index` hazard of the old tool at every token layout, and the cut
+after the longest end token."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import onnx
 import onnxruntime as ort
@@ -36,7 +40,31 @@ def test_layouts_put_the_end_token_at_every_position():
 def test_rewritten_encode_text_equals_clip_on_every_layout(tiny):
     layouts = token_layouts(49408, 77)
     with torch.no_grad():
+        # the longest row reaches position 76: nothing is cut, and the result is CLIP's to the bit
         assert torch.equal(export.encode_text(tiny, layouts), tiny.encode_text(layouts))
+        for length in (1, 2, 7, 40):  # batches cut after their longest end token
+            rows = layouts[:length]
+            got, want = export.encode_text(tiny, rows), tiny.encode_text(rows)
+            assert torch.nn.functional.cosine_similarity(got, want).min() > 0.99999
+            assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+
+
+def _attention_widths(text_graph: Path, tokens: torch.Tensor) -> set[int]:
+    """Run the graph under onnxruntime's profiler: how many positions its attention softmaxes spanned."""
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(text_graph.parent / "profile")
+    session = ort.InferenceSession(str(text_graph), options, providers=["CPUExecutionProvider"])
+    session.run(None, {"text": tokens.numpy()})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    return {shape["float"][-1] for e in events if e.get("args", {}).get("op_name") == "Softmax"
+            for shape in e["args"]["input_type_shape"]}
+
+
+def test_text_graph_computes_only_up_to_the_longest_end_token(text_graph):
+    assert _attention_widths(text_graph, tokenize(["a photo of a cat", "hi"])) == {7}  # end tokens at 6 and 2
+    # the check can fail: a row whose end token sits last makes the whole batch run all 77 positions
+    assert _attention_widths(text_graph, token_layouts(49408, 77)[-2:]) == {77}
 
 
 def test_text_graph_selects_the_same_token_as_pytorch_on_every_layout(tiny, text_graph):

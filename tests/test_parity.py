@@ -1,7 +1,7 @@
 """Variants x precisions x graphs x input sets: onnxruntime against PyTorch float32, number by number.
 
-The default run covers the small configurations of both families and ViT-B/32 and RN50 at full size;
-`-m full` covers all nine OpenAI variants at full size in both precisions.
+The default run covers the small configurations of both families in every precision and ViT-B/32 at full
+size; `-m full` covers all nine OpenAI variants at full size in both published precisions (fp32, fp16).
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporter.contract import GRAPHS
+from exporter.contract import GRAPHS, PUBLISHED_PRECISIONS
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.variants import VARIANTS, folder_name
 from exporter.verify import partner
 
 DEFAULT = [("tiny-ViT", "fp32"), ("tiny-RN", "fp32"), ("tiny-ViT", "fp16"), ("tiny-RN", "fp16"),
-           ("ViT-B/32", "fp32"), ("RN50", "fp32")]
-FULL = [(v.name, p) for v in VARIANTS.values() if v.published for p in ("fp32", "fp16") if (v.name, p) not in DEFAULT]
+           ("tiny-ViT", "int8"), ("tiny-RN", "int8"), ("ViT-B/32", "fp32")]
+FULL = [(v.name, p) for v in VARIANTS.values() if v.published for p in PUBLISHED_PRECISIONS if (v.name, p) not in DEFAULT]
 CASES = [pytest.param((v, p), id=f"{folder_name(v)}-{p}") for v, p in DEFAULT] + [
     pytest.param((v, p), id=f"{folder_name(v)}-{p}", marks=pytest.mark.full) for v, p in FULL]
 # every input set that feeds each graph; token layouts (end token at every position) feed the text tower
@@ -44,11 +44,12 @@ def test_graph_matches_pytorch(exported, graph, input_set):
             assert cosines(got, want).min() >= tolerance.min_cosine
         assert np.abs(got - want).max() <= tolerance.max_relative * scale
     if graph == "forward":
-        np.testing.assert_array_equal(actual[0].argmax(1), expected[0].argmax(1))
+        decisions = actual[0].argmax(1), expected[0].argmax(1)
         np.testing.assert_allclose(actual[1], actual[0].T)
     else:  # the zero-shot decision against the other tower's embeddings
         other = partner(exported.references, graph, input_set)
-        np.testing.assert_array_equal((actual[0] @ other.T).argmax(1), (expected[0] @ other.T).argmax(1))
+        decisions = (actual[0] @ other.T).argmax(1), (expected[0] @ other.T).argmax(1)
+    assert np.mean(decisions[0] == decisions[1]) >= tolerance.min_agreement
 
 
 @pytest.mark.parametrize("exported", CASES, indirect=True)
