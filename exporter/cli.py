@@ -213,7 +213,7 @@ def _classify(args: argparse.Namespace) -> None:
 def _embed(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from exporter.runtime import Model
+    from exporter.runtime import Model, unit
 
     if not args.image and not args.text:
         raise ExporterError("nothing to embed; give --image FILE and/or --text CAPTION")
@@ -226,7 +226,7 @@ def _embed(args: argparse.Namespace) -> None:
     if args.text:
         arrays["text_embeds"] = model.encode_text(args.text, args.truncate)
     if args.normalize:
-        arrays = {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in arrays.items()}
+        arrays = {k: unit(v) for k, v in arrays.items()}
     inputs = {"image_embeds": [str(p) for p in args.image], "text_embeds": args.text}
     document = {key: [{"input": i, "embedding": row.tolist()} for i, row in zip(inputs[key], value)]
                 for key, value in arrays.items()}

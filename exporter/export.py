@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import logging
 import warnings
@@ -13,6 +12,7 @@ import onnx
 import torch
 from torch import nn
 
+from exporter import memory
 from exporter.contract import GraphSpec
 from exporter.errors import ExporterError
 
@@ -156,7 +156,8 @@ def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> l
             save_single_file(program, path)
             files = [path]
     del program
-    gc.collect()
+    memory.forget_rewrite_matches()
+    memory.trim()
     return files
 
 

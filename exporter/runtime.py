@@ -26,11 +26,14 @@ from exporter.errors import ExporterError
 ImageInput = str | Path | Image.Image
 
 
+def unit(embeds: np.ndarray) -> np.ndarray:
+    """Every row scaled to unit length, as CLIP does before comparing embeddings."""
+    return embeds / np.linalg.norm(embeds, axis=1, keepdims=True)
+
+
 def logits(image_embeds: np.ndarray, text_embeds: np.ndarray, logit_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """`CLIP.forward`'s scaled cosine similarity from the two towers' embeddings, in float32."""
-    image_unit = image_embeds / np.linalg.norm(image_embeds, axis=1, keepdims=True)
-    text_unit = text_embeds / np.linalg.norm(text_embeds, axis=1, keepdims=True)
-    per_image = (np.float32(logit_scale) * image_unit @ text_unit.T).astype(np.float32)
+    per_image = (np.float32(logit_scale) * unit(image_embeds) @ unit(text_embeds).T).astype(np.float32)
     return per_image, per_image.T
 
 

@@ -8,6 +8,7 @@ not import torch: consumers and the release tooling use it without a PyTorch ins
 
 from __future__ import annotations
 
+import functools
 import gzip
 import html
 import importlib.util
@@ -62,8 +63,10 @@ def vocab_path() -> Path:
     raise ExporterError(f"CLIP's BPE vocabulary {VOCAB_FILE} not found {where}; run `pip install openai-clip==1.0.1`")
 
 
+@functools.cache
 def _vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Ids in clip.simple_tokenizer.SimpleTokenizer's order: bytes, bytes + "</w>", merges, specials."""
+    """Ids in clip.simple_tokenizer.SimpleTokenizer's order: bytes, bytes + "</w>", merges, specials.
+    Read once per process (`build` and `special_ids` both need it); callers must not modify it."""
     lines = gzip.open(vocab_path()).read().decode("utf-8").split("\n")[1:MERGES_END]
     merges = [tuple(line.split()) for line in lines]
     byte_chars = list(_bytes_to_unicode().values())

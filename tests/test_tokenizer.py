@@ -159,6 +159,7 @@ def test_documented_divergences(from_file: Tokenizer) -> None:
 
 def test_missing_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tokenizer.importlib.util, "find_spec", lambda name: None)
+    tokenizer._vocab_and_merges.cache_clear()  # read once per process: make this build look again
     with pytest.raises(ExporterError, match="bpe_simple_vocab_16e6.txt.gz not found.*pip install openai-clip"):
         tokenizer.build()
 
