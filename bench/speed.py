@@ -3,6 +3,7 @@
     python bench/speed.py --variant ViT-B/32 --precision fp32          # exports with random weights first
     python bench/speed.py --folder dist/ViT-B-32                       # an existing export (its manifest's weights)
     python bench/speed.py --variant ViT-B/32 --device cuda             # CUDA: torch on the GPU, onnxruntime-gpu
+    python bench/speed.py --variant ViT-B/32 --peer /tmp/peer-vit-b-32 # and optimum's export (bench/peer.py)
 
 What one run measures, on the same inputs (scikit-image's photos through CLIP's preprocessing; captions
 "a photo of a <label>"):
@@ -19,6 +20,12 @@ What one run measures, on the same inputs (scikit-image's photos through CLIP's 
   this CPU's practical float32 peak: PyTorch's 4096x4096 matrix product, measured in the same run (on
   this project's CPU it reaches 2 cores x 2.5 GHz x one 16-lane AVX-512 FMA = 160 GFLOP/s);
 - when it exports: the export's wall time and peak RSS (child process), and each graph's file size.
+
+- with `--peer FOLDER`: the forward graph of Hugging Face's CLIPModel of the same architecture as
+  exported and optimised by optimum (`bench/peer.py` writes the folder), in a third process, on the
+  same token ids: padded to 77 as our graphs get them, and cut after the longest end token as a
+  Hugging Face tokenizer with `padding=True` gives them. Its weights are other random weights, so
+  no cosine is reported for it.
 
 fp16 graphs are compared with PyTorch float32 (CPU PyTorch has no fast fp16 path); int8 likewise.
 """
@@ -109,6 +116,23 @@ def child_onnx(folder: Path, args: argparse.Namespace) -> dict:
     return results
 
 
+def child_peer(folder: Path, args: argparse.Namespace) -> dict:
+    """optimum's export of Hugging Face's CLIPModel: its forward graph, 77 tokens and cut."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(folder / "model_optimized.onnx"), providers=["CPUExecutionProvider"])
+    resolution = json.loads((folder / "config.json").read_text())["vision_config"]["image_size"]
+    results = {}
+    for batch in BATCHES:
+        feeds = inputs(resolution, batch)
+        ids = feeds["text"].astype(np.int64)
+        for name, cut in (("77 tokens", ids.shape[1]), ("cut", int(ids.argmax(1).max()) + 1)):
+            peer_feeds = {"input_ids": ids[:, :cut], "attention_mask": (ids[:, :cut] != 0).astype(np.int64),
+                          "pixel_values": feeds["image"]}
+            results[f"{name}/{batch}"] = {"ms": median_ms(lambda: session.run(None, peer_feeds), args.warmup, args.repeats)}
+    return results
+
+
 def _time_graph(key: str, path: Path, resolution: int, args: argparse.Namespace) -> dict:
     import onnxruntime as ort
 
@@ -124,7 +148,8 @@ def _time_graph(key: str, path: Path, resolution: int, args: argparse.Namespace)
 
 
 def in_child(kind: str, folder: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--scratch", str(args.scratch),
+    command = [sys.executable, __file__, "--child", kind, "--folder", str(args.peer if kind == "peer" else folder),
+               "--scratch", str(args.scratch),
                "--device", args.device, "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -159,18 +184,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the two processes")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--child", choices=("torch", "onnx"), help=argparse.SUPPRESS)
+    parser.add_argument("--peer", type=Path, help="also time optimum's export in this folder (see bench/peer.py)")
+    parser.add_argument("--child", choices=("torch", "onnx", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        measure = child_torch if args.child == "torch" else child_onnx
+        measure = {"torch": child_torch, "onnx": child_onnx, "peer": child_peer}[args.child]
         print(json.dumps(measure(args.folder, args)))
         return
     with tempfile.TemporaryDirectory(prefix="clip-onnx-bench-") as scratch:
         args.scratch = Path(scratch)
         folder = args.folder or export(args, args.scratch)
         data = manifest.read(folder)
-        rounds = {"torch": [], "onnx": []}
+        rounds = {"torch": [], "onnx": [], **({"peer": []} if args.peer else {})}
         for index in range(args.rounds):
             for kind in rounds:
                 rounds[kind].append(in_child(kind, folder, args))
@@ -196,6 +222,15 @@ def main() -> None:
                 rate = gflop[k] / onnx_ms[k] * 1000
                 print(f"| {key} | {batch} | {torch_ms[k]:.1f} | {onnx_ms[k]:.1f} | {torch_ms[k] / onnx_ms[k]:.2f}x | "
                       f"{gflop[k]:.2f} | {rate:.0f} | {100 * rate / peak:.0f}% | {cosines[k]:.6f} | {size:.0f} |")
+        if args.peer:
+            print("\n| forward graph | batch | ours ms | optimum, 77 tokens ms | optimum, cut ms | our speed-up over 77 | over cut |")
+            print("|---|---:|---:|---:|---:|---:|---:|")
+            for batch in BATCHES:
+                ours = onnx_ms[f"forward/{batch}"]
+                peer = {name: float(np.median([r[f"{name}/{batch}"]["ms"] for r in rounds["peer"]]))
+                        for name in ("77 tokens", "cut")}
+                print(f"| {data['name']} | {batch} | {ours:.1f} | {peer['77 tokens']:.1f} | {peer['cut']:.1f} | "
+                      f"{peer['77 tokens'] / ours:.2f}x | {peer['cut'] / ours:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import onnx
-import pytest
 import torch
 from onnx import numpy_helper
 
@@ -40,14 +39,13 @@ def test_fragmented_single_file_equals_an_inline_save(tmp_path):
     assert fragments.SerializeToString() == inline.SerializeToString()
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_same_weights_and_options_give_byte_identical_files(tmp_path, precision):
+def test_same_weights_and_options_give_byte_identical_files(tmp_path):
     """Run after run, process after process: one export inside this test process (after whatever it
     exported before), one in a fresh `clip-onnx` process; every file, manifest included, is identical."""
     pipeline.export(random_weights(get_variant("tiny-RN"), seed=0), "tiny-RN", tmp_path / "here",
-                    precision=precision, verify=False, log=lambda _: None)
+                    verify=False, log=lambda _: None)
     subprocess.run([sys.executable, "-m", "exporter", "export", "tiny-RN", "--weights", "random", "--seed", "0",
-                    "--precision", precision, "--no-verify", "-o", str(tmp_path / "child")], check=True,
+                    "--no-verify", "-o", str(tmp_path / "child")], check=True,
                    capture_output=True)
     here, child = tmp_path / "here" / "tiny-RN", tmp_path / "child" / "tiny-RN"
     names = sorted(p.name for p in here.iterdir())
@@ -56,5 +54,5 @@ def test_same_weights_and_options_give_byte_identical_files(tmp_path, precision)
         assert (here / name).read_bytes() == (child / name).read_bytes(), name
     # the comparison can fail: another seed gives other bytes
     other = pipeline.export(random_weights(get_variant("tiny-RN"), seed=1), "tiny-RN", tmp_path / "other",
-                            precision=precision, graphs=["visual"], verify=False, log=lambda _: None)
+                            graphs=["visual"], verify=False, log=lambda _: None)
     assert (other / "tiny-RN_visual.onnx").read_bytes() != (here / "tiny-RN_visual.onnx").read_bytes()
