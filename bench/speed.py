@@ -48,6 +48,7 @@ from exporter import manifest  # noqa: E402
 from exporter.contract import GRAPHS  # noqa: E402
 from exporter.export import external_files  # noqa: E402
 from exporter.variants import folder_name  # noqa: E402
+from exporter.verify import row_cosine  # noqa: E402
 
 LABELS = ("cat", "dog", "car", "rocket", "cup of coffee", "astronaut", "camera", "tree")
 BATCHES = (1, 8)
@@ -157,11 +158,6 @@ def in_child(kind: str, folder: Path, args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
-
-
 def export(args: argparse.Namespace, out: Path) -> Path:
     from export_table import run
 
@@ -205,7 +201,7 @@ def main() -> None:
         torch_ms = {k: float(np.median([r[k]["ms"] for r in rounds["torch"]])) for k in keys}
         onnx_ms = {k: float(np.median([r[k]["ms"] for r in rounds["onnx"]])) for k in keys}
         peak = float(np.median([r["peak_gflops"] for r in rounds["torch"]]))
-        cosines = {k: cosine(np.load(args.scratch / f"onnx-{k.replace('/', '-')}.npy"),
+        cosines = {k: row_cosine(np.load(args.scratch / f"onnx-{k.replace('/', '-')}.npy"),
                              np.load(args.scratch / f"torch-{k.replace('/', '-')}.npy")) for k in keys}
         gflop = {k: rounds["torch"][0][k]["gflop"] for k in keys}
         print(f"\n{data['name']} {data['precision']} on {args.device}, {os.cpu_count()} CPUs; each implementation in its own "
