@@ -11,6 +11,7 @@ from pathlib import Path
 import onnx
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from exporter import memory
 from exporter.contract import GraphSpec
@@ -91,6 +92,28 @@ class ForwardGraph(VisualGraph):
 WRAPPERS: dict[str, type[nn.Module]] = {"forward": ForwardGraph, "visual": VisualGraph, "transformer": TextGraph}
 
 
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """Fold each BatchNorm of CLIP's ResNets into the convolution before it, in place (eval semantics).
+
+    torch's exporter folds them anyway (onnxscript's rewrite rules), but into new tensors while the
+    model still holds the old ones: RN50x64's visual and forward exports each peaked 1.6 GB, its
+    convolution weights, above the process. Here each convolution's weight is replaced as it is
+    folded, so at most one layer's weight exists twice. CLIP follows each convolution by the BatchNorm
+    of the same number (`conv1` / `bn1`), or in a downsample Sequential by the next one (`0` / `1`)."""
+    for parent in list(model.modules()):
+        children = dict(parent.named_children())
+        for name, conv in children.items():
+            partner = name.replace("conv", "bn", 1) if name.startswith("conv") else str(int(name) + 1) if name.isdigit() else ""
+            norm = children.get(partner)
+            if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)):
+                continue
+            with torch.no_grad():
+                conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean,
+                                                              norm.running_var, norm.eps, norm.weight, norm.bias)
+            setattr(parent, partner, nn.Identity())
+    return model
+
+
 def to_precision(model: nn.Module, precision: str) -> nn.Module:
     """Convert in place. fp16 halves every weight but LayerNorm's: CLIP's LayerNorm computes in
     float32, and ONNX's LayerNormalization needs its scale in the input's type."""
@@ -161,8 +184,10 @@ def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> l
     return files
 
 
-# ModelProto's `graph` is field 7, length-delimited: the key byte of each appended graph fragment.
-_GRAPH_FIELD_KEY = bytes([7 << 3 | 2])
+# Keys of the length-delimited fields a graph fragment is framed with: ModelProto.graph (7),
+# GraphProto.initializer (5) and TensorProto.raw_data (9).
+_GRAPH_KEY, _INITIALIZER_KEY, _RAW_DATA_KEY = (bytes([field << 3 | 2]) for field in (7, 5, 9))
+_COPY_CHUNK = 16 * 1024**2
 
 
 def _varint(value: int) -> bytes:
@@ -174,15 +199,21 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _framed(key: bytes, length: int) -> bytes:
+    return key + _varint(length)
+
+
 def save_single_file(program: torch.onnx.ONNXProgram, path: Path) -> None:
-    """Write `program` as one self-contained .onnx file without holding it serialised in memory.
+    """Write `program` as one self-contained .onnx file without holding its tensors in memory.
 
     A plain inline save builds the whole ModelProto, tensors included, then serialises it: about three
     times the weights on top of the process (measured: RN50x4's forward graph, 0.7 GB of weights,
     peaked 2.1 GB above the process while saving). Here the tensors are first streamed to a scratch
     data file; then the file is written as the graph without its tensors followed by one `graph`
-    fragment per tensor. Protobuf parsers merge repeated occurrences of an embedded message field,
-    so every reader sees one graph holding every initializer, in order."""
+    fragment per tensor, whose bytes are framed by hand and copied from the scratch file in chunks
+    (setting them on a protobuf message would keep every tensor in the message's arena until the end).
+    Protobuf parsers merge repeated occurrences of an embedded message field, so every reader sees one
+    graph holding every initializer, in order."""
     scratch = path.with_name(f".{path.name}.scratch")
     data_files: list[Path] = []
     try:
@@ -194,16 +225,27 @@ def save_single_file(program: torch.onnx.ONNXProgram, path: Path) -> None:
         with open(path, "wb") as out:
             out.write(proto.SerializeToString())
             for tensor in initializers:
-                if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                    info = {entry.key: entry.value for entry in tensor.external_data}
-                    with open(scratch.parent / info["location"], "rb") as data:
-                        data.seek(int(info.get("offset", 0)))
-                        tensor.raw_data = data.read(int(info["length"])) if "length" in info else data.read()
-                    del tensor.external_data[:]
-                    tensor.data_location = onnx.TensorProto.DEFAULT
-                fragment = onnx.GraphProto(initializer=[tensor]).SerializeToString()
-                out.write(_GRAPH_FIELD_KEY + _varint(len(fragment)) + fragment)
-                tensor.Clear()
+                if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                    fragment = onnx.GraphProto(initializer=[tensor]).SerializeToString()
+                    out.write(_framed(_GRAPH_KEY, len(fragment)) + fragment)
+                    continue
+                info = {entry.key: entry.value for entry in tensor.external_data}
+                source = scratch.parent / info["location"]
+                offset = int(info.get("offset", 0))
+                length = int(info["length"]) if "length" in info else source.stat().st_size - offset
+                tensor.ClearField("external_data")
+                tensor.ClearField("data_location")
+                head = tensor.SerializeToString() + _framed(_RAW_DATA_KEY, length)
+                initializer = _framed(_INITIALIZER_KEY, len(head) + length)
+                out.write(_framed(_GRAPH_KEY, len(initializer) + len(head) + length) + initializer + head)
+                with open(source, "rb") as data:
+                    data.seek(offset)
+                    while length:
+                        chunk = data.read(min(length, _COPY_CHUNK))
+                        if not chunk:
+                            raise ExporterError(f"{source.name} ended before tensor {tensor.name}'s data")
+                        out.write(chunk)
+                        length -= len(chunk)
     finally:
         for scratch_file in [scratch, *data_files]:
             scratch_file.unlink(missing_ok=True)

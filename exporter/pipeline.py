@@ -20,7 +20,7 @@ import torch
 from exporter import manifest, memory, preprocess, quantize, tokenizer
 from exporter.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS
 from exporter.errors import ExporterError, VerificationError
-from exporter.export import export_graph, to_precision, weight_bytes
+from exporter.export import export_graph, fold_batch_norms, to_precision, weight_bytes
 from exporter.variants import Architecture, folder_name, get_variant
 from exporter.verify import References, Report, check, providers
 from exporter.weights import Weights, load_checkpoint, load_openai, random_weights
@@ -60,8 +60,9 @@ def _translate_os_error(error: OSError, out_dir: Path) -> ExporterError:
 def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32", opset: int = DEFAULT_OPSET,
            graphs: list[str] | None = None, verify: bool = True, force: bool = False, device: str = "cpu",
            extra_texts: list[str] | None = None, truncate: bool = False, log: Log = print) -> Path:
-    """Export `weights.model` into `<out_dir>/<folder name>/`. The model is consumed: converted in place
-    to `precision`, then its weights are released before verification to bound peak memory."""
+    """Export `weights.model` into `<out_dir>/<folder name>/`. The model is consumed: its BatchNorms are
+    folded and it is converted to `precision` in place, then its weights are released before
+    verification to bound peak memory."""
     graphs = graphs or list(GRAPHS)
     unknown = [g for g in graphs if g not in GRAPHS]
     if unknown:
@@ -87,7 +88,8 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
             log("computing PyTorch float32 reference outputs")
             references = References.compute(model, graphs, extra_texts, truncate)
         logit_scale = float(model.logit_scale.detach().float())
-        to_precision(model, precision)
+        to_precision(fold_batch_norms(model), precision)
+        memory.trim()  # the folded and converted weights replaced others
         graph_files = {}
         for index, key in enumerate(graphs, 1):
             spec = GRAPHS[key]
