@@ -4,8 +4,8 @@
     python bench/op_profile.py dist/ViT-B-32 --batch 8
 
 Each graph gets one session with onnxruntime's profiler on (default session options, so the
-operators are those after onnxruntime's own fusions), `--runs` runs after 3 unprofiled warm-up runs,
-and the kernel times of all runs are summed per operator type. What the matrix products (MatMul,
+operators are those after onnxruntime's own fusions), 3 warm-up runs whose profile is dropped, then
+`--runs` runs whose kernel times are summed per operator type. What the matrix products (MatMul,
 Gemm, FusedMatMul, Conv and their integer forms) take bounds what any graph rewrite short of
 changing them can gain: the rest of the time, at most.
 """
@@ -34,10 +34,6 @@ def kernel_shares(path: Path, feeds: dict, runs: int) -> collections.Counter:
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="clip-onnx-profile-") as scratch:
-        warm = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        for _ in range(WARMUP):
-            warm.run(None, feeds)
-        del warm
         options = ort.SessionOptions()
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(scratch) / "profile")
@@ -45,7 +41,7 @@ def kernel_shares(path: Path, feeds: dict, runs: int) -> collections.Counter:
         for _ in range(WARMUP + runs):
             session.run(None, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())
-    # the first WARMUP runs of the profiled session are dropped: they include its own first-run costs
+    # the first WARMUP runs are dropped: they include the session's first-run costs
     per_run = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     start = per_run[WARMUP]["ts"] if len(per_run) > WARMUP else 0
     times: collections.Counter = collections.Counter()
