@@ -88,6 +88,22 @@ def test_download_checks_sha_and_caches(serve, checkpoint, tmp_path):
     assert len(server.requests) == 1, "a cached file with the right SHA-256 is not fetched again"
 
 
+def test_a_wrong_file_already_in_the_cache_is_fetched_again(serve, checkpoint, tmp_path):
+    """The cache is shared with the `clip` package: a same-named, same-sized file with other bytes is
+    hashed, not trusted, and replaced by the served one."""
+    sha = hashlib.sha256(checkpoint).hexdigest()
+    server = serve(f"/{sha}/tiny.pt")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    tampered = bytearray(checkpoint)
+    tampered[len(tampered) // 2] ^= 0x01
+    (cache / "tiny.pt").write_bytes(bytes(tampered))
+    with pytest.warns(UserWarning, match="does not match its SHA-256"):
+        path = download(f"{server.base}/{sha}/tiny.pt", sha, cache, progress=False)
+    assert path.read_bytes() == checkpoint
+    assert len(server.requests) == 1
+
+
 def test_interrupted_download_resumes(serve, checkpoint, tmp_path):
     sha = hashlib.sha256(checkpoint).hexdigest()
     server = serve(f"/{sha}/tiny.pt")

@@ -56,11 +56,23 @@ def test_files_over_the_asset_limit_are_split_and_join_back(exports, tmp_path, m
         (github / entry["joined_as"]).write_bytes(joined)
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=github, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
+    checked = {line.rsplit(": ", 1)[0] for line in check.stdout.splitlines() if line.endswith(": OK")}
+    for entry in split:  # a user who joins the parts can check the result
+        assert entry["joined_as"] in checked and set(entry["github_assets"]) <= checked
+
+
+def flip_last_byte(path) -> None:
+    """Tamper with a file without changing its size, so only its SHA-256 can tell."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("damage,message", [
     ("unverified", "was not verified"),
-    ("tampered", "does not match the SHA-256"),
+    ("replaced", "does not match the SHA-256"),
+    ("graph-byte-flipped", "tiny-ViT_visual.onnx does not match the SHA-256"),
+    ("tokenizer-byte-flipped", "tokenizer.json does not match the SHA-256"),
 ])
 def test_only_verified_untouched_exports_are_staged(exports, tmp_path, damage, message):
     import shutil
@@ -72,8 +84,10 @@ def test_only_verified_untouched_exports_are_staged(exports, tmp_path, damage, m
         data = json.loads((folder / "manifest.json").read_text())
         data["verification"] = {"skipped": True}
         (folder / "manifest.json").write_text(json.dumps(data))
-    else:
+    elif damage == "replaced":
         (folder / "tiny-ViT_visual.onnx").write_bytes(b"not the verified graph")
+    else:
+        flip_last_byte(folder / ("tiny-ViT_visual.onnx" if damage.startswith("graph") else "tokenizer.json"))
     with pytest.raises(ExporterError, match=message):
         staging.stage(copy, "v1.0.0", tmp_path / "out")
     assert not (tmp_path / "out").exists()

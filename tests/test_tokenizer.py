@@ -79,10 +79,13 @@ def test_file_gives_clip_ids(from_file: Tokenizer, corpus: list[str], reference:
     assert wrong == []
 
 
-def test_without_clean(from_file: Tokenizer, corpus: list[str], reference: np.ndarray) -> None:
-    """A consumer that skips `clean` (no ftfy, no HTML unescaping): measured for the README, not asserted."""
+def test_consumers_must_clean_before_the_file(from_file: Tokenizer, corpus: list[str], reference: np.ndarray) -> None:
+    """A consumer that skips `clean` (no ftfy, no HTML unescaping) gets other ids for entities and
+    mojibake: the step the README tells consumers to apply is needed, and the corpus exercises it."""
     wrong = mismatches(from_file, corpus, reference, clean=False)
     print(f"\ntokenizer.json without clean vs clip.tokenize: {len(wrong)} of {len(corpus)} strings differ")
+    assert any(re.search(CATEGORIES["html entity"][0], text) for text in wrong)
+    assert any(re.search(CATEGORIES["mojibake"][0], text) for text in wrong)
 
 
 def test_comparison_can_fail(from_file: Tokenizer, corpus: list[str], reference: np.ndarray) -> None:

@@ -1,11 +1,12 @@
-"""The comparison itself can fail, on each of its criteria."""
+"""The comparison itself can fail, on each of its criteria, in any row of a batch; and the tolerance
+table is what it is on purpose."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from exporter.tolerances import TOLERANCES
+from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES, Tolerance
 from exporter.verify import compare, row_cosine
 
 REF = np.array([[1.0, 2.0, 3.0], [3.0, -1.0, 0.5]], dtype=np.float32)
@@ -51,3 +52,60 @@ def test_logits_are_held_to_their_bound_not_a_row_cosine():
     assert small.min_cosine < TOLERANCES["fp16"].min_cosine and small.passed
     large = compare("forward", "unit", [logits + 2.0], [logits], TOLERANCES["fp16"], None, bound)
     assert not large.passed
+
+
+# Three rows of different sizes against the identity partner (each row's zero-shot decision is its
+# argmax). Row 2 is small next to the scale (the largest |value|, 6.0) and a near-tie in its argmax,
+# so it can miss one criterion while meeting the other two.
+BATCH = np.array([[6.0, 1.0, 0.5], [0.5, 4.0, 1.0], [0.01, 0.0, 0.009999]], dtype=np.float64)
+
+
+def run_batch(actual: np.ndarray):
+    return compare("visual", "unit", [actual.astype(np.float32)], [BATCH.astype(np.float32)], TOLERANCES["fp32"],
+                   PARTNER, float(np.abs(BATCH).max()))
+
+
+def only_row_2(row: list[float]) -> np.ndarray:
+    actual = BATCH.copy()
+    actual[2] = row
+    return actual
+
+
+def test_a_batch_equal_to_the_reference_passes_every_criterion():
+    result = run_batch(BATCH)
+    assert result.passed and result.argmax_agrees and result.min_cosine == pytest.approx(1.0)
+
+
+def test_every_row_of_a_batch_is_judged_not_only_the_first():
+    """Row 2 off by 100x the relative tolerance; rows 0 and 1 exact."""
+    result = run_batch(only_row_2([0.01, 0.0, 0.009999 + 6.0 * 1e-2]))
+    assert not result.passed
+    assert result.max_relative_diff > TOLERANCES["fp32"].max_relative
+
+
+def test_a_row_off_only_in_direction_fails_on_the_cosine():
+    """Row 2 turned by about 2.8 degrees: every element within the relative tolerance, its zero-shot
+    decision unchanged, only the cosine is wrong."""
+    result = run_batch(only_row_2([0.01, 0.0005, 0.009999]))
+    assert result.max_relative_diff <= TOLERANCES["fp32"].max_relative and result.argmax_agrees
+    assert result.min_cosine < TOLERANCES["fp32"].min_cosine
+    assert not result.passed
+
+
+def test_a_row_whose_zero_shot_decision_flips_fails_on_agreement():
+    """Row 2's near-tie swapped: cosine and relative difference within tolerance, decision flipped."""
+    result = run_batch(only_row_2([0.009999, 0.0, 0.01]))
+    assert result.min_cosine >= TOLERANCES["fp32"].min_cosine
+    assert result.max_relative_diff <= TOLERANCES["fp32"].max_relative
+    assert not result.argmax_agrees and result.argmax_agreement == pytest.approx(2 / 3)
+    assert not result.passed
+
+
+def test_the_tolerance_table_changes_only_on_purpose():
+    """Loosening a tolerance must be a deliberate edit of this test too: the table is what "verified" means."""
+    assert TOLERANCES == {
+        "fp32": Tolerance(min_cosine=0.99999, max_relative=1e-4, min_agreement=1.0),
+        "fp16": Tolerance(min_cosine=0.999, max_relative=3e-2, min_agreement=1.0),
+        "int8": Tolerance(min_cosine=0.995, max_relative=1e-1, min_agreement=0.75),
+    }
+    assert MAX_INPUT_COSINE == 0.999
