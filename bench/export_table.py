@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter.export import external_files
+from exporter.onnx_files import external_files
 from exporter.variants import VARIANTS, folder_name
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exporter import manifest  # noqa: E402
-from exporter.contract import GRAPHS  # noqa: E402
+from clip_onnx import manifest  # noqa: E402
+from clip_onnx.contract import GRAPHS  # noqa: E402
 
 PRODUCTS = {"MatMul", "Gemm", "FusedMatMul", "Conv", "FusedConv", "MatMulInteger", "DynamicQuantizeMatMul",
             "MatMulIntegerToFloat", "ConvInteger", "QLinearConv"}

@@ -46,9 +46,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exporter import manifest  # noqa: E402
-from exporter.contract import GRAPHS  # noqa: E402
-from exporter.export import external_files  # noqa: E402
+from clip_onnx import manifest  # noqa: E402
+from clip_onnx.contract import GRAPHS  # noqa: E402
+from exporter.onnx_files import external_files  # noqa: E402
 from exporter.variants import folder_name  # noqa: E402
 from exporter.verify import row_cosine  # noqa: E402
 

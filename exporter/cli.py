@@ -1,5 +1,5 @@
-"""`clip-onnx` (also `python -m exporter`): list variants, export them, verify exported folders, and use
-exported folders (classify, embed) with onnxruntime alone.
+"""`clip-onnx` (also `python -m exporter`): the exporter's commands (list variants, export them, verify
+exported folders) beside the runtime's (`clip_onnx.cli`: classify, embed).
 
 Only `list`, `export` and `verify` need PyTorch (the `export` extra); they import it when they run, so
 `classify` and `embed` work in a runtime-only install."""
@@ -7,15 +7,17 @@ Only `list`, `export` and `verify` need PyTorch (the `export` extra); they impor
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from exporter.contract import DEFAULT_OPSET, GRAPHS, MIN_OPSET, PRECISIONS
-from exporter.errors import ExporterError, VerificationError
+from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, MIN_OPSET, PRECISIONS
+from clip_onnx.errors import ClipOnnxError, VerificationError
+from clip_onnx import cli as runtime_cli
 from exporter.tolerances import TOLERANCES
 from exporter.variants import VARIANTS, folder_name, get_variant
 
+DESCRIPTION = ("Export OpenAI CLIP to three ONNX graphs (forward, visual, transformer), prove each matches "
+               "PyTorch, and use them with onnxruntime alone.")
 EXAMPLES = """\
 examples:
   clip-onnx list
@@ -63,15 +65,11 @@ def _add_weight_options(parser: argparse.ArgumentParser) -> None:
                         help="cut --text captions longer than 77 tokens instead of failing")
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
-        prog="clip-onnx",
-        description="Export OpenAI CLIP to three ONNX graphs (forward, visual, transformer) and prove each "
-                    "matches PyTorch.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    commands.add_parser("list", help="the known variants, their resolutions and sizes")
+def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
+    """Add `list`, `export` and `verify` to a parser's subcommands; returns their handlers by name."""
+    listing = commands.add_parser("list", help="the OpenAI variants, their resolutions and sizes")
+    listing.add_argument("--all", action="store_true",
+                         help="also list the small test configurations (random weights only)")
 
     export = commands.add_parser(
         "export", help="export a variant or checkpoint to ONNX and verify it", epilog=EXAMPLES,
@@ -107,56 +105,15 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--checkpoint", type=Path,
                         help="the checkpoint a --checkpoint export came from, if it moved since")
     _add_weight_options(verify)
-
-    classify = commands.add_parser(
-        "classify", help="zero-shot classification of images with an exported folder (no PyTorch needed)",
-        description="Scores every image against every label with the visual and transformer graphs and the "
-                    "manifest's logit_scale (the forward graph is not needed), and prints each image's most "
-                    "likely labels with softmax probabilities.")
-    classify.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (any format Pillow reads)")
-    classify.add_argument("--labels", required=True, type=_labels, help='comma-separated labels, e.g. "a cat,a dog"')
-    classify.add_argument("--template", default="{}",
-                          help='caption made of each label, e.g. "a photo of {}." (default: the label as is)')
-    _add_runtime_options(classify)
-    classify.add_argument("--top", type=_positive, default=5, help="labels shown per image (default: 5)")
-
-    embed = commands.add_parser(
-        "embed", help="embeddings of images and texts with an exported folder (no PyTorch needed)",
-        description="Runs the visual graph on --image files and the transformer graph on --text captions. "
-                    "Writes an .npz (arrays image_embeds, text_embeds) or .json file with -o, else JSON on stdout.")
-    embed.add_argument("--image", action="append", type=Path, default=[], metavar="FILE", help="an image file (repeatable)")
-    embed.add_argument("--text", action="append", default=[], metavar="CAPTION", help="a caption (repeatable)")
-    _add_runtime_options(embed)
-    embed.add_argument("--normalize", action="store_true", help="scale every embedding to unit length")
-    embed.add_argument("-o", "--output", type=Path, help="write FILE.npz or FILE.json instead of printing JSON")
-    return root
+    return {"list": _list, "export": _export, "verify": _verify}
 
 
-def _labels(value: str) -> list[str]:
-    labels = [label.strip() for label in value.split(",") if label.strip()]
-    if not labels:
-        raise argparse.ArgumentTypeError(f"{value!r} names no label; give comma-separated labels")
-    return labels
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
-    return number
-
-
-def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--model", type=Path, required=True, metavar="FOLDER",
-                        help="a folder written by `clip-onnx export`, e.g. dist/ViT-B-32")
-    parser.add_argument("--truncate", action="store_true", help="cut texts longer than 77 tokens instead of failing")
-
-
-def _list() -> None:
+def _list(args: argparse.Namespace) -> None:
+    shown = [v for v in VARIANTS.values() if v.published or args.all]
+    counts = [v.architecture.parameter_count() for v in shown]  # needs torch: fail before printing anything
     print(f"{'name':<16} {'family':<7} {'resolution':>10} {'embed':>6} {'parameters':>11} {'fp32 MB':>8}  weights")
-    for variant in VARIANTS.values():
+    for variant, count in zip(shown, counts):
         arch = variant.architecture
-        count = arch.parameter_count()
         print(f"{variant.name:<16} {arch.family:<7} {arch.image_resolution:>10} {arch.embed_dim:>6} "
               f"{count / 1e6:>10.1f}M {count * 4 / 1e6:>8.0f}  "
               f"{'OpenAI' if variant.published else 'random only (test configuration)'}")
@@ -166,7 +123,7 @@ def _export(args: argparse.Namespace) -> None:
     from exporter import pipeline, weights
 
     if args.checkpoint and args.variant:
-        raise ExporterError("give a variant or --checkpoint, not both")
+        raise ClipOnnxError("give a variant or --checkpoint, not both")
     if args.checkpoint:
         name = args.name or args.checkpoint.stem
         loaded = weights.load_checkpoint(args.checkpoint)
@@ -178,7 +135,7 @@ def _export(args: argparse.Namespace) -> None:
         else:
             loaded = weights.load_openai(variant, args.cache_dir, args.url_base)
     else:
-        raise ExporterError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
+        raise ClipOnnxError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
     if loaded.source["kind"] == "random":
         print(f"note: {name} gets seeded random weights (seed {args.seed}): a pipeline demo, not a usable model")
     pipeline.export(loaded, folder_name(name), args.output, precision=args.precision, opset=args.opset,
@@ -197,66 +154,8 @@ def _verify(args: argparse.Namespace) -> None:
     print(f"{args.folder}: verified")
 
 
-def _classify(args: argparse.Namespace) -> None:
-    from exporter.runtime import Model, softmax
-
-    if "{}" not in args.template:
-        raise ExporterError(f"--template {args.template!r} has no {{}} for the label")
-    model = Model(args.model)
-    per_image, _ = model.similarity(args.images, [args.template.format(label) for label in args.labels],
-                                    args.truncate)
-    for image, probabilities in zip(args.images, softmax(per_image)):
-        best = probabilities.argsort()[::-1][:args.top]
-        print(f"{image}: " + ", ".join(f"{args.labels[i]} {probabilities[i]:.3f}" for i in best))
-
-
-def _embed(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from exporter.runtime import Model, unit
-
-    if not args.image and not args.text:
-        raise ExporterError("nothing to embed; give --image FILE and/or --text CAPTION")
-    if args.output is not None and args.output.suffix not in (".npz", ".json"):
-        raise ExporterError(f"--output {args.output}: name a .npz or .json file")
-    model = Model(args.model)
-    arrays = {}
-    if args.image:
-        arrays["image_embeds"] = model.encode_image(args.image)
-    if args.text:
-        arrays["text_embeds"] = model.encode_text(args.text, args.truncate)
-    if args.normalize:
-        arrays = {k: unit(v) for k, v in arrays.items()}
-    inputs = {"image_embeds": [str(p) for p in args.image], "text_embeds": args.text}
-    document = {key: [{"input": i, "embedding": row.tolist()} for i, row in zip(inputs[key], value)]
-                for key, value in arrays.items()}
-    if args.output is None:
-        json.dump(document, sys.stdout)
-        print()
-    elif args.output.suffix == ".npz":
-        np.savez(args.output, **arrays)
-    else:
-        args.output.write_text(json.dumps(document) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    commands = {"list": lambda a: _list(), "export": _export, "verify": _verify, "classify": _classify, "embed": _embed}
-    try:
-        commands[args.command](args)
-    except VerificationError as error:
-        print(f"clip-onnx: verification failed: {error}", file=sys.stderr)
-        return 3
-    except ExporterError as error:
-        print(f"clip-onnx: error: {error}", file=sys.stderr)
-        return 1
-    except ModuleNotFoundError as error:
-        if error.name not in ("torch", "torchvision", "clip", "onnx", "onnxscript"):
-            raise
-        print(f"clip-onnx: error: `clip-onnx {args.command}` needs {error.name}, which a runtime-only install "
-              "lacks; pip install 'clip-onnx[export]'", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("clip-onnx: interrupted; no partial file was left under a final name", file=sys.stderr)
-        return 130
-    return 0
+    root, commands = runtime_cli.parser(DESCRIPTION, EXAMPLES)
+    handlers = {**add_commands(commands), **runtime_cli.add_commands(commands)}
+    args = root.parse_args(argv)
+    return runtime_cli.run(handlers[args.command], args)

@@ -1,8 +1,7 @@
-"""What ships beside the graphs: `manifest.json`, the contract a consumer reads."""
+"""Where `manifest.json` is written: the contract a consumer reads (`clip_onnx.manifest`) beside the graphs."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -10,22 +9,13 @@ import os
 import platform
 from pathlib import Path
 
-from exporter import preprocess
+from clip_onnx import preprocess
+from clip_onnx.contract import GRAPHS, io_contract
+from clip_onnx.integrity import sha256_file
+from clip_onnx.manifest import FORMAT_VERSION, MANIFEST
+from clip_onnx.tokenizer import TOKENIZER
 from exporter import tokenizer as text_tokenizer
-from exporter.contract import GRAPHS, io_contract
-from exporter.errors import ExporterError
 from exporter.variants import Architecture, known_name
-
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _version(distribution: str) -> str | None:
@@ -47,7 +37,7 @@ def versions() -> dict[str, str | None]:
 
 
 def preprocessing(resolution: int) -> dict:
-    """A summary; `preprocess.json` (exporter.preprocess) has every rule, proven equal to CLIP's transform."""
+    """A summary; `preprocess.json` (clip_onnx.preprocess) has every rule, proven equal to CLIP's transform."""
     return {
         "file": preprocess.PREPROCESS,
         "resolution": resolution,
@@ -66,8 +56,8 @@ def tokenizer(context_length: int, vocab_size: int) -> dict:
     start, end = text_tokenizer.special_ids()
     return {
         "kind": "CLIP byte-level BPE (clip/bpe_simple_vocab_16e6.txt.gz, ftfy + html unescape + lowercase)",
-        "file": text_tokenizer.TOKENIZER,
-        "clean": "html.unescape(html.unescape(ftfy.fix_text(text))) before the tokenizer file (exporter.tokenizer.clean)",
+        "file": TOKENIZER,
+        "clean": "html.unescape(html.unescape(ftfy.fix_text(text))) before the tokenizer file (clip_onnx.tokenizer.clean)",
         "context_length": context_length,
         "vocab_size": vocab_size,
         "start_token_id": start,
@@ -122,23 +112,3 @@ def write(manifest: dict, folder: Path) -> Path:
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def read(folder: Path) -> dict:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ExporterError(f"{folder} has no {MANIFEST}; point at a folder written by `clip-onnx export`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ExporterError(f"{path} is not valid JSON ({error}); export the variant again") from None
-
-
-def check_files(manifest: dict, folder: Path) -> None:
-    """Every file the manifest lists is present with its recorded size and SHA-256."""
-    for file_name, facts in manifest["files"].items():
-        path = folder / file_name
-        if not path.is_file():
-            raise ExporterError(f"{path} is missing; export the variant again")
-        if path.stat().st_size != facts["bytes"] or sha256_file(path) != facts["sha256"]:
-            raise ExporterError(f"{path} does not match the SHA-256 in {MANIFEST}; it changed since export")

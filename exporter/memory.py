@@ -3,10 +3,8 @@
 torch's ONNX exporter keeps each exported graph's tensors alive after the export, through onnxscript's
 rewrite rules, which remember their last match: `forget_rewrite_matches` drops that after every
 graph, and `release` empties the weights' storages after the last, since `model.to("meta")` alone
-frees little. glibc keeps freed heap instead of returning it to the system: `trim`. Measured on RN50x4
-fp16 (0.2 GB of weights) after its three exports: emptying the storages and trimming took the process
-from 1.40 to 1.19 GB; on RN50x4 fp32, forgetting the matches took it from 1.87 to 1.61 GB after each
-of the first two graphs.
+frees little. glibc keeps freed heap instead of returning it to the system: `trim`. What each step
+saves is measured with `bench/export_table.py` and stated in docs, not here.
 """
 
 from __future__ import annotations
@@ -20,6 +18,9 @@ from collections.abc import Callable
 
 from torch import nn
 
+# What an onnxscript PatternMatcher remembers of its last match (private to onnxscript 0.5 to 0.7).
+MATCHER_STATE = ("_graph", "_match", "_current_node", "_tracer")
+
 
 def release(model: nn.Module) -> None:
     """Free a consumed model's weights wherever they are still referenced: every tensor sharing a
@@ -32,23 +33,27 @@ def release(model: nn.Module) -> None:
     trim()
 
 
-def forget_rewrite_matches() -> None:
-    """Drop what onnxscript's pattern matchers remember of the graph they last matched.
+def forget_rewrite_matches() -> int:
+    """Drop what onnxscript's pattern matchers remember of the graph they last matched; return how
+    many matchers held something.
 
     torch's exporter optimises every graph with onnxscript's rewrite rules; each rule's matcher keeps
     the graph, the match and the node it last looked at (`_graph`, `_match`, `_current_node`,
     `_tracer`), and through them every initializer of the exported graph, constant-folded copies
-    included, until the next export replaces them. Measured on RN50x4 fp32 (0.71 GB of weights): RSS
-    after an export 1.87 GB kept, 1.61 GB dropped. The attributes are private to onnxscript; when a
-    release renames them this does nothing and the memory is merely held longer."""
+    included, until the next export replaces them. The names are private to onnxscript, so
+    pyproject.toml bounds onnxscript to the releases tested, and
+    `tests/test_export_files.py::test_the_rewrite_matchers_memory_is_found_and_dropped` fails when an
+    export leaves nothing for this to find."""
     from onnxscript.rewriter import _matcher
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # isinstance on some lazily deprecated torch objects warns
         matchers = [o for o in gc.get_objects() if isinstance(o, _matcher.PatternMatcher)]
+    held = 0
     for matcher in matchers:
-        for name in ("_graph", "_match", "_current_node", "_tracer"):
-            matcher.__dict__.pop(name, None)
+        dropped = [matcher.__dict__.pop(name, None) for name in MATCHER_STATE]
+        held += any(value is not None for value in dropped)
+    return held
 
 
 @functools.cache

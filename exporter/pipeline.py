@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 
-from exporter import manifest, memory, preprocess, quantize, tokenizer
-from exporter.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS
-from exporter.errors import ExporterError, VerificationError
+from clip_onnx import integrity, preprocess
+from clip_onnx import manifest as consumer_manifest
+from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS
+from clip_onnx.errors import ClipOnnxError, VerificationError
+from exporter import manifest, memory, quantize, tokenizer
 from exporter.export import export_graph, fold_batch_norms, to_precision, weight_bytes
 from exporter.variants import Architecture, folder_name, get_variant
 from exporter.verify import References, Report, check, providers
@@ -30,31 +32,31 @@ Log = Callable[[str], None]
 
 def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise ExporterError("--device cuda: PyTorch sees no CUDA device; use --device cpu")
+        raise ClipOnnxError("--device cuda: PyTorch sees no CUDA device; use --device cpu")
     if name not in ("cpu", "cuda"):
-        raise ExporterError(f"unknown device {name!r}; choose cpu or cuda")
+        raise ClipOnnxError(f"unknown device {name!r}; choose cpu or cuda")
     return torch.device(name)
 
 
 def _prepare_output(out_dir: Path, folder: Path, force: bool, needed_bytes: int) -> None:
     if folder.exists() and not force:
-        raise ExporterError(f"{folder} already exists; pass --force to replace it, or choose another --output")
+        raise ClipOnnxError(f"{folder} already exists; pass --force to replace it, or choose another --output")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ExporterError(f"cannot create output folder {out_dir}: {error.strerror}; choose another --output") from None
+        raise ClipOnnxError(f"cannot create output folder {out_dir}: {error.strerror}; choose another --output") from None
     free = shutil.disk_usage(out_dir).free
     if free < needed_bytes:
-        raise ExporterError(f"{out_dir} has {free / 1e9:.2f} GB free but this export needs about "
+        raise ClipOnnxError(f"{out_dir} has {free / 1e9:.2f} GB free but this export needs about "
                             f"{needed_bytes / 1e9:.2f} GB; free some space or choose another --output")
 
 
-def _translate_os_error(error: OSError, out_dir: Path) -> ExporterError:
+def _translate_os_error(error: OSError, out_dir: Path) -> ClipOnnxError:
     if error.errno == errno.ENOSPC:
-        return ExporterError(f"no space left on the device holding {out_dir}; free some space or choose another --output")
+        return ClipOnnxError(f"no space left on the device holding {out_dir}; free some space or choose another --output")
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return ExporterError(f"cannot write to {out_dir}: {error.strerror}; choose another --output")
-    return ExporterError(f"writing under {out_dir} failed: {error}")
+        return ClipOnnxError(f"cannot write to {out_dir}: {error.strerror}; choose another --output")
+    return ClipOnnxError(f"writing under {out_dir} failed: {error}")
 
 
 def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32", opset: int = DEFAULT_OPSET,
@@ -66,9 +68,9 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
     graphs = graphs or list(GRAPHS)
     unknown = [g for g in graphs if g not in GRAPHS]
     if unknown:
-        raise ExporterError(f"unknown graph {', '.join(unknown)}; choose from {', '.join(GRAPHS)}")
+        raise ClipOnnxError(f"unknown graph {', '.join(unknown)}; choose from {', '.join(GRAPHS)}")
     if precision not in PRECISIONS:
-        raise ExporterError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise ClipOnnxError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     out_dir = Path(out_dir)
     folder = out_dir / folder_name(name)
     model = weights.model.to(_device(device))
@@ -102,7 +104,7 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
         memory.release(model)  # the weights live in the graphs now: free them before onnxruntime loads those
         stray = set(os.listdir(staging)) - {f.name for files in graph_files.values() for f in files}
         if stray:
-            raise ExporterError(f"the exporter wrote files no graph refers to: {', '.join(sorted(stray))}")
+            raise ClipOnnxError(f"the exporter wrote files no graph refers to: {', '.join(sorted(stray))}")
         report = None
         if references is not None:
             report = check(references, {k: files[0] for k, files in graph_files.items()}, precision, device, log)
@@ -152,10 +154,10 @@ def load_source(source: dict, name: str | None, checkpoint: Path | None = None, 
         path = Path(checkpoint or source["path"])
         weights = load_checkpoint(path)
         if weights.source["sha256"] != source["sha256"]:
-            raise ExporterError(f"{path} is not the checkpoint these graphs were exported from (SHA-256 differs); "
+            raise ClipOnnxError(f"{path} is not the checkpoint these graphs were exported from (SHA-256 differs); "
                                 f"pass the original with --checkpoint")
         return weights
-    raise ExporterError(f"the manifest's source {source!r} is not one clip-onnx knows")
+    raise ClipOnnxError(f"the manifest's source {source!r} is not one clip-onnx knows")
 
 
 def verify_folder(folder: Path, checkpoint: Path | None = None, cache_dir: Path | None = None,
@@ -163,8 +165,8 @@ def verify_folder(folder: Path, checkpoint: Path | None = None, cache_dir: Path 
                   truncate: bool = False, log: Log = print) -> Report:
     """Check an exported folder's files against its manifest, then re-run the PyTorch comparison."""
     folder = Path(folder)
-    data = manifest.read(folder)
-    manifest.check_files(data, folder)
+    data = consumer_manifest.read(folder)
+    integrity.check_files(data, folder)
     weights = load_source(data["source"], data.get("variant"), checkpoint, cache_dir, url_base)
     model = weights.model.to(_device(device))
     graphs = list(data["graphs"])

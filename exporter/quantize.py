@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from exporter.export import external_files
+from exporter.onnx_files import external_files
 
 OPS = ["MatMul", "Gemm", "Gather"]
 

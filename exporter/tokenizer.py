@@ -1,22 +1,18 @@
-"""CLIP's text tokenizer as a Hugging Face `tokenizer.json`, so that Rust, JavaScript and Python
-consumers get the ids of `clip.tokenize` without OpenAI's Python code.
+"""Where `tokenizer.json` is made: CLIP's text tokenizer in Hugging Face `tokenizers` format, so that
+Rust, JavaScript and Python consumers get the ids of `clip.tokenize` without OpenAI's Python code.
 
 The file holds every step of `clip.tokenize` that `tokenizers` can express. What it cannot (ftfy and
-HTML unescaping) is `clean`, which a consumer applies to each text before encoding. This module does
-not import torch: consumers and the release tooling use it without a PyTorch install.
+HTML unescaping) is `clip_onnx.tokenizer.clean`, which a consumer applies to each text before encoding.
+It reads the BPE vocabulary shipped in the `clip` package without importing it (that imports torch).
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import html
 import importlib.util
-from collections.abc import Sequence
 from pathlib import Path
 
-import ftfy
-import numpy as np
 from tokenizers import (
     AddedToken,
     Regex,
@@ -28,9 +24,9 @@ from tokenizers import (
 )
 from tokenizers.models import BPE
 
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
+from clip_onnx.tokenizer import TOKENIZER
 
-TOKENIZER = "tokenizer.json"
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 START, END = "<|startoftext|>", "<|endoftext|>"
 PAD_ID = 0  # clip.tokenize pads with zeros; the text model finds the end token by argmax, so 0 is safe
@@ -60,7 +56,7 @@ def vocab_path() -> Path:
         if path.is_file():
             return path
     where = f"in {', '.join(folders)}" if folders else "(the `clip` package is not installed)"
-    raise ExporterError(f"CLIP's BPE vocabulary {VOCAB_FILE} not found {where}; run `pip install openai-clip==1.0.1`")
+    raise ClipOnnxError(f"CLIP's BPE vocabulary {VOCAB_FILE} not found {where}; run `pip install openai-clip==1.0.1`")
 
 
 @functools.cache
@@ -130,24 +126,3 @@ def write(folder: Path, context_length: int = 77) -> Path:
     path = folder / TOKENIZER
     build(context_length).save(str(path))
     return path
-
-
-def clean(text: str) -> str:
-    """The part of CLIP's `basic_clean` that tokenizer.json cannot express: ftfy's repairs (mojibake,
-    curly quotes, ligatures, width, NFC) and HTML unescaping, twice. Apply it before encoding."""
-    return html.unescape(html.unescape(ftfy.fix_text(text)))
-
-
-def encode(tokenizer: Tokenizer, texts: Sequence[str], truncate: bool = False) -> np.ndarray:
-    """`clip.tokenize(texts, truncate=truncate)` as int32 [N, context_length], from a `build` tokenizer
-    or its file. Over-length texts raise unless `truncate`, as in `clip.tokenize`, so none is cut silently."""
-    context_length = tokenizer.padding["length"]
-    encodings = tokenizer.encode_batch([clean(text) for text in texts])
-    for text, encoding in zip(texts, encodings):
-        if encoding.overflowing and not truncate:
-            shown = text if len(text) <= 60 else text[:60] + "..."
-            raise ExporterError(
-                f"Input {shown!r} is too long for context length {context_length}; shorten it or pass "
-                f"truncate=True to keep its first {context_length - 2} tokens"
-            )
-    return np.array([encoding.ids for encoding in encodings], dtype=np.int32).reshape(len(texts), context_length)

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 
 if TYPE_CHECKING:
     import torch
@@ -106,7 +106,7 @@ class Variant:
         The URL list is `clip`'s own; its second-to-last path segment is the file's SHA-256.
         """
         if not self.published:
-            raise ExporterError(f"{self.name} is a test configuration with no published weights; use --weights random")
+            raise ClipOnnxError(f"{self.name} is a test configuration with no published weights; use --weights random")
         official = _openai_urls()[self.name]
         return official.replace(OPENAI_URL_BASE, base.rstrip("/"), 1)
 
@@ -126,33 +126,46 @@ def folder_name(name: str) -> str:
     return name.replace("/", "-").replace("@", "-")
 
 
-def _text(width: int, heads: int) -> dict:
-    return dict(context_length=77, vocab_size=49408, transformer_width=width, transformer_heads=heads, transformer_layers=12)
-
-
-def _resnet(embed: int, res: int, layers: tuple[int, int, int, int], width: int, text_width: int) -> Architecture:
-    return Architecture(embed, res, layers, width, None, **_text(text_width, text_width // 64))
-
-
-def _vit(embed: int, res: int, layers: int, width: int, patch: int, text_width: int) -> Architecture:
-    return Architecture(embed, res, layers, width, patch, **_text(text_width, text_width // 64))
-
+# OpenAI's text tower, the same in every variant: CLIP's 49408-token BPE, 77 tokens, 12 layers.
+OPENAI_TEXT = {"context_length": 77, "vocab_size": 49408, "transformer_layers": 12}
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
-        Variant("RN50", _resnet(1024, 224, (3, 4, 6, 3), 64, 512)),
-        Variant("RN101", _resnet(512, 224, (3, 4, 23, 3), 64, 512)),
-        Variant("RN50x4", _resnet(640, 288, (4, 6, 10, 6), 80, 640)),
-        Variant("RN50x16", _resnet(768, 384, (6, 8, 18, 8), 96, 768)),
-        Variant("RN50x64", _resnet(1024, 448, (3, 15, 36, 10), 128, 1024)),
-        Variant("ViT-B/32", _vit(512, 224, 12, 768, 32, 512)),
-        Variant("ViT-B/16", _vit(512, 224, 12, 768, 16, 512)),
-        Variant("ViT-L/14", _vit(768, 224, 24, 1024, 14, 768)),
-        Variant("ViT-L/14@336px", _vit(768, 336, 24, 1024, 14, 768)),
+        Variant("RN50", Architecture(
+            embed_dim=1024, image_resolution=224, vision_layers=(3, 4, 6, 3), vision_width=64,
+            vision_patch_size=None, transformer_width=512, transformer_heads=8, **OPENAI_TEXT)),
+        Variant("RN101", Architecture(
+            embed_dim=512, image_resolution=224, vision_layers=(3, 4, 23, 3), vision_width=64,
+            vision_patch_size=None, transformer_width=512, transformer_heads=8, **OPENAI_TEXT)),
+        Variant("RN50x4", Architecture(
+            embed_dim=640, image_resolution=288, vision_layers=(4, 6, 10, 6), vision_width=80,
+            vision_patch_size=None, transformer_width=640, transformer_heads=10, **OPENAI_TEXT)),
+        Variant("RN50x16", Architecture(
+            embed_dim=768, image_resolution=384, vision_layers=(6, 8, 18, 8), vision_width=96,
+            vision_patch_size=None, transformer_width=768, transformer_heads=12, **OPENAI_TEXT)),
+        Variant("RN50x64", Architecture(
+            embed_dim=1024, image_resolution=448, vision_layers=(3, 15, 36, 10), vision_width=128,
+            vision_patch_size=None, transformer_width=1024, transformer_heads=16, **OPENAI_TEXT)),
+        Variant("ViT-B/32", Architecture(
+            embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+            vision_patch_size=32, transformer_width=512, transformer_heads=8, **OPENAI_TEXT)),
+        Variant("ViT-B/16", Architecture(
+            embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+            vision_patch_size=16, transformer_width=512, transformer_heads=8, **OPENAI_TEXT)),
+        Variant("ViT-L/14", Architecture(
+            embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024,
+            vision_patch_size=14, transformer_width=768, transformer_heads=12, **OPENAI_TEXT)),
+        Variant("ViT-L/14@336px", Architecture(
+            embed_dim=768, image_resolution=336, vision_layers=24, vision_width=1024,
+            vision_patch_size=14, transformer_width=768, transformer_heads=12, **OPENAI_TEXT)),
         # Small configurations of both families with the real tokenizer: fast tests and demos.
-        Variant("tiny-ViT", Architecture(64, 32, 2, 64, 8, 77, 49408, 64, 1, 2)),
-        Variant("tiny-RN", Architecture(256, 64, (1, 1, 1, 1), 8, None, 77, 49408, 64, 1, 2)),
+        Variant("tiny-ViT", Architecture(
+            embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+            context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)),
+        Variant("tiny-RN", Architecture(
+            embed_dim=256, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8, vision_patch_size=None,
+            context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)),
     ]
 }
 
@@ -162,7 +175,7 @@ def get_variant(name: str) -> Variant:
     for variant in VARIANTS.values():
         if name in (variant.name, variant.folder_name):
             return variant
-    raise ExporterError(f"unknown variant {name!r}; valid names: {', '.join(VARIANTS)} (see `clip-onnx list`)")
+    raise ClipOnnxError(f"unknown variant {name!r}; valid names: {', '.join(VARIANTS)} (see `clip-onnx list`)")
 
 
 def known_name(architecture: Architecture) -> str | None:

@@ -15,8 +15,8 @@ from PIL import Image
 
 from exporter import memory
 from exporter._clip import clip
-from exporter.contract import GRAPHS
-from exporter.errors import ExporterError
+from clip_onnx.contract import GRAPHS
+from clip_onnx.errors import ClipOnnxError
 from exporter.export import TEXT_DTYPE
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES, Tolerance
 
@@ -48,7 +48,7 @@ def tokenize(texts: list[str], context_length: int = 77, truncate: bool = False)
     try:
         return clip.tokenize(texts, context_length=context_length, truncate=truncate).to(TEXT_DTYPE)
     except RuntimeError as error:
-        raise ExporterError(f"{error}; shorten the text or pass --truncate to cut it at {context_length} tokens") from None
+        raise ClipOnnxError(f"{error}; shorten the text or pass --truncate to cut it at {context_length} tokens") from None
 
 
 def photos(resolution: int) -> torch.Tensor:
@@ -103,20 +103,15 @@ def input_sets(resolution: int, vocab_size: int, context_length: int, extra_text
 
 @torch.no_grad()
 def reference(model: torch.nn.Module, graph: str, inputs: InputSet) -> list[np.ndarray] | None:
-    """PyTorch's outputs of `graph` on `inputs` with CLIP's own methods, or None if the set does
-    not feed the graph."""
+    """PyTorch's outputs of `graph` on `inputs` with the CLIP method the graph equals, or None if the
+    set does not feed the graph."""
+    spec = GRAPHS[graph]
     device = next(model.parameters()).device
-    image = inputs.image.to(device) if inputs.image is not None else None
-    text = inputs.text.to(device) if inputs.text is not None else None
-    if graph == "visual" and image is not None:
-        outputs = [model.encode_image(image)]
-    elif graph == "transformer" and text is not None:
-        outputs = [model.encode_text(text)]
-    elif graph == "forward" and image is not None and text is not None:
-        outputs = list(model(image, text))
-    else:
+    feeds = {"image": inputs.image, "text": inputs.text}
+    if any(feeds[name] is None for name in spec.inputs):
         return None
-    return [o.float().cpu().numpy() for o in outputs]
+    outputs = getattr(model, spec.clip_method)(*(feeds[name].to(device) for name in spec.inputs))
+    return [o.float().cpu().numpy() for o in (outputs if isinstance(outputs, tuple) else (outputs,))]
 
 
 @dataclass
@@ -144,14 +139,14 @@ def zero_shot(outputs: list[np.ndarray], graph: str, partner: np.ndarray | None)
     """The decision a user would make from these outputs, per row: the best caption for an image
     (or image for a caption) by similarity with the partner tower's embeddings; for forward, the
     largest logit."""
-    if graph == "forward":
+    if GRAPHS[graph].output_kind == "logits":
         return outputs[0].argmax(axis=1)
     return (outputs[0] @ partner.T).argmax(axis=1)
 
 
 def output_scale(graph: str, expected: list[np.ndarray], logit_scale: float) -> float:
     """What `Tolerance.max_relative` is relative to."""
-    return logit_scale if graph == "forward" else max(float(np.abs(e).max()) for e in expected) or 1.0
+    return logit_scale if GRAPHS[graph].output_kind == "logits" else max(float(np.abs(e).max()) for e in expected) or 1.0
 
 
 def compare(graph: str, input_set: str, actual: list[np.ndarray], expected: list[np.ndarray],
@@ -159,7 +154,7 @@ def compare(graph: str, input_set: str, actual: list[np.ndarray], expected: list
     abs_diff = max(float(np.abs(a - e).max()) for a, e in zip(actual, expected))
     cosine = min(row_cosine(a, e) for a, e in zip(actual, expected))
     agreement = float(np.mean(zero_shot(actual, graph, partner) == zero_shot(expected, graph, partner)))
-    cosine_ok = graph == "forward" or cosine >= tolerance.min_cosine  # see Tolerance
+    cosine_ok = GRAPHS[graph].output_kind == "logits" or cosine >= tolerance.min_cosine  # see Tolerance
     passed = cosine_ok and abs_diff / scale <= tolerance.max_relative and agreement >= tolerance.min_agreement
     return Comparison(graph, input_set, abs_diff, abs_diff / scale, cosine, agreement == 1.0, agreement, passed)
 
@@ -223,7 +218,7 @@ def session(path: Path, device: str = "cpu") -> ort.InferenceSession:
 def providers(device: str) -> list[str]:
     if device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ExporterError("--device cuda: this onnxruntime has no CUDA provider; pip install onnxruntime-gpu")
+            raise ClipOnnxError("--device cuda: this onnxruntime has no CUDA provider; pip install onnxruntime-gpu")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 

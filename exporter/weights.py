@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from exporter._clip import clip_model
-from exporter.errors import ExporterError
-from exporter.manifest import sha256_file
+from clip_onnx.errors import ClipOnnxError
+from clip_onnx.integrity import sha256_file
 from exporter.variants import OPENAI_URL_BASE, Variant
 
 CHUNK = 1 << 20
@@ -75,19 +75,19 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
         have = partial.stat().st_size if partial.exists() else 0
-        raise ExporterError(
+        raise ClipOnnxError(
             f"download of {url} failed after {have} bytes ({reason}); run the same command again to resume, "
             f"or point --url-base at a mirror"
         ) from None
     got_bytes = partial.stat().st_size
     if total is not None and got_bytes < total:
-        raise ExporterError(
+        raise ClipOnnxError(
             f"download of {url} was cut off at {got_bytes} of {total} bytes; run the same command again to resume"
         )
     actual = sha256_file(partial)
     if actual != sha256:
         partial.unlink()
-        raise ExporterError(
+        raise ClipOnnxError(
             f"SHA-256 mismatch for {url}: expected {sha256}, got {actual}; the file was deleted. "
             f"Run again, or check the mirror given by --url-base"
         )
@@ -102,7 +102,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     own loader, state dicts with `weights_only=True`.
     """
     if not path.is_file():
-        raise ExporterError(f"checkpoint {path} does not exist or is not a file")
+        raise ClipOnnxError(f"checkpoint {path} does not exist or is not a file")
     try:
         is_torchscript = zipfile.is_zipfile(path) and any(
             name.endswith("/constants.pkl") for name in zipfile.ZipFile(path).namelist()
@@ -115,14 +115,14 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExporterError(
+        raise ClipOnnxError(
             f"cannot read checkpoint {path}: {first_line[:200]}; the file is truncated, corrupt or not a "
             f"PyTorch file. Download or save it again"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # training checkpoints often wrap the weights
     if not isinstance(state, dict):
-        raise ExporterError(f"checkpoint {path} holds a {type(state).__name__}, not a CLIP state dict")
+        raise ClipOnnxError(f"checkpoint {path} holds a {type(state).__name__}, not a CLIP state dict")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -132,7 +132,7 @@ def model_from_state_dict(state: dict[str, torch.Tensor], origin: str) -> torch.
     if "visual.proj" not in state and "visual.attnpool.positional_embedding" not in state:
         missing.append("visual.proj or visual.attnpool.*")
     if missing:
-        raise ExporterError(f"{origin} is not a CLIP checkpoint: it lacks {', '.join(missing)}")
+        raise ClipOnnxError(f"{origin} is not a CLIP checkpoint: it lacks {', '.join(missing)}")
     tensors = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     try:
         model = clip_model.build_model(dict(state)).float()
@@ -140,7 +140,7 @@ def model_from_state_dict(state: dict[str, torch.Tensor], origin: str) -> torch.
         model.load_state_dict(tensors)
     except (KeyError, RuntimeError, AssertionError, ValueError) as error:
         reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        raise ExporterError(f"{origin} does not fit any CLIP architecture: {reason}") from None
+        raise ClipOnnxError(f"{origin} does not fit any CLIP architecture: {reason}") from None
     return model.eval()
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 
 
 def _stage(args: argparse.Namespace) -> None:
@@ -32,7 +32,7 @@ def _publish(args: argparse.Namespace) -> None:
 
     manifest = args.staged / "release-manifest.json"
     if not manifest.is_file():
-        raise ExporterError(f"{args.staged} is not a staged release (no release-manifest.json); run `stage` first")
+        raise ClipOnnxError(f"{args.staged} is not a staged release (no release-manifest.json); run `stage` first")
     release = json.loads(manifest.read_text())
     if args.dry_run:
         for f in hub.hub_files(args.staged, release):
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(matrix()))
         else:
             {"stage": _stage, "publish": _publish, "rehearse": _rehearse}[args.command](args)
-    except ExporterError as error:
+    except ClipOnnxError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1
     return 0

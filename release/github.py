@@ -14,8 +14,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from exporter.errors import ExporterError, first_problem
-from exporter.manifest import sha256_file
+from clip_onnx.errors import ClipOnnxError, first_problem
+from clip_onnx.integrity import sha256_file
 
 
 def wanted_assets(staged: Path) -> dict[str, Path]:
@@ -54,11 +54,11 @@ def plan(existing: list[dict], wanted: dict[str, str], draft: bool) -> tuple[lis
     A published release is never altered; a draft's foreign assets are left for a person to judge."""
     wrong = mismatches(existing, wanted)
     if wrong and not draft:
-        raise ExporterError(f"the published release differs from this one ({first_problem(wrong)}); "
+        raise ClipOnnxError(f"the published release differs from this one ({first_problem(wrong)}); "
                             f"a published release is never altered: release a new version")
     extra = [name for name, reason in wrong.items() if reason == EXTRA]
     if extra:
-        raise ExporterError(f"the draft release has assets this release does not: {', '.join(extra)}; delete them "
+        raise ClipOnnxError(f"the draft release has assets this release does not: {', '.join(extra)}; delete them "
                             f"or the draft, then re-run")
     return ([name for name, reason in wrong.items() if reason == MISSING],
             [name for name, reason in wrong.items() if reason != MISSING])
@@ -68,9 +68,9 @@ def _gh(*args: str) -> str:
     try:
         result = subprocess.run(["gh", *args], capture_output=True, text=True)
     except FileNotFoundError:
-        raise ExporterError("the GitHub CLI `gh` is not installed (https://cli.github.com)") from None
+        raise ClipOnnxError("the GitHub CLI `gh` is not installed (https://cli.github.com)") from None
     if result.returncode != 0:
-        raise ExporterError(f"gh {args[0]} {args[1] if len(args) > 1 else ''} failed: {result.stderr.strip()}")
+        raise ClipOnnxError(f"gh {args[0]} {args[1] if len(args) > 1 else ''} failed: {result.stderr.strip()}")
     return result.stdout
 
 
@@ -89,7 +89,7 @@ def publish(staged: Path, repo: str, tag: str, log: Callable[[str], None] = prin
             "--notes-file", str(Path(staged) / "RELEASE_NOTES.md"))
         release = find_release(repo, tag)
         if release is None:
-            raise ExporterError(f"gh created the draft release {tag} in {repo} but GitHub does not list it; re-run")
+            raise ClipOnnxError(f"gh created the draft release {tag} in {repo} but GitHub does not list it; re-run")
     upload, replace = plan(release["assets"], sums, release["draft"])
     for name in [*upload, *replace]:
         log(f"github: uploading {name} ({files[name].stat().st_size / 1e6:.1f} MB)")
@@ -97,7 +97,7 @@ def publish(staged: Path, repo: str, tag: str, log: Callable[[str], None] = prin
     release = find_release(repo, tag)
     wrong = mismatches(release["assets"], sums)
     if wrong:
-        raise ExporterError(f"after the upload GitHub reports {first_problem(wrong)}; "
+        raise ClipOnnxError(f"after the upload GitHub reports {first_problem(wrong)}; "
                             f"the release stays a draft, re-run")
     if release["draft"]:
         _gh("release", "edit", tag, "--repo", repo, "--draft=false")

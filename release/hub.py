@@ -18,8 +18,8 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from exporter.errors import ExporterError, first_problem
-from exporter.manifest import sha256_file
+from clip_onnx.errors import ClipOnnxError, first_problem
+from clip_onnx.integrity import sha256_file
 
 BRANCH = "main"
 
@@ -75,9 +75,9 @@ def publish(staged: Path, release: dict, repo_id: str, *, endpoint: str | None =
     try:
         return _publish(staged, release, repo_id, HfApi(endpoint=endpoint, token=token), log)
     except HfHubHTTPError as error:
-        raise ExporterError(f"Hugging Face Hub: {error}; {release['tag']} was not tagged, re-run to retry") from None
+        raise ClipOnnxError(f"Hugging Face Hub: {error}; {release['tag']} was not tagged, re-run to retry") from None
     except RuntimeError as error:  # how huggingface_hub reports a failed LFS upload
-        raise ExporterError(f"Hugging Face Hub: {error} ({error.__cause__}); nothing was committed or tagged, "
+        raise ClipOnnxError(f"Hugging Face Hub: {error} ({error.__cause__}); nothing was committed or tagged, "
                             f"re-run to retry") from None
 
 
@@ -90,7 +90,7 @@ def _publish(staged: Path, release: dict, repo_id: str, api: HfApi, log: Callabl
     if tag in tags:
         wrong = differences(api, repo_id, tag, files)
         if wrong:
-            raise ExporterError(f"{repo_id} already has tag {tag} with other files ({first_problem(wrong)}); "
+            raise ClipOnnxError(f"{repo_id} already has tag {tag} with other files ({first_problem(wrong)}); "
                                 f"a published tag is never moved: release a new version")
         log(f"hub: {repo_id}@{tag} already holds these {len(files)} files; nothing to do")
         return tags[tag]
@@ -114,7 +114,7 @@ def _publish(staged: Path, release: dict, repo_id: str, api: HfApi, log: Callabl
         log(f"hub: {repo_id}@{BRANCH} already holds these files; tagging it")
     wrong = differences(api, repo_id, head, files)
     if wrong:
-        raise ExporterError(f"after the upload the Hub reports {first_problem(wrong)}; "
+        raise ClipOnnxError(f"after the upload the Hub reports {first_problem(wrong)}; "
                             f"{tag} was not tagged, re-run to retry")
     api.create_tag(repo_id, tag=tag, revision=head, tag_message=f"clip-onnx {tag}")
     log(f"hub: tagged {repo_id}@{tag} = {head}")

@@ -1,5 +1,5 @@
 """The whole release, offline, in one command: what the release workflow does for a tag, on random
-weights, published to a Hugging Face Hub on loopback (`release.loopback_hub`) instead of the real one.
+weights, published to a Hugging Face Hub on loopback (`tests/loopback_hub.py`, run from a checkout) instead of the real one.
 
 Export + verify every (variant, precision) as the matrix jobs do, re-verify the written folders as the
 workflow's pytest step does, stage, render the model card and release notes, publish to the loopback
@@ -16,13 +16,13 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 
 from exporter import pipeline
-from exporter.errors import ExporterError
-from exporter.manifest import sha256_file
+from clip_onnx.errors import ClipOnnxError
+from clip_onnx.integrity import sha256_file
 from exporter.variants import folder_name, get_variant
 from exporter.weights import random_weights
 from release import github, hub
 from release.cards import write_texts
-from release.loopback_hub import LoopbackHub
+from tests.loopback_hub import LoopbackHub
 from release.stage import stage
 
 TAG = "v0.0.0"
@@ -33,7 +33,7 @@ def rehearse(out: Path, variants: list[str], precisions: list[str], log: Callabl
     """Run the release into the new folder `out`; return the staged release manifest."""
     out = Path(out)
     if out.exists():
-        raise ExporterError(f"{out} already exists; rehearse into a new folder")
+        raise ClipOnnxError(f"{out} already exists; rehearse into a new folder")
     exports = out / "exports"
     for name in variants:
         for precision in precisions:
@@ -43,7 +43,7 @@ def rehearse(out: Path, variants: list[str], precisions: list[str], log: Callabl
     for folder in sorted(p.parent for p in exports.glob("*/*/manifest.json")):
         log(f"== re-verify {folder}")
         if not pipeline.verify_folder(folder, log=log).passed:
-            raise ExporterError(f"{folder} no longer verifies")
+            raise ClipOnnxError(f"{folder} no longer verifies")
     staged = out / "staged"
     release = stage(exports, TAG, staged)
     write_texts(staged, HUB_REPO, TAG)
@@ -53,12 +53,12 @@ def rehearse(out: Path, variants: list[str], precisions: list[str], log: Callabl
         commits = server.commits(HUB_REPO)
         again = hub.publish(staged, release, HUB_REPO, endpoint=server.url, token=server.token, log=log)
         if again != first or server.commits(HUB_REPO) != commits:
-            raise ExporterError("publishing the same release twice changed the Hub")
+            raise ClipOnnxError("publishing the same release twice changed the Hub")
         for entry in release["files"]:
             path = hf_hub_download(HUB_REPO, entry["hub_path"], revision=TAG, endpoint=server.url,
                                    cache_dir=out / "downloads")
             if sha256_file(Path(path)) != entry["sha256"]:
-                raise ExporterError(f"{entry['hub_path']} downloaded at {TAG} differs from what was staged")
+                raise ClipOnnxError(f"{entry['hub_path']} downloaded at {TAG} differs from what was staged")
         log(f"== hub: {len(release['files'])} files downloaded at {TAG} match their SHA-256")
     for name, digest in github.checksums(staged).items():
         log(f"github release asset (not uploaded): {name}  sha256 {digest}")

@@ -18,10 +18,9 @@ import re
 import shutil
 from pathlib import Path
 
-from exporter import manifest as export_manifest
-from exporter.contract import PUBLISHED_PRECISIONS
-from exporter.errors import ExporterError
-from exporter.manifest import sha256_file
+from clip_onnx import integrity, manifest
+from clip_onnx.contract import PUBLISHED_PRECISIONS
+from clip_onnx.errors import ClipOnnxError
 from exporter.variants import VARIANTS
 
 TAG = re.compile(r"^v\d+\.\d+\.\d+$")
@@ -72,32 +71,32 @@ def collect(exports: Path) -> list[tuple[Path, dict]]:
     """Every export folder under `exports`, refusing any that is unverified or changed since."""
     folders = []
     for path in sorted(Path(exports).glob("**/manifest.json")):
-        data = export_manifest.read(path.parent)
+        data = manifest.read(path.parent)
         if not data["verification"].get("passed"):
-            raise ExporterError(f"{path.parent} was not verified (or failed); only verified exports are released")
-        export_manifest.check_files(data, path.parent)
+            raise ClipOnnxError(f"{path.parent} was not verified (or failed); only verified exports are released")
+        integrity.check_files(data, path.parent)
         folders.append((path.parent, data))
     if not folders:
-        raise ExporterError(f"no exported folders (manifest.json) under {exports}")
+        raise ClipOnnxError(f"no exported folders (manifest.json) under {exports}")
     return folders
 
 
 def stage(exports: Path, tag: str, out: Path) -> dict:
     """Lay out the release of `tag` under `out` (which must not exist) and return its manifest."""
     if not TAG.match(tag):
-        raise ExporterError(f"tag {tag!r} is not of the form vX.Y.Z")
+        raise ClipOnnxError(f"tag {tag!r} is not of the form vX.Y.Z")
     out = Path(out)
     if out.exists():
-        raise ExporterError(f"{out} already exists; stage into a new folder")
+        raise ClipOnnxError(f"{out} already exists; stage into a new folder")
     files, seen = [], set()
     for folder, data in collect(exports):
         name, precision = data["name"], data["precision"]
         hub = hub_folder(name, precision)
         if hub in seen:
-            raise ExporterError(f"two exports of {name} in {precision} under {exports}; keep one")
+            raise ClipOnnxError(f"two exports of {name} in {precision} under {exports}; keep one")
         seen.add(hub)
         graph_of = {f: key for key, g in data["graphs"].items() for f in [g["file"], *g["external_data"]]}
-        for file_name in [*data["files"], export_manifest.MANIFEST]:
+        for file_name in [*data["files"], manifest.MANIFEST]:
             source = folder / file_name
             _place(source, out / "hub" / hub / file_name)
             # graphs keep their names; the manifest, tokenizer.json and preprocess.json of every
@@ -105,7 +104,7 @@ def stage(exports: Path, tag: str, out: Path) -> dict:
             asset = (github_name(file_name, precision) if file_name in graph_of else f"{hub}.{file_name}")
             target = out / "github" / asset
             if target.exists():
-                raise ExporterError(f"two files would be published as {asset}")
+                raise ClipOnnxError(f"two files would be published as {asset}")
             if source.stat().st_size >= PART_BYTES:
                 assets = [p.name for p in _split(source, target)]
             else:
@@ -113,13 +112,13 @@ def stage(exports: Path, tag: str, out: Path) -> dict:
                 assets = [asset]
             files.append({
                 "variant": data["variant"] or name, "name": name, "graph": graph_of.get(file_name),
-                "precision": precision, "bytes": source.stat().st_size, "sha256": sha256_file(source),
+                "precision": precision, "bytes": source.stat().st_size, "sha256": integrity.sha256_file(source),
                 "hub_path": f"{hub}/{file_name}", "github_assets": assets, "joined_as": asset,
             })
     sums = []
     for entry in files:
         if entry["github_assets"] != [entry["joined_as"]]:
-            sums += [(sha256_file(out / "github" / a), a) for a in entry["github_assets"]]
+            sums += [(integrity.sha256_file(out / "github" / a), a) for a in entry["github_assets"]]
         sums.append((entry["sha256"], entry["joined_as"]))
     (out / "github" / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for h, n in sorted(sums, key=lambda s: s[1])))
     release = {"tag": tag, "files": files}

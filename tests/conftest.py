@@ -16,7 +16,7 @@ from exporter import pipeline, verify
 from exporter.variants import folder_name, get_variant
 from exporter.verify import References
 from exporter.weights import random_weights
-from release.loopback_hub import LoopbackHub
+from tests.loopback_hub import LoopbackHub
 
 
 class Exported:

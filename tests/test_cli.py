@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import cli, export, pipeline
+from exporter import cli, export, onnx_files, pipeline
 from exporter.variants import VARIANTS
 
 CLI = [sys.executable, "-m", "exporter"]
@@ -37,11 +37,13 @@ def nothing_left(out: Path) -> bool:
     return not out.exists() or os.listdir(out) == []
 
 
-def test_list_names_every_variant():
+def test_list_names_the_openai_variants_and_test_configurations_only_on_request():
     result = run("list")
     assert result.returncode == 0
-    for name in VARIANTS:
-        assert name in result.stdout
+    for variant in VARIANTS.values():
+        assert (variant.name in result.stdout) == variant.published
+    result = run("list", "--all")
+    assert result.returncode == 0 and all(name in result.stdout for name in VARIANTS)
 
 
 def test_installed_command_and_help_teach_usage():
@@ -181,7 +183,7 @@ def test_user_texts_longer_than_the_context_need_truncate(tmp_path):
 
 
 def test_large_graphs_use_external_data_and_still_verify(tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "EXTERNAL_DATA_THRESHOLD", 0)
+    monkeypatch.setattr(onnx_files, "EXTERNAL_DATA_THRESHOLD", 0)
     assert cli.main(["export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path), "--graphs", "visual"]) == 0
     folder = tmp_path / "tiny-ViT"
     manifest = json.loads((folder / "manifest.json").read_text())

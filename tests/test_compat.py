@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from exporter import pipeline
-from exporter.contract import GRAPHS
+from clip_onnx.contract import GRAPHS
 from exporter.tolerances import TOLERANCES
 from exporter.variants import get_variant
 from exporter.verify import row_cosine, synthetic_images, token_layouts

@@ -13,16 +13,18 @@ import threading
 import pytest
 import torch
 
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 from exporter.variants import get_variant
 from exporter.weights import download, random_weights
 
 
 class Server:
-    """Serves `payload` at `path`; honours Range; `cut` ends the first N responses halfway."""
+    """Serves `payload` at `path`; honours Range unless `ignore_range`; `cut` ends the first N responses
+    halfway; `send_length` False sends no Content-Length (the body ends when the connection closes)."""
 
     def __init__(self, payload: bytes, path: str):
         self.payload, self.path, self.cut, self.requests = payload, path, 0, []
+        self.ignore_range, self.send_length = False, True
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -31,10 +33,14 @@ class Server:
                 if self.path != server.path:
                     self.send_error(404)
                     return
-                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                ranged = self.headers.get("Range") and not server.ignore_range
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if ranged else 0
                 body = server.payload[start:]
                 self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(body)))
+                if server.send_length:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.close_connection = True
                 self.end_headers()
                 if server.cut:
                     server.cut -= 1
@@ -109,7 +115,7 @@ def test_interrupted_download_resumes(serve, checkpoint, tmp_path):
     server = serve(f"/{sha}/tiny.pt")
     server.cut = 1
     url = f"{server.base}/{sha}/tiny.pt"
-    with pytest.raises(ExporterError, match="run the same command again to resume"):
+    with pytest.raises(ClipOnnxError, match="run the same command again to resume"):
         download(url, sha, tmp_path, progress=False)
     assert not (tmp_path / "tiny.pt").exists()
     partial = (tmp_path / "tiny.pt.part").stat().st_size
@@ -120,16 +126,35 @@ def test_interrupted_download_resumes(serve, checkpoint, tmp_path):
     assert not (tmp_path / "tiny.pt.part").exists()
 
 
+def test_a_server_that_ignores_range_restarts_the_file_instead_of_appending(serve, checkpoint, tmp_path):
+    sha = hashlib.sha256(checkpoint).hexdigest()
+    server = serve(f"/{sha}/tiny.pt")
+    server.cut, server.ignore_range = 1, True
+    url = f"{server.base}/{sha}/tiny.pt"
+    with pytest.raises(ClipOnnxError, match="run the same command again to resume"):
+        download(url, sha, tmp_path, progress=False)
+    assert (tmp_path / "tiny.pt.part").stat().st_size > 0
+    assert download(url, sha, tmp_path, progress=False).read_bytes() == checkpoint
+
+
+def test_a_response_without_content_length_is_read_to_its_end(serve, checkpoint, tmp_path):
+    sha = hashlib.sha256(checkpoint).hexdigest()
+    server = serve(f"/{sha}/tiny.pt")
+    server.send_length = False
+    cache = tmp_path / "not" / "yet" / "there"
+    assert download(f"{server.base}/{sha}/tiny.pt", sha, cache, progress=False).read_bytes() == checkpoint
+
+
 def test_sha_mismatch_deletes_the_download(serve, checkpoint, tmp_path):
     wrong = "0" * 64
     server = serve(f"/{wrong}/tiny.pt")
-    with pytest.raises(ExporterError, match="SHA-256 mismatch"):
+    with pytest.raises(ClipOnnxError, match="SHA-256 mismatch"):
         download(f"{server.base}/{wrong}/tiny.pt", wrong, tmp_path, progress=False)
     assert os.listdir(tmp_path) == []
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path):
-    with pytest.raises(ExporterError, match="failed"):
+    with pytest.raises(ClipOnnxError, match="failed"):
         download("http://127.0.0.1:9/x/none.pt", "0" * 64, tmp_path, progress=False)
 
 

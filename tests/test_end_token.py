@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from exporter import export
-from exporter.contract import DEFAULT_OPSET, GRAPHS
-from exporter.errors import ExporterError
+from clip_onnx.contract import DEFAULT_OPSET, GRAPHS
+from clip_onnx.errors import ClipOnnxError
 from exporter.variants import get_variant
 from exporter.verify import LONG_CAPTION, token_layouts, tokenize
 from exporter.weights import random_weights
@@ -91,7 +91,7 @@ def test_text_graph_has_no_integer_argmax_and_no_index(text_graph):
 
 
 def test_over_long_text_fails_clearly_unless_truncated():
-    with pytest.raises(ExporterError, match="--truncate"):
+    with pytest.raises(ClipOnnxError, match="--truncate"):
         tokenize([LONG_CAPTION])
     tokens = tokenize([LONG_CAPTION], truncate=True)
     assert tokens.shape == (1, 77) and tokens[0, -1] == 49407

@@ -13,23 +13,29 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from exporter import pipeline
-from exporter.contract import GRAPHS
-from exporter.export import WRAPPERS, example_inputs, export_graph, fold_batch_norms, save_single_file
+from exporter import memory, pipeline
+from clip_onnx.contract import GRAPHS
+from exporter.export import WRAPPERS, example_inputs, export_graph, fold_batch_norms
+from exporter.onnx_files import save_single_file
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.variants import get_variant
 from exporter.verify import max_pairwise_cosine, photos, row_cosine
 from exporter.weights import random_weights
 
 
-def test_fragmented_single_file_equals_an_inline_save(tmp_path):
-    model = random_weights(get_variant("tiny-RN")).model.float().eval()
-    spec = GRAPHS["forward"]
+def torch_export(variant: str, graph: str) -> torch.onnx.ONNXProgram:
+    """torch's exporter called directly on one graph of a random-weight variant, nothing saved."""
+    model = random_weights(get_variant(variant)).model.float().eval()
+    spec = GRAPHS[graph]
     examples = example_inputs(model, torch.device("cpu"))
     with torch.no_grad():
-        program = torch.onnx.export(WRAPPERS[spec.key](model).eval(), tuple(examples[n] for n in spec.inputs),
-                                    input_names=list(spec.inputs), output_names=list(spec.outputs), dynamo=True,
-                                    opset_version=18, verbose=False)
+        return torch.onnx.export(WRAPPERS[spec.key](model).eval(), tuple(examples[n] for n in spec.inputs),
+                                 input_names=list(spec.inputs), output_names=list(spec.outputs), dynamo=True,
+                                 opset_version=18, verbose=False)
+
+
+def test_fragmented_single_file_equals_an_inline_save(tmp_path):
+    program = torch_export("tiny-RN", "forward")
     program.save(tmp_path / "inline.onnx", external_data=False)
     save_single_file(program, tmp_path / "fragments.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fragments.onnx", "inline.onnx"]  # no scratch left
@@ -85,3 +91,12 @@ def test_same_weights_and_options_give_byte_identical_files(tmp_path):
     other = pipeline.export(random_weights(get_variant("tiny-RN"), seed=1), "tiny-RN", tmp_path / "other",
                             graphs=["visual"], verify=False, log=lambda _: None)
     assert (other / "tiny-RN_visual.onnx").read_bytes() != (here / "tiny-RN_visual.onnx").read_bytes()
+
+
+def test_the_rewrite_matchers_memory_is_found_and_dropped():
+    """exporter.memory clears private state of onnxscript's pattern matchers (pyproject.toml bounds
+    onnxscript to the releases tested): an export must leave state there for it to find, and clearing
+    it must leave none."""
+    torch_export("tiny-ViT", "visual")
+    assert memory.forget_rewrite_matches() > 0
+    assert memory.forget_rewrite_matches() == 0

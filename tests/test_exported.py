@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from exporter import pipeline
-from exporter.contract import GRAPHS
-from exporter.errors import ExporterError
+from clip_onnx.contract import GRAPHS
+from clip_onnx.errors import ClipOnnxError
 from exporter.variants import get_variant
 from exporter.weights import random_weights
 
@@ -51,5 +51,5 @@ def test_a_folder_changed_after_export_is_refused(self_made, tmp_path):
     data = bytearray(graph.read_bytes())
     data[-1] ^= 0xFF  # same size: only the SHA-256 can tell
     graph.write_bytes(bytes(data))
-    with pytest.raises(ExporterError, match="tiny-ViT_visual.onnx does not match the SHA-256"):
+    with pytest.raises(ClipOnnxError, match="tiny-ViT_visual.onnx does not match the SHA-256"):
         pipeline.verify_folder(copy, log=lambda _: None)

@@ -1,4 +1,4 @@
-"""The loopback Hub (release/loopback_hub.py) against the real huggingface_hub client, with Xet disabled."""
+"""The loopback Hub (tests/loopback_hub.py) against the real huggingface_hub client, with Xet disabled."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils._runtime import is_xet_available
 from huggingface_hub.utils.sha import git_hash
 
-from release.loopback_hub import LoopbackHub, git_blob_oid, lfs_pointer
+from tests.loopback_hub import LoopbackHub, git_blob_oid, lfs_pointer
 
 # the client PUTs LFS files with httpx2's deprecated `data=<file>`; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")

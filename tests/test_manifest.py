@@ -1,4 +1,4 @@
-"""`manifest.check_files`: what decides that a folder is untampered, file by file."""
+"""`integrity.check_files`: what decides that a folder is untampered, file by file; and reading a manifest."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from exporter import manifest
-from exporter.errors import ExporterError
+from clip_onnx import integrity, manifest
+from clip_onnx.errors import ClipOnnxError
 
 FILES = {"g.onnx": b"graph bytes " * 100, "tokenizer.json": b'{"model": "bpe"}'}
 
@@ -24,7 +24,7 @@ def recorded() -> dict:
 
 
 def test_untouched_files_pass(folder):
-    manifest.check_files(recorded(), folder)
+    integrity.check_files(recorded(), folder)
 
 
 @pytest.mark.parametrize("name", list(FILES))
@@ -32,23 +32,33 @@ def test_a_same_size_change_is_caught_by_the_sha256(folder, name):
     data = bytearray(FILES[name])
     data[len(data) // 2] ^= 0x01
     (folder / name).write_bytes(bytes(data))
-    with pytest.raises(ExporterError, match=f"{name} does not match the SHA-256"):
-        manifest.check_files(recorded(), folder)
+    with pytest.raises(ClipOnnxError, match=f"{name} does not match the SHA-256"):
+        integrity.check_files(recorded(), folder)
 
 
 def test_a_size_change_is_caught(folder):
     (folder / "g.onnx").write_bytes(FILES["g.onnx"] + b"x")
-    with pytest.raises(ExporterError, match="g.onnx does not match the SHA-256"):
-        manifest.check_files(recorded(), folder)
+    with pytest.raises(ClipOnnxError, match="g.onnx does not match the SHA-256"):
+        integrity.check_files(recorded(), folder)
 
 
 def test_a_missing_file_is_named(folder):
     (folder / "tokenizer.json").unlink()
-    with pytest.raises(ExporterError, match="tokenizer.json is missing"):
-        manifest.check_files(recorded(), folder)
+    with pytest.raises(ClipOnnxError, match="tokenizer.json is missing"):
+        integrity.check_files(recorded(), folder)
 
 
 def test_sha256_file_is_the_sha256_of_the_bytes(tmp_path):
     path = tmp_path / "big"
     path.write_bytes(bytes(range(256)) * 9000)  # spans more than one read chunk
-    assert manifest.sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert integrity.sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_reading_a_manifest_names_a_missing_or_broken_file(tmp_path):
+    with pytest.raises(ClipOnnxError, match=f"{tmp_path} has no manifest.json; point at a folder written by"):
+        manifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"files": ')
+    with pytest.raises(ClipOnnxError, match="manifest.json is not valid JSON .*; export the variant again"):
+        manifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format_version": 1}')
+    assert manifest.read(tmp_path) == {"format_version": 1}

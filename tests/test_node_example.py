@@ -18,9 +18,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from exporter import pipeline, preprocess, tokenizer
-from exporter.errors import ExporterError
-from exporter.runtime import Model, logits
+from clip_onnx import preprocess, tokenizer
+from exporter import pipeline
+from clip_onnx.errors import ClipOnnxError
+from clip_onnx.model import Model, logits
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.variants import get_variant
 from exporter.verify import row_cosine
@@ -100,7 +101,7 @@ def test_token_ids_and_pixels_equal_python(case, tmp_path):
     model = Model(folder)
     expected = tokenizer.encode(model.tokenizer, texts, truncate=True)
     assert ids.shape == expected.shape == (len(texts), 77)
-    with pytest.raises(ExporterError, match="too long"):
+    with pytest.raises(ClipOnnxError, match="too long"):
         tokenizer.encode(model.tokenizer, [LONG_TEXT])  # so the long text does test truncation
     # The JavaScript side has no ftfy: where ftfy.fix_text changes the ids, the JS ids may be those
     # of the text without it (HTML unescaping only) or, where JavaScript's wider whitespace (\s and

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporter.contract import GRAPHS, PUBLISHED_PRECISIONS
+from clip_onnx.contract import GRAPHS, PUBLISHED_PRECISIONS
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.variants import VARIANTS, folder_name
 from exporter.verify import partner

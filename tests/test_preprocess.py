@@ -1,4 +1,4 @@
-"""`exporter.preprocess` against CLIP's own torchvision transform: the same bits, not just close."""
+"""`clip_onnx.preprocess` against CLIP's own torchvision transform: the same bits, not just close."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from torchvision.transforms import (
 )
 from torchvision.transforms.functional import _compute_resized_output_size
 
-from exporter import preprocess as pp
+from clip_onnx import preprocess as pp
 from exporter._clip import clip
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 
 RESOLUTIONS = [224, 288, 336, 384, 448]  # every OpenAI CLIP variant's input size
 
@@ -270,14 +270,14 @@ def test_load_files_and_images(tmp_path):
 
 def test_load_missing_file(tmp_path):
     missing = tmp_path / "nope.jpg"
-    with pytest.raises(ExporterError, match=r"nope\.jpg does not exist; check the path"):
+    with pytest.raises(ClipOnnxError, match=r"nope\.jpg does not exist; check the path"):
         pp.load([missing], 224)
 
 
 def test_load_not_an_image(tmp_path):
     text = tmp_path / "notes.jpg"
     text.write_text("not a picture")
-    with pytest.raises(ExporterError, match=r"notes\.jpg could not be read .*pass a file Pillow can open"):
+    with pytest.raises(ClipOnnxError, match=r"notes\.jpg could not be read .*pass a file Pillow can open"):
         pp.load([text], 224)
-    with pytest.raises(ExporterError, match="could not be read"):
+    with pytest.raises(ClipOnnxError, match="could not be read"):
         pp.load([tmp_path], 224)  # a folder

@@ -3,10 +3,12 @@ repair a draft, and never alter a published release."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
-from exporter.errors import ExporterError
-from release.github import mismatches, plan
+from clip_onnx.errors import ClipOnnxError
+from release.github import checksums, mismatches, plan
 
 WANTED = {"a.onnx": "aa" * 32, "b.onnx": "bb" * 32, "SHA256SUMS": "cc" * 32}
 
@@ -41,11 +43,29 @@ def test_draft_with_other_bytes_is_replaced():
     ([asset(n) for n in WANTED] + [{"name": "old.onnx", "state": "uploaded", "digest": None}], "not part"),
 ], ids=["missing", "other-bytes", "extra"])
 def test_published_release_that_differs_is_refused(existing, reason):
-    with pytest.raises(ExporterError, match="never altered") as error:
+    with pytest.raises(ClipOnnxError, match="never altered") as error:
         plan(existing, WANTED, draft=False)
     assert reason in str(error.value)
 
 
 def test_draft_with_foreign_assets_is_left_to_a_person():
-    with pytest.raises(ExporterError, match="old.onnx"):
-        plan([{"name": "old.onnx", "state": "uploaded", "digest": None}], WANTED, draft=True)
+    foreign = [{"name": n, "state": "uploaded", "digest": None} for n in ("old.onnx", "older.onnx")]
+    with pytest.raises(ClipOnnxError, match="assets this release does not: old.onnx, older.onnx; delete them"):
+        plan(foreign, WANTED, draft=True)
+
+
+def test_mismatches_say_what_is_wrong_with_each_asset():
+    existing = [asset("a.onnx", state="starter"), asset("b.onnx", "ff" * 32)]
+    assert mismatches(existing, WANTED) == {
+        "a.onnx": "was not fully uploaded",
+        "b.onnx": f"has digest sha256:{'ff' * 32}, not sha256:{'bb' * 32}",
+        "SHA256SUMS": "is missing",
+    }
+
+
+def test_checksums_are_read_from_sha256sums_plus_its_own(tmp_path):
+    (tmp_path / "github").mkdir()
+    sums = tmp_path / "github" / "SHA256SUMS"
+    sums.write_text(f"{'aa' * 32}  a.onnx\n{'bb' * 32}  b c.onnx\n")
+    assert checksums(tmp_path) == {"a.onnx": "aa" * 32, "b c.onnx": "bb" * 32,
+                                   "SHA256SUMS": hashlib.sha256(sums.read_bytes()).hexdigest()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 from release import hub as hub_release
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -63,7 +63,7 @@ def test_failure_halfway_leaves_no_commit_and_no_tag_and_a_retry_completes(hub, 
     staged, release = staged_release(tmp_path, "v1.0.0", files)
     transformer = hashlib.sha256(files["RN50/RN50_transformer.onnx"]).hexdigest()
     hub.fail("PUT", UPLOAD + transformer)  # the second LFS upload fails, every retry too
-    with pytest.raises(ExporterError, match="nothing was committed or tagged, re-run"):
+    with pytest.raises(ClipOnnxError, match="nothing was committed or tagged, re-run"):
         publish(hub, staged, release)
     commits = hub.commits(REPO)
     assert len(commits) == 1 and hub.tags(REPO) == {}  # the repository's first commit only
@@ -77,7 +77,7 @@ def test_failure_halfway_leaves_no_commit_and_no_tag_and_a_retry_completes(hub, 
 def test_commit_refused_then_retried(hub, tmp_path, files):
     staged, release = staged_release(tmp_path, "v1.0.0", files)
     hub.fail("POST", "/commit/main", times=1)
-    with pytest.raises(ExporterError, match="was not tagged, re-run"):
+    with pytest.raises(ClipOnnxError, match="was not tagged, re-run"):
         publish(hub, staged, release)
     assert hub.tags(REPO) == {}
     assert publish(hub, staged, release) == hub.tags(REPO)["v1.0.0"]
@@ -99,7 +99,7 @@ def test_a_published_tag_is_never_moved(hub, tmp_path, files):
     publish(hub, *staged_release(tmp_path / "a", "v1.0.0", files))
     other = {**files, "RN50/manifest.json": b'{"variant": "RN51"}\n'}  # same size, other bytes
     commits = hub.commits(REPO)
-    with pytest.raises(ExporterError, match="RN50/manifest.json has other content.*never moved"):
+    with pytest.raises(ClipOnnxError, match="RN50/manifest.json has other content.*never moved"):
         publish(hub, *staged_release(tmp_path / "b", "v1.0.0", other))
     assert hub.commits(REPO) == commits
 
@@ -134,3 +134,28 @@ def test_rehearsal_of_the_whole_release(tmp_path):
     assert "tiny-RN-fp16" in (staged / "RELEASE_NOTES.md").read_text()
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=staged / "github", capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.count(": OK") == 24
+
+
+def test_rerun_of_an_older_release_is_judged_at_its_tag_not_at_main(hub, tmp_path, files):
+    old_oid = publish(hub, *staged_release(tmp_path / "a", "v1.0.0", files))
+    publish(hub, *staged_release(tmp_path / "b", "v1.1.0", {**files, "RN50/RN50_visual.onnx": os.urandom(300_001)}))
+    commits = hub.commits(REPO)
+    assert publish(hub, *staged_release(tmp_path / "c", "v1.0.0", files)) == old_oid
+    assert hub.commits(REPO) == commits
+
+
+def test_differences_name_what_the_hub_has_wrong(hub, tmp_path, files):
+    from huggingface_hub import HfApi
+
+    publish(hub, *staged_release(tmp_path / "a", "v1.0.0", files))
+    changed = {**files, "RN50/RN50_visual.onnx": os.urandom(300_001), "RN50/RN50_transformer.onnx": os.urandom(9),
+               "RN50/new.onnx": b"new"}
+    staged, release = staged_release(tmp_path / "b", "v1.0.0", changed)
+    wrong = hub_release.differences(HfApi(endpoint=hub.url, token=hub.token), REPO, "v1.0.0",
+                                    hub_release.hub_files(staged, release))
+    visual = hashlib.sha256(files["RN50/RN50_visual.onnx"]).hexdigest()
+    assert wrong == {
+        "RN50/RN50_visual.onnx": f"has SHA-256 {visual}, not {hashlib.sha256(changed['RN50/RN50_visual.onnx']).hexdigest()}",
+        "RN50/RN50_transformer.onnx": "has 200003 bytes, not 9",
+        "RN50/new.onnx": "is missing",
+    }

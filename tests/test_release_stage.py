@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from exporter import pipeline
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 from exporter.variants import get_variant
 from exporter.weights import random_weights
 from release import cards
@@ -88,13 +88,13 @@ def test_only_verified_untouched_exports_are_staged(exports, tmp_path, damage, m
         (folder / "tiny-ViT_visual.onnx").write_bytes(b"not the verified graph")
     else:
         flip_last_byte(folder / ("tiny-ViT_visual.onnx" if damage.startswith("graph") else "tokenizer.json"))
-    with pytest.raises(ExporterError, match=message):
+    with pytest.raises(ClipOnnxError, match=message):
         staging.stage(copy, "v1.0.0", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_tag_must_be_a_version(exports, tmp_path):
-    with pytest.raises(ExporterError, match="vX.Y.Z"):
+    with pytest.raises(ClipOnnxError, match="vX.Y.Z"):
         staging.stage(exports, "latest", tmp_path / "out")
 
 

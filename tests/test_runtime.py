@@ -16,8 +16,8 @@ from PIL import Image
 from exporter import pipeline
 from exporter._clip import clip
 from exporter.cli import main
-from exporter.errors import ExporterError
-from exporter.runtime import Model, logits
+from clip_onnx.errors import ClipOnnxError
+from clip_onnx.model import Model, logits
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.variants import get_variant
 from exporter.verify import row_cosine
@@ -92,25 +92,25 @@ def test_logits_scale_unit_vectors():
 
 
 def test_over_length_text_needs_truncate(case):
-    with pytest.raises(ExporterError, match="truncate"):
+    with pytest.raises(ClipOnnxError, match="truncate"):
         Model(case[0]).encode_text(TEXTS)
 
 
 def test_missing_graph_and_files_are_named(case, tmp_path):
     folder = case[0]
-    with pytest.raises(ExporterError, match="manifest.json"):
+    with pytest.raises(ClipOnnxError, match="manifest.json"):
         Model(tmp_path)
-    with pytest.raises(ExporterError, match="nowhere.png"):
+    with pytest.raises(ClipOnnxError, match="nowhere.png"):
         Model(folder).encode_image([tmp_path / "nowhere.png"])
     partial = tmp_path / "partial"
     partial.mkdir()
     data = json.loads((folder / "manifest.json").read_text())
     del data["graphs"]["forward"]
     (partial / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ExporterError, match="tokenizer.json"):
+    with pytest.raises(ClipOnnxError, match="tokenizer.json"):
         Model(partial)
     (partial / "tokenizer.json").write_bytes((folder / "tokenizer.json").read_bytes())
-    with pytest.raises(ExporterError, match="no forward graph"):
+    with pytest.raises(ClipOnnxError, match="no forward graph"):
         Model(partial).forward(np.zeros((1, 3, 32, 32), np.float32), ["x"])
 
 
@@ -161,4 +161,8 @@ def test_runtime_and_its_commands_need_no_torch(case):
     export = "from exporter.cli import main\nsys.exit(main(['export', 'tiny-ViT', '--weights', 'random']))"
     result = subprocess.run([sys.executable, "-c", blocked + export], capture_output=True, text=True)
     assert result.returncode == 1
+    assert "clip-onnx[export]" in result.stderr and "Traceback" not in result.stderr
+    listing = "from exporter.cli import main\nsys.exit(main(['list']))"
+    result = subprocess.run([sys.executable, "-c", blocked + listing], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == "", "list printed its header before failing"
     assert "clip-onnx[export]" in result.stderr and "Traceback" not in result.stderr

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from tokenizers import Regex, Tokenizer, normalizers
 
-from exporter import tokenizer
+from clip_onnx import tokenizer
+from exporter import tokenizer as tokenizer_file
 from exporter._clip import clip
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 
 CORPUS = Path(__file__).parent / "data" / "tokenizer_corpus.jsonl"
 CONTEXT = 77
@@ -63,7 +64,7 @@ def reference(corpus: list[str]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def from_file(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
     """The tokenizer as a consumer gets it: the written file, not the object that wrote it."""
-    path = tokenizer.write(tmp_path_factory.mktemp("tokenizer"))
+    path = tokenizer_file.write(tmp_path_factory.mktemp("tokenizer"))
     assert path.name == "tokenizer.json"
     return Tokenizer.from_file(str(path))
 
@@ -107,14 +108,14 @@ def test_corpus_covers_categories(corpus: list[str], reference: np.ndarray) -> N
         if found < least:
             missing[name] = f"{found} < {least}"
     assert missing == {}
-    over_length = int((reference[:, -1] == clip.clip._tokenizer.encoder[tokenizer.END]).sum())
+    over_length = int((reference[:, -1] == clip.clip._tokenizer.encoder[tokenizer_file.END]).sum())
     assert over_length >= 12, "texts of 76+ BPE tokens, cut by truncate=True"
 
 
 def test_over_length_needs_truncate(from_file: Tokenizer) -> None:
     fits, over = " ".join(["a"] * (CONTEXT - 2)), " ".join(["a"] * (CONTEXT - 1))  # "a" is one BPE token
     assert tokenizer.encode(from_file, [fits]).shape == (1, CONTEXT)
-    with pytest.raises(ExporterError, match=r"^Input 'a a a .*too long for context length 77.*truncate=True"):
+    with pytest.raises(ClipOnnxError, match=r"^Input 'a a a .*too long for context length 77.*truncate=True"):
         tokenizer.encode(from_file, ["short", over])
     with pytest.raises(RuntimeError, match="too long"):  # clip.tokenize draws the same line
         clip.tokenize([over])
@@ -132,10 +133,10 @@ def test_batch_shape_and_padding(from_file: Tokenizer) -> None:
 
 def test_file_ids_and_vocabulary(tmp_path: Path, from_file: Tokenizer) -> None:
     assert from_file.get_vocab_size() == 49408
-    assert from_file.token_to_id(tokenizer.START) == 49406 and from_file.token_to_id(tokenizer.END) == 49407
+    assert from_file.token_to_id(tokenizer_file.START) == 49406 and from_file.token_to_id(tokenizer_file.END) == 49407
     assert from_file.get_vocab() == clip.clip._tokenizer.encoder
-    saved = json.loads(tokenizer.write(tmp_path).read_text(encoding="utf-8"))
-    assert {t["content"]: t["id"] for t in saved["added_tokens"]} == {tokenizer.START: 49406, tokenizer.END: 49407}
+    saved = json.loads(tokenizer_file.write(tmp_path).read_text(encoding="utf-8"))
+    assert {t["content"]: t["id"] for t in saved["added_tokens"]} == {tokenizer_file.START: 49406, tokenizer_file.END: 49407}
     assert saved["padding"]["pad_id"] == 0 and saved["padding"]["strategy"] == {"Fixed": CONTEXT}
     assert saved["truncation"]["max_length"] == CONTEXT
 
@@ -161,10 +162,10 @@ def test_documented_divergences(from_file: Tokenizer) -> None:
 
 
 def test_missing_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokenizer.importlib.util, "find_spec", lambda name: None)
-    tokenizer._vocab_and_merges.cache_clear()  # read once per process: make this build look again
-    with pytest.raises(ExporterError, match="bpe_simple_vocab_16e6.txt.gz not found.*pip install openai-clip"):
-        tokenizer.build()
+    monkeypatch.setattr(tokenizer_file.importlib.util, "find_spec", lambda name: None)
+    tokenizer_file._vocab_and_merges.cache_clear()  # read once per process: make this build look again
+    with pytest.raises(ClipOnnxError, match="bpe_simple_vocab_16e6.txt.gz not found.*pip install openai-clip"):
+        tokenizer_file.build()
 
 
 def test_imports_without_torch() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES, Tolerance
-from exporter.verify import compare, row_cosine
+from exporter.verify import compare, max_pairwise_cosine, output_scale, row_cosine
 
 REF = np.array([[1.0, 2.0, 3.0], [3.0, -1.0, 0.5]], dtype=np.float32)
 PARTNER = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
@@ -109,3 +109,45 @@ def test_the_tolerance_table_changes_only_on_purpose():
         "int8": Tolerance(min_cosine=0.995, max_relative=1e-1, min_agreement=0.75),
     }
     assert MAX_INPUT_COSINE == 0.999
+
+
+def test_a_difference_exactly_at_the_tolerance_passes():
+    """The tolerances are inclusive bounds: cosine 0.0 against a limit of 0.0, relative difference 0.5
+    against a limit of 0.5."""
+    expected = np.array([[4.0, 0.0], [0.0, 4.0]], dtype=np.float32)
+    actual = np.array([[4.0, 2.0], [-2.0, 4.0]], dtype=np.float32)  # each row off by 2.0 = 0.5 * scale
+    at_the_limit = Tolerance(min_cosine=float(row_cosine(actual, expected)), max_relative=0.5, min_agreement=1.0)
+    assert compare("visual", "unit", [actual], [expected], at_the_limit, np.eye(2, dtype=np.float32), 4.0).passed
+    orthogonal = np.array([[0.0, 4.0], [4.0, 0.0]], dtype=np.float32)
+    zero_cosine = Tolerance(min_cosine=0.0, max_relative=10.0, min_agreement=0.0)
+    assert row_cosine(orthogonal, expected) == 0.0
+    assert compare("visual", "unit", [orthogonal], [expected], zero_cosine, np.eye(2, dtype=np.float32), 4.0).passed
+
+
+def test_a_comparison_records_its_graph_and_input_set():
+    result = compare("transformer", "token-layouts", [REF], [REF], TOLERANCES["fp32"], PARTNER, 3.0)
+    assert (result.graph, result.input_set) == ("transformer", "token-layouts")
+
+
+def test_a_logit_row_whose_decision_flips_fails_in_any_row():
+    """Forward logits: the decision is each row's own argmax. Row 2 swaps a near-tie; the overall
+    largest logit (row 0) does not move."""
+    logits = np.array([[20.0, 1.0, 0.0], [0.0, 15.0, 1.0], [5.0, 0.0, 4.999]], dtype=np.float32)
+    flipped = logits.copy()
+    flipped[2] = [4.999, 0.0, 5.0]
+    result = compare("forward", "unit", [flipped, flipped.T], [logits, logits.T], TOLERANCES["fp32"], None, 100.0)
+    assert result.max_relative_diff <= TOLERANCES["fp32"].max_relative
+    assert result.argmax_agreement == pytest.approx(2 / 3) and not result.passed
+
+
+def test_embeddings_are_scaled_by_their_largest_magnitude_and_logits_by_their_bound():
+    embeds = [np.array([[0.5, -3.0], [1.0, 2.0]], dtype=np.float32)]
+    assert output_scale("visual", embeds, 100.0) == 3.0
+    assert output_scale("forward", embeds, 100.0) == 100.0
+    assert output_scale("visual", [np.zeros((2, 2), dtype=np.float32)], 100.0) == 1.0
+
+
+def test_the_closest_pair_of_distinct_inputs_is_measured():
+    embeddings = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    assert max_pairwise_cosine(embeddings) == pytest.approx(np.sqrt(0.5))
+    assert max_pairwise_cosine(np.array([[1.0, 0.0], [5.0, 0.0]])) == pytest.approx(1.0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from exporter import pipeline
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 from exporter.variants import Architecture, get_variant
 from exporter.weights import load_checkpoint, random_weights
 
@@ -65,7 +65,7 @@ def test_training_checkpoint_with_wrapped_prefixed_state_dict(tiny, tmp_path):
 def test_bad_checkpoints_fail_with_a_clear_error(tiny, tmp_path, make, message):
     path = tmp_path / "bad.pt"
     make(path, tiny.state_dict())
-    with pytest.raises(ExporterError, match=message):
+    with pytest.raises(ClipOnnxError, match=message):
         load_checkpoint(path)
 
 
@@ -80,13 +80,13 @@ class Payload:
 def test_checkpoint_loading_never_runs_pickled_code(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"text_projection": Payload(marker)}, tmp_path / "evil.pt")
-    with pytest.raises(ExporterError, match="cannot read checkpoint"):
+    with pytest.raises(ClipOnnxError, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
 
 
 def test_missing_checkpoint(tmp_path):
-    with pytest.raises(ExporterError, match="does not exist"):
+    with pytest.raises(ClipOnnxError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
 
 
@@ -111,5 +111,5 @@ def test_checkpoint_export_round_trips_and_verifies(tiny, tmp_path, fmt):
     report = pipeline.verify_folder(folder, log=lambda _: None)
     assert report.passed and report.comparisons
     torch.save(random_weights(get_variant("tiny-RN"), seed=4).model.state_dict(), path)
-    with pytest.raises(ExporterError, match="not the checkpoint these graphs were exported from"):
+    with pytest.raises(ClipOnnxError, match="not the checkpoint these graphs were exported from"):
         pipeline.verify_folder(folder, log=lambda _: None)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.contract import PUBLISHED_PRECISIONS
+from clip_onnx.contract import PUBLISHED_PRECISIONS
 from exporter.variants import VARIANTS
 from release.stage import matrix
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // CLIP image and text embeddings in Node.js from an exported clip-onnx variant folder: its visual and
 // transformer graphs, tokenizer.json and preprocess.json. Pixels and token ids equal the Python
-// runtime's (exporter.preprocess, exporter.tokenizer) for PNG files and for texts that ftfy leaves alone.
+// runtime's (clip_onnx.preprocess, clip_onnx.tokenizer) for PNG files and for texts that ftfy leaves alone.
 //
 //   ONNXRUNTIME_NODE_INSTALL=skip npm ci    (the CPU binaries ship in onnxruntime-node; skips CUDA extras)
 //   node clip.mjs FOLDER --image cat.png --text "a cat" --text "a dog" [--truncate] [--json]
@@ -34,7 +34,7 @@ export async function loadModel(folder) {
   };
 }
 
-// exporter.tokenizer.clean without ftfy.fix_text (no JavaScript port): mojibake, curly quotes,
+// clip_onnx.tokenizer.clean without ftfy.fix_text (no JavaScript port): mojibake, curly quotes,
 // ligatures and full-width forms stay as they are. Like CLIP, HTML entities are decoded twice.
 const clean = (text) => decodeHTML(decodeHTML(text));
 
@@ -142,7 +142,7 @@ function resize(image, width, height) {
   return image;
 }
 
-// exporter.preprocess.load: float32 [N, 3, R, R] following preprocess.json.
+// clip_onnx.preprocess.load: float32 [N, 3, R, R] following preprocess.json.
 export function pixels(model, files) {
   const { resolution: r, mean, std } = model.preprocess;
   const out = new Float32Array(files.length * 3 * r * r);

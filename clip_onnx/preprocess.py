@@ -16,7 +16,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from exporter.errors import ExporterError
+from clip_onnx.errors import ClipOnnxError
 
 PREPROCESS = "preprocess.json"
 
@@ -149,9 +149,9 @@ def _load_file(path: str | Path, resolution: int) -> np.ndarray:
         with Image.open(path) as image:
             return preprocess(image, resolution)
     except FileNotFoundError:
-        raise ExporterError(f"image {path} does not exist; check the path") from None
+        raise ClipOnnxError(f"image {path} does not exist; check the path") from None
     except OSError as error:  # Pillow's UnidentifiedImageError, truncated files, folders, permissions
-        raise ExporterError(
+        raise ClipOnnxError(
             f"image {path} could not be read ({error}); pass a file Pillow can open, such as JPEG or PNG"
         ) from None
 

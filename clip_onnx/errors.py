@@ -1,11 +1,11 @@
 """Expected failures: the CLI prints their message as one line, no traceback."""
 
 
-class ExporterError(Exception):
+class ClipOnnxError(Exception):
     """Bad input or environment: the message says what is wrong and what to do."""
 
 
-class VerificationError(ExporterError):
+class VerificationError(ClipOnnxError):
     """ONNX Runtime disagreed with PyTorch beyond the tolerance table."""
 
 

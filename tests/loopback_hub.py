@@ -123,11 +123,6 @@ class StoredFile:
         """The git blob oid: of the pointer file for LFS files (as on the Hub), of the content otherwise."""
         return git_blob_oid(self.pointer if self.lfs else self.content)
 
-    @property
-    def etag(self) -> str:
-        """The ETag ``hf_hub_download`` caches by: the sha256 for LFS files, the git blob oid otherwise."""
-        return self.sha256 if self.lfs else self.blob_id
-
 
 @dataclass(frozen=True)
 class CommitRecord:
@@ -145,7 +140,6 @@ class _Repo:
     commits: list[CommitRecord] = field(default_factory=list)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    tag_messages: dict[str, str] = field(default_factory=dict)
     lfs_objects: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content, once uploaded
 
     def commit(self, oid: str) -> CommitRecord:
@@ -309,12 +303,6 @@ class LoopbackHub:
         with self._lock:
             return [(method, path) for method, path, _ in self._log]
 
-    @property
-    def responses(self) -> list[tuple[str, str, int]]:
-        """Like :attr:`requests`, with the status code answered."""
-        with self._lock:
-            return list(self._log)
-
     def count(self, method: str, path_regex: str) -> int:
         """How many requests matched ``method`` (``"*"``: any) and ``path_regex`` (``re.search``)."""
         pattern = re.compile(path_regex)
@@ -356,10 +344,6 @@ class LoopbackHub:
     def branches(self, repo_id: str) -> dict[str, str]:
         with self._lock:
             return dict(self._get_repo(repo_id).branches)
-
-    def repo_ids(self) -> list[str]:
-        with self._lock:
-            return sorted(self._repos)
 
     def _get_repo(self, repo_id: str) -> _Repo:
         try:
@@ -730,7 +714,6 @@ class LoopbackHub:
         if tag in repo.tags:
             raise _HttpError(409, f"Tag {tag} already exists")
         repo.tags[tag] = target
-        repo.tag_messages[tag] = str(payload.get("message") or "")
         return _Response.json({})
 
     def _validate_yaml(self, request: _Request) -> _Response:
@@ -833,7 +816,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _serve
+    do_GET = do_HEAD = do_POST = do_PUT = _serve
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default stderr log
         pass

@@ -2,7 +2,7 @@
 
 Needs only onnxruntime, numpy, Pillow, tokenizers and ftfy (the plain `pip install clip-onnx`);
 importing this module never imports torch. Tokens come from the folder's `tokenizer.json` and pixels
-from `exporter.preprocess`, both proven equal to CLIP's own in the tests.
+from `clip_onnx.preprocess`, both proven equal to CLIP's own in the tests.
 
 Which graphs to load: `similarity` rebuilds `CLIP.forward` from the two encoders and the manifest's
 `logit_scale`, so a program that embeds texts once and scores many images (zero-shot
@@ -20,8 +20,8 @@ import onnxruntime as ort
 import tokenizers
 from PIL import Image
 
-from exporter import manifest, preprocess, tokenizer
-from exporter.errors import ExporterError
+from clip_onnx import manifest, preprocess, tokenizer
+from clip_onnx.errors import ClipOnnxError
 
 ImageInput = str | Path | Image.Image
 
@@ -53,7 +53,7 @@ class Model:
         self.logit_scale: float = self.manifest["logit_scale"]["exp"]
         path = self.folder / tokenizer.TOKENIZER
         if not path.is_file():
-            raise ExporterError(f"{path} is missing; export the variant again with this clip-onnx")
+            raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx")
         self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
         self._sessions: dict[str, ort.InferenceSession] = {}
 
@@ -61,7 +61,7 @@ class Model:
         if graph not in self._sessions:
             spec = self.manifest["graphs"].get(graph)
             if spec is None:
-                raise ExporterError(f"{self.folder} has no {graph} graph (exported with --graphs "
+                raise ClipOnnxError(f"{self.folder} has no {graph} graph (exported with --graphs "
                                     f"{','.join(self.manifest['graphs'])}); export it with that graph")
             self._sessions[graph] = ort.InferenceSession(str(self.folder / spec["file"]), providers=self.providers)
         return self._sessions[graph]

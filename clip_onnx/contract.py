@@ -16,12 +16,16 @@ PUBLISHED_PRECISIONS = ("fp32", "fp16")
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """One exported graph: its file suffix and I/O names."""
+    """One exported graph: its file suffix, I/O names, the CLIP method it equals, and what it outputs
+    ("embeddings", judged by their cosine, or "logits", judged against their bound: `exporter.tolerances`).
+    The exporter builds it with `exporter.export.WRAPPERS[key]`; everything else reads this spec."""
 
     key: str
     suffix: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    clip_method: str
+    output_kind: str
 
     def file_name(self, name: str) -> str:
         return f"{name}{self.suffix}.onnx"
@@ -30,9 +34,9 @@ class GraphSpec:
 GRAPHS: dict[str, GraphSpec] = {
     spec.key: spec
     for spec in [
-        GraphSpec("forward", "", ("image", "text"), ("logits_per_image", "logits_per_text")),
-        GraphSpec("visual", "_visual", ("image",), ("image_embeds",)),
-        GraphSpec("transformer", "_transformer", ("text",), ("text_embeds",)),
+        GraphSpec("forward", "", ("image", "text"), ("logits_per_image", "logits_per_text"), "forward", "logits"),
+        GraphSpec("visual", "_visual", ("image",), ("image_embeds",), "encode_image", "embeddings"),
+        GraphSpec("transformer", "_transformer", ("text",), ("text_embeds",), "encode_text", "embeddings"),
     ]
 }
 

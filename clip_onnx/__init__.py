@@ -1,0 +1,16 @@
+"""clip-onnx's runtime: OpenAI CLIP's exported ONNX graphs used with onnxruntime alone, no PyTorch.
+
+    from clip_onnx import Model
+    model = Model("ViT-B-32")   # a folder written by `clip-onnx export` or downloaded from a release
+    probabilities = model.similarity(["cat.jpg"], ["a cat", "a dog"])
+
+Modules, one concern each: `model` (load a folder, embed, score), `tokenizer` and `preprocess` (CLIP's
+text and image inputs, equal to CLIP's own), `manifest` (the contract file), `integrity` (SHA-256 checks),
+`contract` (the graphs' names, inputs and outputs), `errors`, `cli` (classify, embed). The exporter
+(`exporter`, the `[export]` extra) writes what this package reads and imports it; never the reverse.
+"""
+
+from clip_onnx.errors import ClipOnnxError
+from clip_onnx.model import Model
+
+__all__ = ["ClipOnnxError", "Model"]

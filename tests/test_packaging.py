@@ -1,0 +1,61 @@
+"""What `pip install clip-onnx` gives: the torch-free runtime `clip_onnx` and the exporter's code, not
+the release tooling or the test doubles; and a base install that never loads torch."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPORT_ONLY = ("torch", "torchvision", "clip", "onnx", "onnxscript")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """Built from a copy of the checkout (release/ and tests/ included), so no earlier build/ folder
+    of the checkout can add files to it."""
+    source, out = tmp_path_factory.mktemp("source") / "clip-onnx", tmp_path_factory.mktemp("wheel")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "mutants", "node_modules", "target", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(source)], check=True, capture_output=True, text=True)
+    return next(out.glob("clip_onnx-*.whl"))
+
+
+def test_the_wheel_holds_the_runtime_and_the_exporter_only(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    packages = {n.split("/")[0] for n in names if n.endswith(".py")}
+    assert packages == {"clip_onnx", "exporter"}
+    assert "clip_onnx/model.py" in names and "exporter/pipeline.py" in names
+    assert not [n for n in names if "loopback" in n or n.startswith(("release/", "tests/"))]
+
+
+def test_a_base_install_runs_the_runtime_without_torch(wheel, tmp_path):
+    """A fresh virtual environment, `pip install` of the wheel with no extras (its dependencies from
+    the package index): `import clip_onnx` loads none of the exporter's libraries, and the exporter's
+    commands name the extra to install instead of failing halfway."""
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    python, script = env / "bin" / "python", env / "bin" / "clip-onnx"
+    subprocess.run([python, "-m", "pip", "install", "-q", str(wheel)], check=True, capture_output=True, text=True)
+    probe = ("import sys, clip_onnx\n"
+             f"loaded = [m for m in {EXPORT_ONLY!r} if m in sys.modules]\n"
+             "assert not loaded, loaded\n"
+             "assert clip_onnx.Model and issubclass(clip_onnx.ClipOnnxError, Exception)\n"
+             "import importlib.util\n"
+             f"print([m for m in {EXPORT_ONLY!r} if importlib.util.find_spec(m)])")
+    result = subprocess.run([python, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", "the base install pulled in an exporter library"
+    for command in (["list"], ["export", "ViT-B/32"]):
+        result = subprocess.run([script, *command], capture_output=True, text=True)
+        assert result.returncode == 1 and result.stdout == ""
+        assert "pip install 'clip-onnx[export]'" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([script, "classify", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--labels" in result.stdout
