@@ -21,7 +21,7 @@ DESCRIPTION = ("Export OpenAI CLIP to three ONNX graphs (forward, visual, transf
 EXAMPLES = """\
 examples:
   clip-onnx list
-  clip-onnx export ViT-B/32 -o dist/                    # OpenAI weights: downloaded, cached, SHA-256 checked
+  clip-onnx export ViT-B/32 -o dist/                    # OpenAI weights from the Hub: cached, SHA-256 checked
   clip-onnx export ViT-B/32 --weights random -o dist/   # offline pipeline demo: real architecture, random weights
   clip-onnx export --checkpoint finetuned.pt -o dist/   # any CLIP checkpoint; the architecture is inferred
   clip-onnx export RN50 --precision fp16 --graphs visual,transformer -o dist/
@@ -53,10 +53,11 @@ def _graphs(value: str) -> list[str]:
 
 def _add_weight_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where downloaded checkpoints are kept (default: $CLIP_ONNX_CACHE or ~/.cache/clip)")
+                        help="where checkpoints from OpenAI's URL or a mirror are kept (default: $CLIP_ONNX_CACHE "
+                             "or ~/.cache/clip); Hub files stay in huggingface_hub's cache ($HF_HOME)")
     parser.add_argument("--url-base", default=None,
-                        help="download from this mirror instead of OpenAI's URL base; files are fetched as "
-                             "<base>/<sha256>/<file> (default: $CLIP_ONNX_URL_BASE or OpenAI's)")
+                        help="a mirror of OpenAI's URLs, tried after the Hub and OpenAI's URL; files are fetched "
+                             "as <base>/<sha256>/<file> (default: $CLIP_ONNX_URL_BASE, else none)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="run PyTorch and onnxruntime on this device (default: cpu)")
     parser.add_argument("--text", action="append", default=None, metavar="CAPTION",
@@ -84,6 +85,10 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
                         help="openai: the published weights (default); random: seeded random weights, for "
                              "offline pipeline demos and tests; the graphs are not a usable model")
     export.add_argument("--seed", type=int, default=0, help="seed of --weights random (default: 0)")
+    export.add_argument("--revision", metavar="COMMIT",
+                        help="the Hub revision (commit id, branch or tag) of the weights instead of the pinned one")
+    export.add_argument("--release", action="store_true",
+                        help="a release build: the pinned Hub file only, no other source, no --revision")
     export.add_argument("-o", "--output", type=Path, default=Path("dist"), help="output folder (default: dist)")
     export.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp16: weights and compute in half precision (LayerNorm in float32); int8: "
@@ -124,6 +129,8 @@ def _export(args: argparse.Namespace) -> None:
 
     if args.checkpoint and args.variant:
         raise ClipOnnxError("give a variant or --checkpoint, not both")
+    if args.release and (args.checkpoint or args.weights == "random"):
+        raise ClipOnnxError("--release exports OpenAI's pinned weights of a variant; drop --checkpoint or --weights random")
     if args.checkpoint:
         name = args.name or args.checkpoint.stem
         loaded = weights.load_checkpoint(args.checkpoint)
@@ -133,7 +140,8 @@ def _export(args: argparse.Namespace) -> None:
         if args.weights == "random":
             loaded = weights.random_weights(variant, args.seed)
         else:
-            loaded = weights.load_openai(variant, args.cache_dir, args.url_base)
+            loaded = weights.load_variant(variant, release=args.release, revision=args.revision,
+                                          cache_dir=args.cache_dir, url_base=args.url_base)
     else:
         raise ClipOnnxError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
     if loaded.source["kind"] == "random":

@@ -23,9 +23,9 @@ from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS
 from clip_onnx.errors import ClipOnnxError, VerificationError
 from exporter import manifest, memory, quantize, tokenizer
 from exporter.export import export_graph, fold_batch_norms, to_precision, weight_bytes
-from exporter.variants import Architecture, folder_name, get_variant
+from exporter.variants import OPENAI_URL_BASE, Architecture, folder_name, get_variant
 from exporter.verify import References, Report, check, providers
-from exporter.weights import Weights, load_checkpoint, load_openai, random_weights
+from exporter.weights import Weights, load_checkpoint, load_hub, load_url, random_weights
 
 Log = Callable[[str], None]
 
@@ -144,20 +144,26 @@ def _move_into_place(staging: Path, folder: Path) -> None:
 
 def load_source(source: dict, name: str | None, checkpoint: Path | None = None, cache_dir: Path | None = None,
                 url_base: str | None = None, progress: bool = True) -> Weights:
-    """The weights a manifest's `source` describes (what `verify` re-runs PyTorch with)."""
+    """The weights a manifest's `source` describes, the same bytes again (what `verify` re-runs PyTorch with)."""
     kind = source.get("kind")
     if kind == "random":
         return random_weights(get_variant(source["variant"]), source["seed"])
-    if kind == "openai":
-        return load_openai(get_variant(name or ""), cache_dir, url_base, progress)
-    if kind == "checkpoint":
+    if kind == "hub":
+        weights = load_hub(get_variant(name or ""), source["revision"], progress=progress)
+    elif kind == "openai":
+        weights = load_url(get_variant(name or ""), url_base or OPENAI_URL_BASE, cache_dir, progress)
+    elif kind == "checkpoint":
         path = Path(checkpoint or source["path"])
         weights = load_checkpoint(path)
         if weights.source["sha256"] != source["sha256"]:
             raise ClipOnnxError(f"{path} is not the checkpoint these graphs were exported from (SHA-256 differs); "
                                 f"pass the original with --checkpoint")
-        return weights
-    raise ClipOnnxError(f"the manifest's source {source!r} is not one clip-onnx knows")
+    else:
+        raise ClipOnnxError(f"the manifest's source {source!r} is not one clip-onnx knows")
+    if weights.source["sha256"] != source["sha256"]:
+        raise ClipOnnxError(f"the weights found have SHA-256 {weights.source['sha256']}, not the {source['sha256']} "
+                            f"these graphs were exported from")
+    return weights
 
 
 def verify_folder(folder: Path, checkpoint: Path | None = None, cache_dir: Path | None = None,

@@ -17,6 +17,8 @@ from clip_onnx.errors import ClipOnnxError
 if TYPE_CHECKING:
     import torch
 
+    from exporter.hub_weights import HubPin
+
 OPENAI_URL_BASE = "https://openaipublic.azureedge.net/clip/models"
 
 
@@ -98,7 +100,19 @@ class Variant:
 
     @property
     def published(self) -> bool:
-        return self.name in _openai_urls()
+        """OpenAI published weights for it: it has a row in the Hub pin table (`weight_pins.json`)."""
+        from exporter import hub_weights
+
+        return self.name in hub_weights.pins()
+
+    @property
+    def hub(self) -> HubPin:
+        """Where its weights live on the Hugging Face Hub, and what a release expects there."""
+        from exporter import hub_weights
+
+        if not self.published:
+            raise ClipOnnxError(f"{self.name} is a test configuration with no published weights; use --weights random")
+        return hub_weights.pins()[self.name]
 
     def url(self, base: str = OPENAI_URL_BASE) -> str:
         """Where OpenAI publishes the checkpoint, or the same path under a mirror `base`.
@@ -107,7 +121,9 @@ class Variant:
         """
         if not self.published:
             raise ClipOnnxError(f"{self.name} is a test configuration with no published weights; use --weights random")
-        official = _openai_urls()[self.name]
+        official = _openai_urls().get(self.name)
+        if official is None:
+            raise ClipOnnxError(f"the clip package lists no OpenAI URL for {self.name}")
         return official.replace(OPENAI_URL_BASE, base.rstrip("/"), 1)
 
     @property

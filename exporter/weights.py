@@ -1,38 +1,46 @@
-"""Where a model's weights come from: OpenAI's URLs (cached, SHA-256 checked, resumable), a local
-checkpoint (TorchScript archive or plain state dict), or seeded random weights."""
+"""Where a model's weights come from, and in which order: for OpenAI's variants the Hugging Face Hub
+(`exporter.hub_weights`, pinned), then OpenAI's URL, then a `--url-base` mirror, each verified; a
+release uses the pinned Hub file only. Also a local checkpoint (`exporter.checkpoints`) or seeded
+random weights."""
 
 from __future__ import annotations
 
 import http.client
 import math
 import os
+import sys
 import urllib.error
 import urllib.request
 import warnings
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from exporter._clip import clip_model
 from clip_onnx.errors import ClipOnnxError
 from clip_onnx.integrity import sha256_file
-from exporter.variants import OPENAI_URL_BASE, Variant
+from exporter import checkpoints, hub_weights
+from exporter.hub_weights import SourceError
+from exporter.variants import OPENAI_URL_BASE, Architecture, Variant
 
 CHUNK = 1 << 20
-# Keys every CLIP state dict has; their absence means "not a CLIP checkpoint".
-CLIP_KEYS = ("text_projection", "positional_embedding", "token_embedding.weight", "ln_final.weight", "logit_scale")
 
 
 def default_cache_dir() -> Path:
-    """Shared with the `clip` package (~/.cache/clip), so weights it downloaded are reused."""
+    """Where OpenAI-URL and mirror downloads are kept: shared with the `clip` package (~/.cache/clip).
+    Hub files live in huggingface_hub's own cache (HF_HOME)."""
     return Path(os.environ.get("CLIP_ONNX_CACHE", Path.home() / ".cache" / "clip"))
 
 
-def default_url_base() -> str:
-    return os.environ.get("CLIP_ONNX_URL_BASE", OPENAI_URL_BASE)
+def default_url_base() -> str | None:
+    """The mirror tried after the Hub and OpenAI's URL (`--url-base`), if any."""
+    return os.environ.get("CLIP_ONNX_URL_BASE")
+
+
+def _warn(message: str) -> None:
+    print(f"clip-onnx: warning: {message}", file=sys.stderr)
 
 
 @dataclass
@@ -75,19 +83,19 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
         have = partial.stat().st_size if partial.exists() else 0
-        raise ClipOnnxError(
+        raise SourceError(
             f"download of {url} failed after {have} bytes ({reason}); run the same command again to resume, "
             f"or point --url-base at a mirror"
         ) from None
     got_bytes = partial.stat().st_size
     if total is not None and got_bytes < total:
-        raise ClipOnnxError(
+        raise SourceError(
             f"download of {url} was cut off at {got_bytes} of {total} bytes; run the same command again to resume"
         )
     actual = sha256_file(partial)
     if actual != sha256:
         partial.unlink()
-        raise ClipOnnxError(
+        raise SourceError(
             f"SHA-256 mismatch for {url}: expected {sha256}, got {actual}; the file was deleted. "
             f"Run again, or check the mirror given by --url-base"
         )
@@ -95,67 +103,76 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
     return target
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a TorchScript archive (what OpenAI ships) or of a plain `torch.save`d state dict.
-
-    Neither path unpickles arbitrary Python objects: TorchScript archives are read by TorchScript's
-    own loader, state dicts with `weights_only=True`.
-    """
-    if not path.is_file():
-        raise ClipOnnxError(f"checkpoint {path} does not exist or is not a file")
-    try:
-        is_torchscript = zipfile.is_zipfile(path) and any(
-            name.endswith("/constants.pkl") for name in zipfile.ZipFile(path).namelist()
-        )
-        if is_torchscript:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch.jit.load is deprecated, yet it is OpenAI's format
-                state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ClipOnnxError(
-            f"cannot read checkpoint {path}: {first_line[:200]}; the file is truncated, corrupt or not a "
-            f"PyTorch file. Download or save it again"
-        ) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]  # training checkpoints often wrap the weights
-    if not isinstance(state, dict):
-        raise ClipOnnxError(f"checkpoint {path} holds a {type(state).__name__}, not a CLIP state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def model_from_state_dict(state: dict[str, torch.Tensor], origin: str) -> torch.nn.Module:
-    """Build CLIP with the architecture inferred from the weights, as `clip.model.build_model` does."""
-    missing = [k for k in CLIP_KEYS if k not in state]
-    if "visual.proj" not in state and "visual.attnpool.positional_embedding" not in state:
-        missing.append("visual.proj or visual.attnpool.*")
-    if missing:
-        raise ClipOnnxError(f"{origin} is not a CLIP checkpoint: it lacks {', '.join(missing)}")
-    tensors = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
-    try:
-        model = clip_model.build_model(dict(state)).float()
-        # build_model rounds Conv/Linear weights through fp16; reload them so fp32 checkpoints stay exact
-        model.load_state_dict(tensors)
-    except (KeyError, RuntimeError, AssertionError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        raise ClipOnnxError(f"{origin} does not fit any CLIP architecture: {reason}") from None
-    return model.eval()
-
-
 def load_checkpoint(path: Path) -> Weights:
     path = Path(path)
-    model = model_from_state_dict(_read_state_dict(path), str(path))
+    model = checkpoints.load(path)
     return Weights(model, {"kind": "checkpoint", "path": str(path.resolve()), "sha256": sha256_file(path)})
 
 
-def load_openai(variant: Variant, cache_dir: Path | None = None, url_base: str | None = None,
-                progress: bool = True) -> Weights:
-    url = variant.url(url_base or default_url_base())
-    path = download(url, variant.sha256, cache_dir or default_cache_dir(), progress)
-    model = model_from_state_dict(_read_state_dict(path), str(path))
-    return Weights(model, {"kind": "openai", "url": variant.url(), "sha256": variant.sha256})
+def _checked(variant: Variant, model: torch.nn.Module, origin: str) -> torch.nn.Module:
+    """A model whose inferred architecture is the variant's, or a refusal naming both."""
+    found = Architecture.of(model)
+    if found != variant.architecture:
+        wrong = {k: (v, getattr(variant.architecture, k)) for k, v in found.to_json().items()
+                 if v != variant.architecture.to_json()[k]}
+        raise SourceError(f"{origin} is not {variant.name}: " + ", ".join(f"{k} {a} where {variant.name} has {b}"
+                                                                         for k, (a, b) in wrong.items()))
+    return model
+
+
+def load_hub(variant: Variant, revision: str | None = None, cache_dir: Path | None = None,
+             endpoint: str | None = None, progress: bool = True) -> Weights:
+    """The variant's pinned Hub file (or `revision`'s), hashed, as a CLIP model."""
+    path, source = hub_weights.fetch(variant.hub, revision, cache_dir, endpoint, progress)
+    state = checkpoints.read_state_dict(path)
+    model = _checked(variant, checkpoints.model_from_state_dict(state, f"{variant.hub.repo}/{variant.hub.file}"),
+                     f"{variant.hub.repo}/{variant.hub.file}")
+    return Weights(model, source)
+
+
+def load_url(variant: Variant, url_base: str, cache_dir: Path | None = None, progress: bool = True) -> Weights:
+    """OpenAI's TorchScript archive from `url_base` (OpenAI's or a mirror), its SHA-256 taken from its path."""
+    path = download(variant.url(url_base), variant.sha256, cache_dir or default_cache_dir(), progress)
+    model = _checked(variant, checkpoints.model_from_state_dict(checkpoints.read_state_dict(path), str(path)),
+                     str(path))
+    return Weights(model, {"kind": "openai", "url": variant.url(url_base), "sha256": variant.sha256,
+                           "bytes": path.stat().st_size})
+
+
+def load_variant(variant: Variant, *, release: bool = False, revision: str | None = None,
+                 cache_dir: Path | None = None, url_base: str | None = None, hub_cache: Path | None = None,
+                 endpoint: str | None = None, progress: bool = True,
+                 warn: Callable[[str], None] = _warn) -> Weights:
+    """OpenAI's weights of `variant` from the first source that gives verified bytes.
+
+    A release (`release=True`) takes the pinned Hub file only: the Hub files are float32 while OpenAI's
+    archives are float16 TorchScript, so a fallback would publish other bytes than the pin names."""
+    if not variant.published:
+        raise ClipOnnxError(f"{variant.name} is a test configuration with no published weights; use --weights random")
+    pin = variant.hub
+    if release:
+        if not pin.pinned:
+            raise ClipOnnxError(f"{variant.name} has no pinned Hub revision, SHA-256 and size in "
+                                f"{hub_weights.PINS.name}; a maintainer runs `python -m release pin-weights` first")
+        if revision is not None:
+            raise ClipOnnxError("a release uses the pinned revision only; drop --revision")
+    elif not pin.pinned and revision is None:
+        warn(f"{variant.name}'s Hub file is not pinned in {hub_weights.PINS.name}: its revision is the Hub's "
+             f"latest and its SHA-256 is recorded in the manifest but not checked against a pin")
+    attempts: list[Callable[[], Weights]] = [lambda: load_hub(variant, revision, hub_cache, endpoint, progress)]
+    if not release:
+        attempts.append(lambda: load_url(variant, OPENAI_URL_BASE, cache_dir, progress))
+        mirror = url_base or default_url_base()
+        if mirror:
+            attempts.append(lambda: load_url(variant, mirror, cache_dir, progress))
+    failures = []
+    for attempt in attempts:
+        try:
+            return attempt()
+        except SourceError as error:
+            failures.append(str(error))
+    raise ClipOnnxError(f"no source gave {variant.name}'s weights: {'; '.join(failures)}"
+                        + ("" if release else "; check the network, or pass --url-base MIRROR or --checkpoint FILE"))
 
 
 def random_weights(variant: Variant, seed: int = 0) -> Weights:

@@ -4,6 +4,8 @@
   stage      lay out verified exports as a tag's files, with SHA256SUMS, model card and release notes
   publish    upload a staged release to the Hugging Face Hub and GitHub (or list every upload: --dry-run)
   rehearse   the whole release on random weights, published to a Hub on loopback; no network
+  pin-weights  resolve each variant's Hub weights (commit id, SHA-256, size) into exporter/weight_pins.json:
+             the maintainer's one-time step, with network, before the first release tag
 """
 
 from __future__ import annotations
@@ -46,6 +48,21 @@ def _publish(args: argparse.Namespace) -> None:
     print(github.publish(args.staged, args.github_repo, release["tag"]))
 
 
+def _pin_weights(args: argparse.Namespace) -> None:
+    from exporter import hub_weights
+
+    resolved = {}
+    for name, pin in hub_weights.pins().items():
+        if args.variants and name not in args.variants:
+            resolved[name] = pin
+            continue
+        resolved[name] = hub_weights.resolve(pin, args.revision, endpoint=args.endpoint)
+        print(f"{name}: {pin.repo}@{resolved[name].revision} {pin.file} sha256 {resolved[name].sha256} "
+              f"{resolved[name].bytes} bytes")
+    hub_weights.write_pins(resolved)
+    print(f"wrote {hub_weights.PINS}; review the diff and commit it")
+
+
 def _rehearse(args: argparse.Namespace) -> None:
     from release.rehearse import rehearse
 
@@ -76,6 +93,13 @@ def parser() -> argparse.ArgumentParser:
     rehearsal.add_argument("-o", "--output", type=Path, required=True, help="new folder for everything")
     rehearsal.add_argument("--variants", nargs="+", default=["tiny-ViT", "tiny-RN"], help="default: %(default)s")
     rehearsal.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], help="default: %(default)s")
+    pinning = commands.add_parser("pin-weights", help="pin each variant's Hub weights (commit, SHA-256, size)",
+                                  description="Asks the Hub (HF_ENDPOINT, HF_TOKEN) for each variant's weight file at "
+                                              "REVISION and writes its commit id, SHA-256 and size into "
+                                              "exporter/weight_pins.json, which release exports require.")
+    pinning.add_argument("--revision", default="main", help="the branch or tag to pin (default: main)")
+    pinning.add_argument("--variants", nargs="+", help="pin only these (default: all nine)")
+    pinning.add_argument("--endpoint", default=None, help="the Hub's URL (default: $HF_ENDPOINT or huggingface.co)")
     return parser
 
 
@@ -87,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(matrix()))
         else:
-            {"stage": _stage, "publish": _publish, "rehearse": _rehearse}[args.command](args)
+            {"stage": _stage, "publish": _publish, "rehearse": _rehearse,
+             "pin-weights": _pin_weights}[args.command](args)
     except ClipOnnxError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
-import huggingface_hub
 import onnxruntime as ort
 import pytest
 
@@ -50,7 +49,8 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
     """A Hugging Face Hub on loopback, with the real client set to talk to it quickly (no waits, no progress bars)."""
     # http_backoff sleeps 1+2+4+8+8 s over its five retries; the failure tests don't need to wait.
     # (only `sleep` of the `time` module that huggingface_hub.utils._http sees is replaced)
-    monkeypatch.setattr(huggingface_hub.utils._http, "time", SimpleNamespace(sleep=lambda _seconds: None))
+    monkeypatch.setattr(importlib.import_module("huggingface_hub.utils._http"), "time",
+                        SimpleNamespace(sleep=lambda _seconds: None))
     monkeypatch.setattr(importlib.import_module("huggingface_hub.utils.tqdm"), "HF_HUB_DISABLE_PROGRESS_BARS", True)
     with LoopbackHub() as fake:
         yield fake

@@ -177,6 +177,7 @@ class _Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False  # send half the body under the full Content-Length, then drop the connection
 
     @classmethod
     def json(cls, data: Any, status: int = 200, content_type: str = "application/json") -> _Response:
@@ -216,6 +217,7 @@ class LoopbackHub:
         self._lock = threading.RLock()
         self._repos: dict[str, _Repo] = {}
         self._failures: list[_Failure] = []
+        self._cuts = 0
         self._log: list[tuple[str, str, int]] = []
         self.internal_errors: list[str] = []  # tracebacks of bugs in the fake itself (answered with 500)
         self._secret = secrets.token_bytes(16)
@@ -296,6 +298,12 @@ class LoopbackHub:
     def reset_failures(self) -> None:
         with self._lock:
             self._failures.clear()
+            self._cuts = 0
+
+    def cut_downloads(self, times: int = 1) -> None:
+        """The next ``times`` LFS downloads from the CDN send half the file, then drop the connection."""
+        with self._lock:
+            self._cuts = times
 
     @property
     def requests(self) -> list[tuple[str, str]]:
@@ -745,14 +753,17 @@ class LoopbackHub:
             raise _HttpError(404, "No such object")
         headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": f'"{oid}"'}
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("range", ""))
+        with self._lock:
+            cut = request.method == "GET" and self._cuts > 0
+            self._cuts -= cut
         if match is None:
-            return _Response(200, content, headers)
+            return _Response(200, content, headers, cut)
         start = int(match.group(1))
         end = min(int(match.group(2)) if match.group(2) else len(content) - 1, len(content) - 1)
         if start >= len(content) or start > end:
             return _Response(416, b"", {"Content-Range": f"bytes */{len(content)}"})
         headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
-        return _Response(206, content[start : end + 1], headers)
+        return _Response(206, content[start : end + 1], headers, cut)
 
 
 def _route(method: str, pattern: str, handler: Callable[[LoopbackHub, _Request], _Response], auth: bool) -> _Route:
@@ -800,7 +811,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         if self.command != "HEAD" and response.body:
-            self.wfile.write(response.body)
+            self.wfile.write(response.body[: len(response.body) // 2] if response.cut else response.body)
+        if response.cut:
+            self.wfile.flush()
+            self.close_connection = True
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -6,8 +6,6 @@ import hashlib
 import http.server
 import io
 import os
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -15,6 +13,7 @@ import torch
 
 from clip_onnx.errors import ClipOnnxError
 from exporter.variants import get_variant
+from exporter import cli, weights
 from exporter.weights import download, random_weights
 
 
@@ -154,18 +153,24 @@ def test_sha_mismatch_deletes_the_download(serve, checkpoint, tmp_path):
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path):
-    with pytest.raises(ClipOnnxError, match="failed"):
+    with pytest.raises(ClipOnnxError, match=r"download of http://127.0.0.1:9/x/none.pt failed after 0 bytes "
+                                            r"\(\[Errno 111\] Connection refused\); run the same command again"):
         download("http://127.0.0.1:9/x/none.pt", "0" * 64, tmp_path, progress=False)
 
 
-def test_cli_downloads_from_a_mirror_and_rejects_a_wrong_file(serve, checkpoint, tmp_path):
-    """The real CLI path: OpenAI's URL layout under --url-base; the served file is not RN50's."""
+def test_cli_falls_back_to_a_mirror_and_rejects_a_wrong_file(serve, checkpoint, hub, tmp_path, monkeypatch, capsys):
+    """The CLI's source order: the Hub (on loopback, without the repo), OpenAI's URL (a loopback server
+    answering 404), then the --url-base mirror in OpenAI's layout, whose file is not RN50's."""
     variant = get_variant("RN50")
-    server = serve(f"/{variant.sha256}/RN50.pt")
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "export", "RN50", "-o", str(tmp_path / "out"), "--url-base", server.base,
-         "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
-    assert server.requests[0][0] == f"/{variant.sha256}/RN50.pt"
-    assert "SHA-256 mismatch" in result.stderr and "Traceback" not in result.stderr
+    openai = serve("/nothing-here")
+    mirror = serve(f"/{variant.sha256}/RN50.pt")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setattr(weights, "OPENAI_URL_BASE", openai.base)
+    code = cli.main(["export", "RN50", "-o", str(tmp_path / "out"), "--url-base", mirror.base,
+                     "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert openai.requests[0][0] == mirror.requests[0][0] == f"/{variant.sha256}/RN50.pt"
+    assert err[-1].startswith("clip-onnx: error: no source gave RN50's weights: timm/resnet50_clip.openai: ")
+    assert "404" in err[-1] and "SHA-256 mismatch" in err[-1]
     assert os.listdir(tmp_path / "cache") == [] and not (tmp_path / "out").exists()

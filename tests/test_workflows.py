@@ -64,6 +64,7 @@ def test_export_jobs_verify_before_uploading():
              for marker in ("test_parity.py", "clip-onnx export", "test_exported.py", "upload-artifact")]
     assert order == sorted(order)
     assert "--no-verify" not in str(steps)
+    assert "--release" in next(s for s in steps if "clip-onnx export" in s), "a release export must not fall back"
 
 
 def test_only_the_publish_job_may_write_and_see_secrets():
