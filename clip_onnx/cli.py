@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import string
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from clip_onnx.errors import ClipOnnxError, VerificationError
+from clip_onnx.errors import ClipOnnxError, UsageError, VerificationError
 from clip_onnx.model import Model, softmax, unit
 
 EXAMPLES = """\
@@ -43,12 +46,29 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", type=Path, required=True, metavar="FOLDER",
                         help="a folder written by `clip-onnx export`, e.g. dist/ViT-B-32")
     parser.add_argument("--truncate", action="store_true", help="cut texts longer than 77 tokens instead of failing")
+    parser.add_argument("--no-sha256-check", action="store_true",
+                        help="skip checking each file against the manifest's SHA-256 before loading it "
+                             "(for files already checked; the check costs about a second per GB)")
+
+
+def _template(value: str) -> str:
+    fields = [field for _, field, _, _ in string.Formatter().parse(value) if field is not None]
+    if fields != [""]:
+        raise argparse.ArgumentTypeError(f"{value!r} must hold {{}} exactly once, where the label goes, and no "
+                                         f"other {{...}} field; write a literal brace as {{{{ or }}}}")
+    return value
+
+
+def _open(args: argparse.Namespace) -> Model:
+    model = Model(args.model, check_sha256=not args.no_sha256_check)
+    if model.manifest.get("source", {}).get("kind") == "random":
+        print(f"clip-onnx: note: {args.model} holds seeded random weights (a pipeline demo): its scores mean "
+              f"nothing", file=sys.stderr)
+    return model
 
 
 def _classify(args: argparse.Namespace) -> None:
-    if "{}" not in args.template:
-        raise ClipOnnxError(f"--template {args.template!r} has no {{}} for the label")
-    model = Model(args.model)
+    model = _open(args)
     per_image, _ = model.similarity(args.images, [args.template.format(label) for label in args.labels],
                                     args.truncate)
     for image, probabilities in zip(args.images, softmax(per_image)):
@@ -58,10 +78,14 @@ def _classify(args: argparse.Namespace) -> None:
 
 def _embed(args: argparse.Namespace) -> None:
     if not args.image and not args.text:
-        raise ClipOnnxError("nothing to embed; give --image FILE and/or --text CAPTION")
-    if args.output is not None and args.output.suffix not in (".npz", ".json"):
-        raise ClipOnnxError(f"--output {args.output}: name a .npz or .json file")
-    model = Model(args.model)
+        raise UsageError("nothing to embed; give --image FILE and/or --text CAPTION")
+    if args.output is not None:
+        if args.output.suffix not in (".npz", ".json"):
+            raise UsageError(f"--output {args.output}: name a .npz or .json file")
+        if not args.output.parent.is_dir():
+            raise ClipOnnxError(f"--output {args.output}: the folder {args.output.parent} does not exist; create it "
+                                f"or name another")
+    model = _open(args)
     arrays = {}
     if args.image:
         arrays["image_embeds"] = model.encode_image(args.image)
@@ -90,7 +114,7 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
                     "likely labels with softmax probabilities.")
     classify.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (any format Pillow reads)")
     classify.add_argument("--labels", required=True, type=_labels, help='comma-separated labels, e.g. "a cat,a dog"')
-    classify.add_argument("--template", default="{}",
+    classify.add_argument("--template", default="{}", type=_template,
                           help='caption made of each label, e.g. "a photo of {}." (default: the label as is)')
     _add_runtime_options(classify)
     classify.add_argument("--top", type=_positive, default=5, help="labels shown per image (default: 5)")
@@ -115,10 +139,38 @@ def parser(description: str = "Use exported CLIP folders with onnxruntime alone:
     return root, root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled as Ctrl-C is: the work in progress is undone on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
 def run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
-    """Run one command; expected failures become one line on stderr and an exit code."""
+    """Run one command; expected failures become one line on stderr and an exit code. SIGTERM and
+    SIGHUP end it as Ctrl-C does, with 128 + the signal's number."""
+    previous = {signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _run(handler, args)
+    finally:
+        for signum, handling in previous.items():
+            signal.signal(signum, handling)
+
+
+def _run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
     try:
         handler(args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except UsageError as error:
+        print(f"clip-onnx: error: {error}", file=sys.stderr)
+        return 2
     except VerificationError as error:
         print(f"clip-onnx: verification failed: {error}", file=sys.stderr)
         return 3
@@ -131,9 +183,11 @@ def run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace)
         print(f"clip-onnx: error: `clip-onnx {args.command}` needs {error.name}, which a runtime-only install "
               "lacks; pip install 'clip-onnx[export]'", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("clip-onnx: interrupted; no partial file was left under a final name", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        signum = interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT
+        print(f"clip-onnx: interrupted ({signal.Signals(signum).name}); no partial file was left under a final "
+              f"name", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

@@ -14,6 +14,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 PUBLISHED_PRECISIONS = ("fp32", "fp16")
 
 
+def export_folder(name: str, precision: str) -> str:
+    """The folder of one export, as `clip-onnx export` writes it and a release publishes it: `<name>` in
+    fp32, `<name>-<precision>` otherwise, so precisions never share a folder. File names keep `<name>`."""
+    return name if precision == "fp32" else f"{name}-{precision}"
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     """One exported graph: its file suffix, I/O names, the CLIP method it equals, and what it outputs

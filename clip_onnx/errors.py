@@ -5,6 +5,10 @@ class ClipOnnxError(Exception):
     """Bad input or environment: the message says what is wrong and what to do."""
 
 
+class UsageError(ClipOnnxError):
+    """The command line asks for something contradictory or empty (exit code 2, like argparse's)."""
+
+
 class VerificationError(ClipOnnxError):
     """ONNX Runtime disagreed with PyTorch beyond the tolerance table."""
 

@@ -20,7 +20,7 @@ import onnxruntime as ort
 import tokenizers
 from PIL import Image
 
-from clip_onnx import manifest, preprocess, tokenizer
+from clip_onnx import integrity, manifest, preprocess, tokenizer
 from clip_onnx.errors import ClipOnnxError
 
 ImageInput = str | Path | Image.Image
@@ -43,19 +43,33 @@ def softmax(values: np.ndarray) -> np.ndarray:
 
 
 class Model:
-    """One exported variant folder. Sessions open on first use, one per graph."""
+    """One exported variant folder. Sessions open on first use, one per graph.
 
-    def __init__(self, folder: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)):
+    Every file is checked against the manifest's SHA-256 when it is first loaded (`tokenizer.json` at
+    once, a graph and its external data when its session opens): a changed file is refused, not run.
+    `check_sha256=False` skips that for callers that have already checked the files; the cost is the
+    time to hash them, which `bench/hash_cost.py` measures per GB."""
+
+    def __init__(self, folder: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 check_sha256: bool = True):
         self.folder = Path(folder)
         self.manifest = manifest.read(self.folder)
         self.providers = list(providers)
+        self.check_sha256 = check_sha256
         self.resolution: int = self.manifest["preprocessing"]["resolution"]
         self.logit_scale: float = self.manifest["logit_scale"]["exp"]
+        self.embed_dim: int = self.manifest["architecture"]["embed_dim"]
         path = self.folder / tokenizer.TOKENIZER
         if not path.is_file():
             raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx")
+        self._check(tokenizer.TOKENIZER)
         self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
         self._sessions: dict[str, ort.InferenceSession] = {}
+
+    def _check(self, *file_names: str) -> None:
+        if self.check_sha256:
+            for file_name in file_names:
+                integrity.check_file(self.manifest, self.folder, file_name)
 
     def session(self, graph: str) -> ort.InferenceSession:
         if graph not in self._sessions:
@@ -63,32 +77,48 @@ class Model:
             if spec is None:
                 raise ClipOnnxError(f"{self.folder} has no {graph} graph (exported with --graphs "
                                     f"{','.join(self.manifest['graphs'])}); export it with that graph")
-            self._sessions[graph] = ort.InferenceSession(str(self.folder / spec["file"]), providers=self.providers)
+            self._check(spec["file"], *spec["external_data"])
+            path = self.folder / spec["file"]
+            try:
+                self._sessions[graph] = ort.InferenceSession(str(path), providers=self.providers)
+            except Exception as error:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+                raise ClipOnnxError(f"onnxruntime cannot load {path} ({first}); download or export it again") from None
         return self._sessions[graph]
 
-    def pixels(self, images: Sequence[ImageInput] | np.ndarray) -> np.ndarray:
-        """Image files or PIL images through CLIP's preprocessing; an array passes as already preprocessed."""
+    def pixels(self, images: ImageInput | Sequence[ImageInput] | np.ndarray) -> np.ndarray:
+        """Image files or PIL images through CLIP's preprocessing; an array passes as already preprocessed.
+        One path or image is a batch of one."""
         if isinstance(images, np.ndarray):
             return images.astype(np.float32, copy=False)
+        if isinstance(images, (str, Path, Image.Image)):
+            images = [images]
         return preprocess.load(images, self.resolution)
 
-    def tokens(self, texts: Sequence[str], truncate: bool = False) -> np.ndarray:
-        return tokenizer.encode(self.tokenizer, list(texts), truncate)
+    def tokens(self, texts: str | Sequence[str], truncate: bool = False) -> np.ndarray:
+        """One text or a sequence of texts as CLIP's token ids; a single string is one text, not its characters."""
+        return tokenizer.encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts), truncate)
 
-    def encode_image(self, images: Sequence[ImageInput] | np.ndarray) -> np.ndarray:
+    def encode_image(self, images: ImageInput | Sequence[ImageInput] | np.ndarray) -> np.ndarray:
         """`CLIP.encode_image`: [N, embed_dim] float32, not normalised."""
-        return self.session("visual").run(None, {"image": self.pixels(images)})[0]
+        pixels = self.pixels(images)
+        if len(pixels) == 0:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return self.session("visual").run(None, {"image": pixels})[0]
 
-    def encode_text(self, texts: Sequence[str], truncate: bool = False) -> np.ndarray:
+    def encode_text(self, texts: str | Sequence[str], truncate: bool = False) -> np.ndarray:
         """`CLIP.encode_text`: [N, embed_dim] float32, not normalised."""
-        return self.session("transformer").run(None, {"text": self.tokens(texts, truncate)})[0]
+        tokens = self.tokens(texts, truncate)
+        if len(tokens) == 0:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return self.session("transformer").run(None, {"text": tokens})[0]
 
-    def similarity(self, images: Sequence[ImageInput] | np.ndarray, texts: Sequence[str],
+    def similarity(self, images: ImageInput | Sequence[ImageInput] | np.ndarray, texts: str | Sequence[str],
                    truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """`CLIP.forward` from the two encoder graphs: (logits_per_image, logits_per_text)."""
         return logits(self.encode_image(images), self.encode_text(texts, truncate), self.logit_scale)
 
-    def forward(self, images: Sequence[ImageInput] | np.ndarray, texts: Sequence[str],
+    def forward(self, images: ImageInput | Sequence[ImageInput] | np.ndarray, texts: str | Sequence[str],
                 truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """`CLIP.forward` by the forward graph: (logits_per_image, logits_per_text)."""
         outputs = self.session("forward").run(None, {"image": self.pixels(images), "text": self.tokens(texts, truncate)})

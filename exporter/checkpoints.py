@@ -78,10 +78,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 state = torch.jit.load(str(path), map_location="cpu").state_dict()
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise ClipOnnxError(
-            f"cannot read checkpoint {path}: {_first_line(error)}; the file is truncated, corrupt or not a "
-            f"PyTorch file. Download or save it again") from None
+    except Exception as error:  # torch raises many types for a damaged file; its texts advise unsafe loading
+        if "Unsupported global" in str(error):
+            raise ClipOnnxError(
+                f"checkpoint {path} holds Python objects besides tensors, which clip-onnx does not unpickle (loading "
+                f"them could run code); save the weights alone with torch.save(model.state_dict()) or as "
+                f".safetensors") from None
+        raise ClipOnnxError(f"cannot read checkpoint {path} ({type(error).__name__}): the file is truncated, corrupt "
+                            f"or not a PyTorch file; download or save it again") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # training checkpoints often wrap the weights
     if not isinstance(state, dict):

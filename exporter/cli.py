@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, MIN_OPSET, PRECISIONS
-from clip_onnx.errors import ClipOnnxError, VerificationError
+from clip_onnx.errors import UsageError, VerificationError
 from clip_onnx import cli as runtime_cli
 from exporter.tolerances import TOLERANCES
 from exporter.variants import VARIANTS, folder_name, get_variant
@@ -41,6 +41,13 @@ def _opset(value: str) -> int:
             f"{opset} is outside {MIN_OPSET}..{highest}: torch's exporter writes opset {MIN_OPSET} or newer, "
             f"onnx {onnx.__version__} knows up to {highest}")
     return opset
+
+
+def _seed(value: str) -> int:
+    seed = int(value)
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give a seed of 0 or more")
+    return seed
 
 
 def _graphs(value: str) -> list[str]:
@@ -84,7 +91,7 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     export.add_argument("--weights", choices=["openai", "random"], default="openai",
                         help="openai: the published weights (default); random: seeded random weights, for "
                              "offline pipeline demos and tests; the graphs are not a usable model")
-    export.add_argument("--seed", type=int, default=0, help="seed of --weights random (default: 0)")
+    export.add_argument("--seed", type=_seed, default=0, help="seed of --weights random, 0 or more (default: 0)")
     export.add_argument("--revision", metavar="COMMIT",
                         help="the Hub revision (commit id, branch or tag) of the weights instead of the pinned one")
     export.add_argument("--release", action="store_true",
@@ -128,9 +135,9 @@ def _export(args: argparse.Namespace) -> None:
     from exporter import pipeline, weights
 
     if args.checkpoint and args.variant:
-        raise ClipOnnxError("give a variant or --checkpoint, not both")
+        raise UsageError("give a variant or --checkpoint, not both")
     if args.release and (args.checkpoint or args.weights == "random"):
-        raise ClipOnnxError("--release exports OpenAI's pinned weights of a variant; drop --checkpoint or --weights random")
+        raise UsageError("--release exports OpenAI's pinned weights of a variant; drop --checkpoint or --weights random")
     if args.checkpoint:
         name = args.name or args.checkpoint.stem
         loaded = weights.load_checkpoint(args.checkpoint)
@@ -143,7 +150,7 @@ def _export(args: argparse.Namespace) -> None:
             loaded = weights.load_variant(variant, release=args.release, revision=args.revision,
                                           cache_dir=args.cache_dir, url_base=args.url_base)
     else:
-        raise ClipOnnxError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
+        raise UsageError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
     if loaded.source["kind"] == "random":
         print(f"note: {name} gets seeded random weights (seed {args.seed}): a pipeline demo, not a usable model")
     pipeline.export(loaded, folder_name(name), args.output, precision=args.precision, opset=args.opset,

@@ -19,7 +19,7 @@ import torch
 
 from clip_onnx import integrity, preprocess
 from clip_onnx import manifest as consumer_manifest
-from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS
+from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS, export_folder
 from clip_onnx.errors import ClipOnnxError, VerificationError
 from exporter import manifest, memory, quantize, tokenizer
 from exporter.export import export_graph, fold_batch_norms, to_precision, weight_bytes
@@ -51,6 +51,29 @@ def _prepare_output(out_dir: Path, folder: Path, force: bool, needed_bytes: int)
                             f"{needed_bytes / 1e9:.2f} GB; free some space or choose another --output")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_partials(out_dir: Path, log: Log = print) -> list[Path]:
+    """Remove the hidden `.<folder>.partial-<pid>-*` folders of exports whose process is gone (killed
+    with SIGKILL, or the machine stopped); a live export's folder is left alone."""
+    stale = []
+    for partial in sorted(Path(out_dir).glob(".*.partial-*")):
+        owner = partial.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+        if partial.is_dir() and owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(partial, ignore_errors=True)
+            log(f"removed {partial}, left by an export (process {owner}) that no longer runs")
+            stale.append(partial)
+    return stale
+
+
 def _translate_os_error(error: OSError, out_dir: Path) -> ClipOnnxError:
     if error.errno == errno.ENOSPC:
         return ClipOnnxError(f"no space left on the device holding {out_dir}; free some space or choose another --output")
@@ -72,7 +95,8 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
     if precision not in PRECISIONS:
         raise ClipOnnxError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     out_dir = Path(out_dir)
-    folder = out_dir / folder_name(name)
+    name = folder_name(name)  # the manifest's name and the files' stem
+    folder = out_dir / export_folder(name, precision)
     model = weights.model.to(_device(device))
     if verify:
         providers(device)  # fail now, not after the export, if onnxruntime cannot run on `device`
@@ -80,8 +104,9 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
     # forward holds every weight, visual + transformer hold them once more
     needed = weight_bytes(model) * (0.5 if precision == "fp16" else 1) * (2 if "forward" in graphs else 1) * 1.1
     _prepare_output(out_dir, folder, force, int(needed))
+    remove_stale_partials(out_dir, log)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=out_dir))
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=out_dir))
     except OSError as error:
         raise _translate_os_error(error, out_dir) from None
     try:
@@ -96,8 +121,8 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
         for index, key in enumerate(graphs, 1):
             spec = GRAPHS[key]
             started = time.perf_counter()
-            log(f"[{index}/{len(graphs)}] exporting {spec.file_name(folder.name)} ({precision}, opset {opset})")
-            graph_files[key] = export_graph(model, spec, staging / spec.file_name(folder.name), opset)
+            log(f"[{index}/{len(graphs)}] exporting {spec.file_name(name)} ({precision}, opset {opset})")
+            graph_files[key] = export_graph(model, spec, staging / spec.file_name(name), opset)
             if precision == "int8":
                 graph_files[key] = quantize.quantize(graph_files[key][0])
             log(f"      done in {time.perf_counter() - started:.1f} s")
@@ -115,7 +140,7 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
                     f"(table above); nothing was written to {folder}")
         consumer_files = [tokenizer.write(staging, architecture.context_length),
                           preprocess.write(staging, architecture.image_resolution)]
-        data = manifest.build(folder.name, architecture, weights.source, precision, opset, graph_files,
+        data = manifest.build(name, architecture, weights.source, precision, opset, graph_files,
                               consumer_files, logit_scale, report.to_json() if report else None)
         manifest.write(data, staging)
         _move_into_place(staging, folder)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clip_onnx.contract import export_folder
+
 CARD_METADATA = """\
 ---
 license: mit
@@ -26,7 +28,7 @@ def _exports(staged: Path) -> list[dict]:
 
 
 def _hub_folder(export: dict) -> str:
-    return export["name"] if export["precision"] == "fp32" else f"{export['name']}-{export['precision']}"
+    return export_folder(export["name"], export["precision"])
 
 
 def _figures(export: dict) -> str:

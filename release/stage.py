@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from clip_onnx import integrity, manifest
-from clip_onnx.contract import PUBLISHED_PRECISIONS
+from clip_onnx.contract import PUBLISHED_PRECISIONS, export_folder
 from clip_onnx.errors import ClipOnnxError
 from exporter.variants import VARIANTS
 
@@ -32,10 +32,6 @@ def matrix() -> dict:
     """The release workflow's export jobs: every OpenAI variant in every precision (`folder` names artifacts)."""
     return {"include": [{"variant": v.name, "folder": v.folder_name, "precision": p}
                         for v in VARIANTS.values() if v.published for p in PUBLISHED_PRECISIONS]}
-
-
-def hub_folder(name: str, precision: str) -> str:
-    return name if precision == "fp32" else f"{name}-{precision}"
 
 
 def github_name(file_name: str, precision: str) -> str:
@@ -91,7 +87,7 @@ def stage(exports: Path, tag: str, out: Path) -> dict:
     files, seen = [], set()
     for folder, data in collect(exports):
         name, precision = data["name"], data["precision"]
-        hub = hub_folder(name, precision)
+        hub = export_folder(name, precision)
         if hub in seen:
             raise ClipOnnxError(f"two exports of {name} in {precision} under {exports}; keep one")
         seen.add(hub)

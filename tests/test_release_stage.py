@@ -35,9 +35,9 @@ def test_stage_lays_out_hub_and_github_with_checksums(exports, tmp_path):
                     "tokenizer.json"]
     assert hub == ["README.md", *(f"{folder}/{f}" for folder in ("tiny-ViT-fp16", "tiny-ViT") for f in folder_files)]
     assert (out / "github" / "tiny-ViT_visual-fp16.onnx").read_bytes() == (
-        exports / "fp16" / "tiny-ViT" / "tiny-ViT_visual.onnx").read_bytes()
+        exports / "fp16" / "tiny-ViT-fp16" / "tiny-ViT_visual.onnx").read_bytes()
     assert (out / "github" / "tiny-ViT-fp16.tokenizer.json").read_bytes() == (
-        exports / "fp16" / "tiny-ViT" / "tokenizer.json").read_bytes()
+        exports / "fp16" / "tiny-ViT-fp16" / "tokenizer.json").read_bytes()
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "github", capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.count(": OK") == 10
     release = json.loads((out / "release-manifest.json").read_text())
@@ -103,7 +103,7 @@ def test_model_card_and_notes_carry_the_measured_figures(exports, tmp_path):
     release = staging.stage(exports, "v2.0.0", out)
     card = cards.model_card(out, "org/clip-onnx", "v2.0.0")
     assert card.startswith("---\nlicense: mit\n") and "pipeline_tag: zero-shot-image-classification" in card
-    manifest = json.loads((exports / "fp16" / "tiny-ViT" / "manifest.json").read_text())
+    manifest = json.loads((exports / "fp16" / "tiny-ViT-fp16" / "manifest.json").read_text())
     worst = min(c["min_cosine"] for c in manifest["verification"]["comparisons"] if c["graph"] == "visual")
     assert "| tiny-ViT-fp16 | visual | " in card and f"{worst:.7f}" in card
     assert 'revision="v2.0.0"' in card and '"v2.0.0".into()' in card

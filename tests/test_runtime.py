@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -91,9 +92,11 @@ def test_logits_scale_unit_vectors():
     assert np.allclose(per_image, [[100 / np.sqrt(2)], [100 / np.sqrt(2)]]) and per_text.shape == (1, 2)
 
 
-def test_over_length_text_needs_truncate(case):
-    with pytest.raises(ClipOnnxError, match="truncate"):
+def test_over_length_text_needs_truncate(case, capsys):
+    with pytest.raises(ClipOnnxError, match="truncate=True"):
         Model(case[0]).encode_text(TEXTS)
+    assert main(["embed", "-m", str(case[0]), "--text", TEXTS[-1]]) == 1
+    assert "--truncate" in capsys.readouterr().err
 
 
 def test_missing_graph_and_files_are_named(case, tmp_path):
@@ -127,9 +130,71 @@ def test_classify_command(case, capsys):
         assert len(line.split(", ")) == 2
 
 
-def test_classify_rejects_a_template_without_slot(case, capsys):
-    assert main(["classify", str(case[1][0]), "-m", str(case[0]), "--labels", "a,b", "--template", "x"]) == 1
-    assert "--template" in capsys.readouterr().err
+@pytest.mark.parametrize("template", ["x", "{x} {}", "{} and {}", "{0}"])
+def test_classify_rejects_a_template_without_exactly_one_slot(case, capsys, template):
+    with pytest.raises(SystemExit) as usage:
+        main(["classify", str(case[1][0]), "-m", str(case[0]), "--labels", "a,b", "--template", template])
+    assert usage.value.code == 2 and "--template" in capsys.readouterr().err
+
+
+def test_classify_says_when_the_weights_are_random(case, capsys):
+    folder, images, _ = case
+    assert main(["classify", str(images[0]), "-m", str(folder), "--labels", "a,b"]) == 0
+    assert "holds seeded random weights" in capsys.readouterr().err
+
+
+def test_one_text_or_image_is_a_batch_of_one_and_an_empty_batch_is_empty(case):
+    folder, images, _ = case
+    model = Model(folder)
+    assert np.array_equal(model.encode_text("a cat"), model.encode_text(["a cat"]))
+    assert np.array_equal(model.encode_image(str(images[0])), model.encode_image(images[:1]))
+    assert np.array_equal(model.encode_image(Image.open(images[0])), model.encode_image(images[:1]))
+    assert model.encode_text([]).shape == model.encode_image([]).shape == (0, model.embed_dim)
+
+
+def test_files_are_checked_against_the_manifest_before_they_are_loaded(case, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(case[0], folder)
+    graph = folder / "tiny-ViT_visual.onnx"
+    data = bytearray(graph.read_bytes())
+    data[-1] ^= 0xFF  # same size: only the SHA-256 can tell
+    graph.write_bytes(bytes(data))
+    model = Model(folder)
+    assert model.encode_text("a cat").shape == (1, model.embed_dim)  # the untouched graph runs
+    with pytest.raises(ClipOnnxError, match="tiny-ViT_visual.onnx does not match the SHA-256"):
+        model.encode_image(case[1][:1])
+    tokenizer_file = folder / "tokenizer.json"
+    tokenizer_file.write_text(tokenizer_file.read_text() + "\n")  # still a valid tokenizer file
+    with pytest.raises(ClipOnnxError, match="tokenizer.json does not match the SHA-256"):
+        Model(folder)
+    unchecked = Model(folder, check_sha256=False)  # a caller that checked the files itself
+    assert unchecked.encode_text("a cat").shape == (1, unchecked.embed_dim)
+
+
+def test_a_corrupt_graph_is_one_line_not_a_traceback(case, tmp_path, capsys):
+    folder = tmp_path / "copy"
+    shutil.copytree(case[0], folder)
+    (folder / "tiny-ViT_visual.onnx").write_bytes(b"not a protobuf at all")
+    code = main(["classify", str(case[1][0]), "-m", str(folder), "--labels", "a,b", "--no-sha256-check"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("clip-onnx: error: onnxruntime cannot load ")
+    assert "download or export it again" in err[-1]
+
+
+def test_embed_names_a_missing_output_folder_before_any_work(case, tmp_path, capsys):
+    assert main(["embed", "-m", str(case[0]), "--text", "a cat", "-o", str(tmp_path / "no" / "e.npz")]) == 1
+    assert "the folder " + str(tmp_path / "no") + " does not exist" in capsys.readouterr().err
+
+
+def test_embed_into_a_closed_pipe_exits_quietly(case):
+    folder = case[0]
+    texts = [arg for n in range(400) for arg in ("--text", f"caption {n}")]  # far more than a pipe buffers
+    command = [sys.executable, "-m", "clip_onnx", "embed", "-m", str(folder), *texts]
+    producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    producer.stdout.read(50)
+    producer.stdout.close()  # as `| head -c 50` does
+    err = producer.stderr.read().decode()
+    assert producer.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err
 
 
 def test_embed_command_writes_npz_and_json(case, tmp_path, capsys):
@@ -144,9 +209,9 @@ def test_embed_command_writes_npz_and_json(case, tmp_path, capsys):
     document = json.loads(capsys.readouterr().out)
     row = np.array(document["text_embeds"][0]["embedding"])
     assert document["text_embeds"][0]["input"] == "a cat" and abs(np.linalg.norm(row) - 1) < 1e-6
-    assert main(["embed", "-m", str(folder)]) == 1
+    assert main(["embed", "-m", str(folder)]) == 2
     assert "nothing to embed" in capsys.readouterr().err
-    assert main(["embed", "-m", str(folder), "--text", "a cat", "-o", str(tmp_path / "e.txt")]) == 1
+    assert main(["embed", "-m", str(folder), "--text", "a cat", "-o", str(tmp_path / "e.txt")]) == 2
     assert ".npz or .json" in capsys.readouterr().err and not (tmp_path / "e.txt").exists()
 
 
