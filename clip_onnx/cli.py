@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_onnx.errors import ClipOnnxError, UsageError, VerificationError
+from clip_onnx.errors import ClipOnnxError, InconclusiveError, UsageError, VerificationError
 from clip_onnx.model import Model, softmax, unit
 
 EXAMPLES = """\
@@ -174,6 +174,9 @@ def _run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace
     except VerificationError as error:
         print(f"clip-onnx: verification failed: {error}", file=sys.stderr)
         return 3
+    except InconclusiveError as error:
+        print(f"clip-onnx: verification {error}", file=sys.stderr)
+        return 4
     except ClipOnnxError as error:
         print(f"clip-onnx: error: {error}", file=sys.stderr)
         return 1

@@ -9,6 +9,11 @@ class UsageError(ClipOnnxError):
     """The command line asks for something contradictory or empty (exit code 2, like argparse's)."""
 
 
+class InconclusiveError(ClipOnnxError):
+    """Verification could not tell: the files match PyTorch, but the model's outputs barely depend on
+    its input (exit code 4; the files are written, their manifest says so, and releases refuse them)."""
+
+
 class VerificationError(ClipOnnxError):
     """ONNX Runtime disagreed with PyTorch beyond the tolerance table."""
 

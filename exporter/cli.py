@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, MIN_OPSET, PRECISIONS
-from clip_onnx.errors import UsageError, VerificationError
+from clip_onnx.errors import InconclusiveError, UsageError, VerificationError
 from clip_onnx import cli as runtime_cli
 from exporter.tolerances import TOLERANCES
 from exporter.variants import VARIANTS, folder_name, get_variant
@@ -163,9 +163,10 @@ def _verify(args: argparse.Namespace) -> None:
 
     report = pipeline.verify_folder(args.folder, args.checkpoint, args.cache_dir, args.url_base, args.device,
                                     args.text, args.truncate)
-    if not report.passed:
-        raise VerificationError(f"{args.folder}: onnxruntime disagrees with PyTorch beyond the "
-                                f"{report.precision} tolerance (table above)")
+    if report.status == "failed":
+        raise VerificationError(f"{args.folder}: {report.problem()}")
+    if report.status == "inconclusive":
+        raise InconclusiveError(f"{args.folder}: {report.problem()}")
     print(f"{args.folder}: verified")
 
 

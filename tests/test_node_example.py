@@ -150,3 +150,24 @@ def test_cli_embeddings_match_python(case, tmp_path):
     # jpeg-js decodes colour differently from libjpeg (chroma upsampling): not equal, but closer than
     # any two different photos.
     assert row_cosine(actual["image_embeds"][-1:], model.encode_image([jpeg])) >= MAX_INPUT_COSINE
+
+
+@pytest.mark.parametrize("kind,content,says", [
+    ("webp", None, "a WebP file; this example reads PNG and JPEG only"),
+    ("empty", b"", "an empty file; this example reads PNG and JPEG only"),
+    ("truncated-png", "png-half", "this PNG file cannot be decoded"),
+])
+def test_an_unreadable_image_is_named_with_its_format(case, tmp_path, kind, content, says):
+    folder, images = case
+    path = tmp_path / f"{kind}.img"
+    if content is None:
+        Image.fromarray(skimage.data.chelsea()).save(path, format="WEBP")
+    elif content == "png-half":
+        data = images[0].read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_bytes(content)
+    result = subprocess.run(["node", "clip.mjs", str(folder), "--image", str(path), "--text", "a cat"], cwd=EXAMPLE,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert result.stderr.startswith(f"{path}: ") and says in result.stderr

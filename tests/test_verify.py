@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES, Tolerance
-from exporter.verify import compare, max_pairwise_cosine, output_scale, row_cosine
+from exporter.verify import Report, compare, max_pairwise_cosine, output_scale, row_cosine
 
 REF = np.array([[1.0, 2.0, 3.0], [3.0, -1.0, 0.5]], dtype=np.float32)
 PARTNER = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
@@ -151,3 +151,45 @@ def test_the_closest_pair_of_distinct_inputs_is_measured():
     embeddings = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
     assert max_pairwise_cosine(embeddings) == pytest.approx(np.sqrt(0.5))
     assert max_pairwise_cosine(np.array([[1.0, 0.0], [5.0, 0.0]])) == pytest.approx(1.0)
+
+
+def alike_report(actual_rows: np.ndarray, expected_rows: np.ndarray, strict: bool) -> Report:
+    """A visual comparison on photos whose reference embeddings are nearly identical (a collapsed model)."""
+    scale = float(np.abs(expected_rows).max())
+    comparison = compare("visual", "photos", [actual_rows], [expected_rows], TOLERANCES["fp32"], PARTNER, scale)
+    alike = max_pairwise_cosine(expected_rows)
+    assert alike >= MAX_INPUT_COSINE
+    return Report("fp32", TOLERANCES["fp32"], {"photos": alike}, [comparison], strict)
+
+
+COLLAPSED = np.array([[10.0, 5.0, 3.0]] * 3) + np.array([[0.02, 0.0, -0.01], [-0.01, 0.03, 0.0], [0.0, -0.02, 0.02]])
+
+
+def test_alike_inputs_fail_a_strict_run_naming_the_distinct_input_criterion():
+    report = alike_report(COLLAPSED, COLLAPSED, strict=True)
+    assert report.status == "failed" and "distinct-input criterion failed" in report.problem()
+    assert "disagrees" not in report.problem()
+
+
+def test_alike_inputs_are_judged_on_their_input_dependent_part_for_a_checkpoint():
+    assert alike_report(COLLAPSED, COLLAPSED, strict=False).status == "passed"
+    wrong = COLLAPSED.copy()
+    wrong[1] += [0.0, -5e-4, 0.0]  # within the relative tolerance; the row cosine stays 1.0 to 8 places
+    report = alike_report(wrong, COLLAPSED, strict=False)
+    assert report.comparisons[0].passed, "the absolute criteria cannot see this error"
+    assert report.status == "failed" and "input-dependent part of visual on photos" in report.problem()
+
+
+def test_an_input_dependent_part_below_the_tolerance_is_inconclusive_never_passed():
+    constant = np.array([[10.0, 5.0, 3.0]] * 3) + np.array([[1e-6, 0.0, 0.0], [0.0, 1e-6, 0.0], [0.0, 0.0, 0.0]])
+    report = alike_report(constant, constant, strict=False)
+    assert report.status == "inconclusive" and not report.passed
+    assert report.problem().startswith("inconclusive: ") and "disagrees" not in report.problem()
+    assert report.to_json()["passed"] is False and report.to_json()["status"] == "inconclusive"
+
+
+def test_a_failure_names_each_criterion_it_misses():
+    result = compare("visual", "unit", [REF * 1.01], [REF], TOLERANCES["fp32"], PARTNER, float(np.abs(REF).max()))
+    report = Report("fp32", TOLERANCES["fp32"], {"photos": 0.5}, [result])
+    assert report.problem() == (f"onnxruntime disagrees with PyTorch beyond the fp32 tolerance: visual on unit: "
+                                f"max relative difference {result.max_relative_diff:.2e} > 0.0001")

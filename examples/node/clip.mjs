@@ -54,14 +54,34 @@ export function tokenize(model, texts, { truncate = false } = {}) {
   return ids;
 }
 
+// The image format by its first bytes, for decoding and for errors that name it.
+function format(bytes) {
+  const ascii = (start, end) => bytes.subarray(start, end).toString("latin1");
+  if (bytes.length === 0) return "an empty file";
+  if (bytes.length >= 8 && bytes.readUInt32BE(0) === 0x89504e47) return "PNG";
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "JPEG";
+  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "a WebP file";
+  if (ascii(0, 4) === "GIF8") return "a GIF file";
+  if (ascii(0, 4) === "II*\0" || ascii(0, 4) === "MM\0*") return "a TIFF file";
+  if (ascii(0, 2) === "BM") return "a BMP file";
+  return "not an image format this example knows";
+}
+
 // Decodes to 8-bit RGBA. `premultiply` marks PNGs with an alpha channel, which Pillow resizes with
 // colour premultiplied by alpha. JPEG pixels come from jpeg-js, not libjpeg, so they may differ slightly.
 function decode(file) {
   const bytes = readFileSync(file);
-  if (bytes.readUInt32BE(0) !== 0x89504e47) {
-    return { ...jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true }), premultiply: false };
+  const kind = format(bytes);
+  if (kind !== "PNG" && kind !== "JPEG") {
+    throw new Error(`${file}: ${kind}; this example reads PNG and JPEG only: convert it to PNG`);
   }
-  const png = PNG.sync.read(bytes);
+  let png;
+  try {
+    if (kind === "JPEG") return { ...jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true }), premultiply: false };
+    png = PNG.sync.read(bytes);
+  } catch (error) {
+    throw new Error(`${file}: this ${kind} file cannot be decoded (${error.message}); it may be truncated or damaged`);
+  }
   // Pillow resizes palette and 1-bit images with NEAREST and keeps 16-bit grey at full precision.
   if (png.palette || png.depth === 1 || png.depth === 16) {
     throw new Error(`${file}: only 2- to 8-bit grey, RGB and RGBA PNGs are supported (convert it to 8-bit RGB)`);
