@@ -24,6 +24,9 @@ examples:
   clip-onnx classify cat.jpg dog.png -m ViT-B-32 --labels "a cat,a dog" --template "a photo of {}."
   clip-onnx embed -m ViT-B-32 --image cat.jpg --text "a cat" -o embeddings.npz
 """
+# Expected failures, most specific first: the one line printed and the exit code.
+EXITS = ((UsageError, "clip-onnx: error: {}", 2), (VerificationError, "clip-onnx: verification failed: {}", 3),
+         (InconclusiveError, "clip-onnx: verification {}", 4), (ClipOnnxError, "clip-onnx: error: {}", 1))
 # What the exporter's commands import that a runtime-only install lacks.
 EXPORT_MODULES = ("torch", "torchvision", "clip", "onnx", "onnxscript")
 
@@ -35,11 +38,15 @@ def _labels(value: str) -> list[str]:
     return labels
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
-    return number
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return number
+    parse.__name__ = "whole number"  # what argparse calls it in "invalid whole number value"
+    return parse
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +124,7 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     classify.add_argument("--template", default="{}", type=_template,
                           help='caption made of each label, e.g. "a photo of {}." (default: the label as is)')
     _add_runtime_options(classify)
-    classify.add_argument("--top", type=_positive, default=5, help="labels shown per image (default: 5)")
+    classify.add_argument("--top", type=whole_number(1), default=5, help="labels shown per image (default: 5)")
 
     embed = commands.add_parser(
         "embed", help="embeddings of images and texts with an exported folder (no PyTorch needed)",
@@ -168,18 +175,10 @@ def _run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except UsageError as error:
-        print(f"clip-onnx: error: {error}", file=sys.stderr)
-        return 2
-    except VerificationError as error:
-        print(f"clip-onnx: verification failed: {error}", file=sys.stderr)
-        return 3
-    except InconclusiveError as error:
-        print(f"clip-onnx: verification {error}", file=sys.stderr)
-        return 4
     except ClipOnnxError as error:
-        print(f"clip-onnx: error: {error}", file=sys.stderr)
-        return 1
+        line, code = next((line, code) for kind, line, code in EXITS if isinstance(error, kind))
+        print(line.format(error), file=sys.stderr)
+        return code
     except ModuleNotFoundError as error:
         if error.name not in EXPORT_MODULES:
             raise

@@ -43,13 +43,6 @@ def _opset(value: str) -> int:
     return opset
 
 
-def _seed(value: str) -> int:
-    seed = int(value)
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; give a seed of 0 or more")
-    return seed
-
-
 def _graphs(value: str) -> list[str]:
     graphs = [g.strip() for g in value.split(",") if g.strip()]
     unknown = [g for g in graphs if g not in GRAPHS]
@@ -91,7 +84,7 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     export.add_argument("--weights", choices=["openai", "random"], default="openai",
                         help="openai: the published weights (default); random: seeded random weights, for "
                              "offline pipeline demos and tests; the graphs are not a usable model")
-    export.add_argument("--seed", type=_seed, default=0, help="seed of --weights random, 0 or more (default: 0)")
+    export.add_argument("--seed", type=runtime_cli.whole_number(0), default=0, help="seed of --weights random, 0 or more (default: 0)")
     export.add_argument("--revision", metavar="COMMIT",
                         help="the Hub revision (commit id, branch or tag) of the weights instead of the pinned one")
     export.add_argument("--release", action="store_true",

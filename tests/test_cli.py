@@ -92,7 +92,7 @@ def test_export_then_verify_end_to_end(tmp_path):
     (["export", "ViT-B/33", "--weights", "random"], 1, ["unknown variant 'ViT-B/33'", "ViT-B/32", "RN50x64"]),
     (["export"], 2, ["name a variant"]),
     (["export", "RN50", "--checkpoint", "x.pt"], 2, ["give a variant or --checkpoint, not both"]),
-    (["export", "RN50", "--weights", "random", "--seed", "-5"], 2, ["--seed", "-5 is negative"]),
+    (["export", "RN50", "--weights", "random", "--seed", "-5"], 2, ["--seed", "-5 is less than 0"]),
     (["export", "--checkpoint", "/nonexistent.pt"], 1, ["does not exist"]),
     (["verify", "/nonexistent"], 1, ["has no manifest.json"]),
     (["export", "RN50", "--opset", "17"], 2, ["--opset", "18"]),
