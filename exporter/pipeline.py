@@ -176,20 +176,19 @@ def load_source(source: dict, name: str | None, checkpoint: Path | None = None, 
     if kind == "random":
         return random_weights(get_variant(source["variant"]), source["seed"])
     if kind == "hub":
-        weights = load_hub(get_variant(name or ""), source["revision"], progress=progress)
+        weights, found = load_hub(get_variant(name or ""), source["revision"], progress=progress), "the Hub file"
     elif kind == "openai":
         weights = load_url(get_variant(name or ""), url_base or OPENAI_URL_BASE, cache_dir, progress)
+        found = "the downloaded archive"
     elif kind == "checkpoint":
         path = Path(checkpoint or source["path"])
-        weights = load_checkpoint(path)
-        if weights.source["sha256"] != source["sha256"]:
-            raise ClipOnnxError(f"{path} is not the checkpoint these graphs were exported from (SHA-256 differs); "
-                                f"pass the original with --checkpoint")
+        weights, found = load_checkpoint(path), str(path)
     else:
         raise ClipOnnxError(f"the manifest's source {source!r} is not one clip-onnx knows")
     if weights.source["sha256"] != source["sha256"]:
-        raise ClipOnnxError(f"the weights found have SHA-256 {weights.source['sha256']}, not the {source['sha256']} "
-                            f"these graphs were exported from")
+        remedy = "pass the original with --checkpoint" if kind == "checkpoint" else "its source changed since the export"
+        raise ClipOnnxError(f"{found} is not the {kind} these graphs were exported from (SHA-256 "
+                            f"{weights.source['sha256']}, not {source['sha256']}); {remedy}")
     return weights
 
 

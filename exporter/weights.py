@@ -111,12 +111,10 @@ def load_checkpoint(path: Path) -> Weights:
 
 def _checked(variant: Variant, model: torch.nn.Module, origin: str) -> torch.nn.Module:
     """A model whose inferred architecture is the variant's, or a refusal naming both."""
-    found = Architecture.of(model)
-    if found != variant.architecture:
-        wrong = {k: (v, getattr(variant.architecture, k)) for k, v in found.to_json().items()
-                 if v != variant.architecture.to_json()[k]}
-        raise SourceError(f"{origin} is not {variant.name}: " + ", ".join(f"{k} {a} where {variant.name} has {b}"
-                                                                         for k, (a, b) in wrong.items()))
+    found, wanted = Architecture.of(model).to_json(), variant.architecture.to_json()
+    wrong = [f"{k} {v} where {variant.name} has {wanted[k]}" for k, v in found.items() if v != wanted[k]]
+    if wrong:
+        raise SourceError(f"{origin} is not {variant.name}: {', '.join(wrong)}")
     return model
 
 
