@@ -11,6 +11,15 @@ text and image inputs, equal to CLIP's own), `manifest` (the contract file), `in
 """
 
 from clip_onnx.errors import ClipOnnxError
-from clip_onnx.model import Model
 
 __all__ = ["ClipOnnxError", "Model"]
+
+
+def __getattr__(name: str):
+    # Model imports numpy and onnxruntime on first use, so tools that need only the contract, the
+    # manifest or the hashes (the release's publish job installs none of them) can import this package.
+    if name == "Model":
+        from clip_onnx.model import Model
+
+        return Model
+    raise AttributeError(f"module 'clip_onnx' has no attribute {name!r}")

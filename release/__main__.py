@@ -1,9 +1,10 @@
 """`python -m release COMMAND`: what the release workflow runs, step by step, and a local rehearsal of it all.
 
   matrix     the export jobs' matrix (every OpenAI variant x fp32/fp16) as JSON, from exporter/variants.py
-  stage      lay out verified exports as a tag's files, with SHA256SUMS, model card and release notes
-  publish    upload a staged release to the Hugging Face Hub and GitHub (or list every upload: --dry-run)
-  rehearse   the whole release on random weights, published to a Hub on loopback; no network
+  stage      lay out verified exports as a tag's files, with SHA256SUMS and each variant's model card
+  publish    publish a tag: GitHub draft with every asset, each variant's Hub repo (commit, tag), then the
+             GitHub release; one variant on disk at a time; safe to re-run (or list every upload: --dry-run)
+  rehearse   the whole release on random weights, against a Hub and a GitHub on loopback; no network
   pin-weights  resolve each variant's Hub weights (commit id, SHA-256, size) into exporter/weight_pins.json:
              the maintainer's one-time step, with network, before the first release tag
 """
@@ -12,40 +13,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from clip_onnx.errors import ClipOnnxError
+from release.stage import PART_BYTES
 
 
 def _stage(args: argparse.Namespace) -> None:
-    from release.cards import write_texts
-    from release.stage import stage
+    from release.cards import write_card
+    from release.stage import hub_repo, stage
 
-    release = stage(args.exports, args.tag, args.output)
-    write_texts(args.output, args.hub_repo, args.tag)
+    release = stage(args.exports, args.tag, args.output, args.hub_org)
+    for folder in sorted({entry["name"] for entry in release["files"]}):
+        write_card(args.output / "hub" / folder, hub_repo(args.hub_org, folder), args.tag)
     for entry in release["files"]:
-        print(f"hub {entry['hub_path']}  github {', '.join(entry['github_assets'])}  {entry['bytes']} bytes")
+        print(f"hub {entry['hub_repo']} {entry['hub_path']}  "
+              f"github {', '.join(a['name'] for a in entry['github_assets'])}  {entry['bytes']} bytes")
     print(f"staged {len(release['files'])} files for {release['tag']} in {args.output}")
 
 
 def _publish(args: argparse.Namespace) -> None:
-    from release import github, hub
+    from release.github import GitHub
+    from release.publish import LocalExports, RunArtifacts, publish
 
-    manifest = args.staged / "release-manifest.json"
-    if not manifest.is_file():
-        raise ClipOnnxError(f"{args.staged} is not a staged release (no release-manifest.json); run `stage` first")
-    release = json.loads(manifest.read_text())
-    if args.dry_run:
-        for f in hub.hub_files(args.staged, release):
-            print(f"would upload to {args.hub_repo}: {f.path_in_repo}  {f.size} bytes  sha256 {f.sha256}")
-        print(f"would commit them to {args.hub_repo}@{hub.BRANCH} and tag {release['tag']}")
-        for name, digest in github.checksums(args.staged).items():
-            print(f"would attach to GitHub release {release['tag']} of {args.github_repo}: {name}  sha256 {digest}")
-        print("dry run: nothing was uploaded")
-        return
-    hub.publish(args.staged, release, args.hub_repo)
-    print(github.publish(args.staged, args.github_repo, release["tag"]))
+    token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")
+    github = None if args.dry_run and args.exports else GitHub(args.github_repo, token)
+    source = LocalExports(args.exports) if args.exports else RunArtifacts(github, args.run_id)
+    publish(source, args.tag, args.hub_org, github, args.work, part_bytes=args.part_bytes, dry_run=args.dry_run)
 
 
 def _pin_weights(args: argparse.Namespace) -> None:
@@ -78,18 +74,33 @@ def parser() -> argparse.ArgumentParser:
     staging.add_argument("--exports", type=Path, required=True, help="folder holding `clip-onnx export` outputs")
     staging.add_argument("--tag", required=True, help="release tag, vX.Y.Z")
     staging.add_argument("-o", "--output", type=Path, required=True, help="new folder to stage into")
-    staging.add_argument("--hub-repo", required=True, help="Hugging Face repo id the card and notes point at")
-    publishing = commands.add_parser("publish", help="upload a staged release (Hub commit + tag, GitHub Release)",
-                                     description="Uploads with $HF_TOKEN (huggingface_hub) and `gh` ($GH_TOKEN). "
-                                                 "Safe to re-run: what is already published is checked, not repeated.")
-    publishing.add_argument("staged", type=Path, help="the folder `stage` wrote")
-    publishing.add_argument("--hub-repo", required=True, help="Hugging Face model repo id, ORG/NAME")
+    staging.add_argument("--hub-org", required=True, help="Hugging Face organisation of the variants' repos")
+    publishing = commands.add_parser(
+        "publish", help="publish a tag to GitHub Releases and each variant's Hub repo",
+        description="Publishes in the order that leaves nothing half-public: a GitHub draft release with every "
+                    "asset, then each variant's Hub repo <ORG>/clip-onnx-<Name> (one commit, then the tag), then "
+                    "the GitHub release. One variant is on disk at a time. Safe to re-run: what is already "
+                    "published is checked, not repeated; a tag holding other bytes is refused. Tokens: HF_TOKEN "
+                    "(huggingface_hub), GH_TOKEN or GITHUB_TOKEN; endpoints: HF_ENDPOINT, GITHUB_API_URL.",
+        epilog="example, in the release workflow: python -m release publish --run-id \"$GITHUB_RUN_ID\" "
+               "--tag v1.0.0 --hub-org my-org --github-repo my-org/clip-onnx")
+    source = publishing.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-id", type=int, help="take the exports from this workflow run's artifacts")
+    source.add_argument("--exports", type=Path, help="take the exports from this folder (`clip-onnx export` output)")
+    publishing.add_argument("--tag", required=True, help="the release tag, vX.Y.Z; it must already exist on GitHub")
+    publishing.add_argument("--hub-org", required=True, help="Hugging Face organisation of the variants' repos")
     publishing.add_argument("--github-repo", required=True, help="GitHub repository, OWNER/NAME")
-    publishing.add_argument("--dry-run", action="store_true", help="list every upload, contact nothing")
+    publishing.add_argument("--work", type=Path, default=Path("publish-work"),
+                            help="scratch folder, one variant at a time (default: %(default)s)")
+    publishing.add_argument("--part-bytes", type=int, default=PART_BYTES, help=argparse.SUPPRESS)
+    publishing.add_argument("--dry-run", action="store_true",
+                            help="stage every variant and list every upload; publish nothing")
     rehearsal = commands.add_parser("rehearse", help="the whole release on random weights, offline",
-                                    description="Export and verify with random weights, stage, render the card and "
-                                                "notes, publish to a Hugging Face Hub on loopback twice (the second "
-                                                "run must change nothing), download and check every file.")
+                                    description="Export and verify with random weights, then publish them as the "
+                                                "workflow does, from a run's artifacts, to a Hugging Face Hub and a "
+                                                "GitHub on loopback, with parts small enough that files are split; "
+                                                "download and check every file, publish the same tag again (nothing "
+                                                "may change), then a second tag.")
     rehearsal.add_argument("-o", "--output", type=Path, required=True, help="new folder for everything")
     rehearsal.add_argument("--variants", nargs="+", default=["tiny-ViT", "tiny-RN"], help="default: %(default)s")
     rehearsal.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], help="default: %(default)s")

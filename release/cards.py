@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clip_onnx.contract import export_folder
+from clip_onnx.contract import PUBLISHED_PRECISIONS
 
 CARD_METADATA = """\
 ---
@@ -22,13 +22,14 @@ tags:
 """
 
 
-def _exports(staged: Path) -> list[dict]:
-    """The per-export manifests of a staged release, in a stable order."""
-    return [json.loads(p.read_text()) for p in sorted((staged / "hub").glob("*/manifest.json"))]
+def _exports(root: Path) -> list[dict]:
+    """The per-precision manifests of one variant's staged Hub folder, fp32 first."""
+    return [json.loads(p.read_text()) for p in sorted(Path(root).glob("*/manifest.json"),
+                                                      key=lambda p: PUBLISHED_PRECISIONS.index(p.parent.name))]
 
 
 def _hub_folder(export: dict) -> str:
-    return export_folder(export["name"], export["precision"])
+    return export["precision"]
 
 
 def _figures(export: dict) -> str:
@@ -51,18 +52,20 @@ def _io(export: dict) -> str:
     return "\n".join(rows)
 
 
-def model_card(staged: Path, repo_id: str, tag: str) -> str:
-    exports = _exports(staged)
+def model_card(root: Path, repo_id: str, tag: str) -> str:
+    """The card of one variant's Hub repo, from the manifests under its staged folder `root`."""
+    exports = _exports(root)
     first = exports[0]
     pre, tok = first["preprocessing"], first["tokenizer"]
     scales = "\n".join(f"| {_hub_folder(e)} | {e['preprocessing']['resolution']} | {e['logit_scale']['exp']:.4f} | "
                        f"{e['opset']} | {e['ir_version']} |" for e in exports)
     return f"""{CARD_METADATA}
-# CLIP as ONNX ({tag})
+# OpenAI CLIP {first['variant'] or first['name']} as ONNX ({tag})
 
-OpenAI CLIP exported by clip-onnx: per variant `<Name>.onnx` (forward: logits), `<Name>_visual.onnx`
-(image embeddings) and `<Name>_transformer.onnx` (text embeddings), each verified against PyTorch
-before publication. fp16 exports are under `<Name>-fp16/`; their inputs and outputs are float32 too.
+OpenAI CLIP {first['variant'] or first['name']} exported by clip-onnx: `{first['name']}.onnx` (forward: logits),
+`{first['name']}_visual.onnx` (image embeddings) and `{first['name']}_transformer.onnx` (text embeddings),
+each verified against PyTorch before publication. `fp32/` holds the float32 graphs, `fp16/` the float16
+ones, whose inputs and outputs are float32 too.
 
 ## Files and their contract
 
@@ -70,7 +73,7 @@ before publication. fp16 exports are under `<Name>-fp16/`; their inputs and outp
 |---|---|---|---|---|
 {_io(first)}
 
-(shown for `{_hub_folder(first)}`; every variant has the same names with its own resolution and embedding size)
+(shown for `{_hub_folder(first)}/`; `fp16/` has the same names, shapes and dtypes)
 
 | folder | resolution | exp(logit_scale) | opset | IR version |
 |---|---:|---:|---:|---:|
@@ -113,23 +116,28 @@ let session = ort::session::Session::builder()?.commit_from_file(path)?;
 """
 
 
-def write_texts(staged: Path, repo_id: str, tag: str) -> None:
-    """The model card (`hub/README.md`, uploaded with the Hub files) and `RELEASE_NOTES.md` of a staged release."""
-    (staged / "hub" / "README.md").write_text(model_card(staged, repo_id, tag))
-    (staged / "RELEASE_NOTES.md").write_text(release_notes(staged, repo_id, tag))
+def write_card(root: Path, repo_id: str, tag: str) -> None:
+    """One variant's model card, `README.md` in its staged Hub folder, uploaded with its files."""
+    (Path(root) / "README.md").write_text(model_card(root, repo_id, tag))
 
 
-def release_notes(staged: Path, repo_id: str, tag: str) -> str:
-    release = json.loads((staged / "release-manifest.json").read_text())
-    rows = "\n".join(f"| `{f['hub_path']}` | {', '.join(f'`{a}`' for a in f['github_assets'])} | {f['bytes']:,} | "
-                     f"`{f['sha256'][:16]}…` |" for f in release["files"])
+def release_notes(files: list[dict], tag: str, hub_commits: dict[str, str]) -> str:
+    """The GitHub release's notes: each variant's Hub repo and the commit its tag points at (pin that:
+    a Hub tag can be moved, a commit cannot), then every file (`files`: release-manifest entries)."""
+    repos = "\n".join(f"| `{repo}` | `{commit}` |" for repo, commit in sorted(hub_commits.items()))
+    rows = "\n".join(f"| `{f['hub_repo']}` | `{f['hub_path']}` | {', '.join('`' + a['name'] + '`' for a in f['github_assets'])} "
+                     f"| {f['bytes']:,} | `{f['sha256'][:16]}…` |" for f in files)
     return f"""# clip-onnx {tag}
 
 Every graph below was exported and verified against PyTorch by the release workflow before upload.
-The same files are on the Hugging Face Hub at `{repo_id}`, revision `{tag}`.
+Each variant also has its own Hugging Face Hub repo, tagged `{tag}`; pin the commit, which cannot move:
 
-| Hub path | GitHub assets | bytes | SHA-256 |
-|---|---|---:|---|
+| Hub repo | commit of `{tag}` |
+|---|---|
+{repos}
+
+| Hub repo | path | GitHub assets | bytes | SHA-256 |
+|---|---|---|---:|---|
 {rows}
 
 Check what you downloaded (join split files first):

@@ -1,43 +1,150 @@
-"""Publish a staged release as a GitHub Release, through the `gh` command-line tool.
+"""A tag's GitHub Release, through GitHub's REST API (standard library only, so publishing installs nothing for it).
 
-The release is created as a draft, its assets are uploaded, GitHub's own SHA-256 digest of every
-asset is compared with `SHA256SUMS`, and only then is it published: consumers never see a release
-with missing or wrong files. Safe to re-run: a published release whose assets all match is left
-alone, missing assets of a draft are added and broken ones (a failed upload leaves an asset that is
-not `uploaded`) replaced; a published release with other bytes is refused, never altered.
+A release is built as a draft: `upload` adds one variant's assets at a time (missing ones uploaded,
+broken ones -- a failed upload leaves an asset that is not `uploaded` -- replaced), `finish` compares
+GitHub's own SHA-256 digest of every asset with what was staged and only then publishes it, so
+consumers never see a release with missing or wrong files. Every step is safe to re-run; a published
+release is never altered, and one whose assets differ is refused.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
+import os
+import re
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from clip_onnx.errors import ClipOnnxError, first_problem
-from clip_onnx.integrity import sha256_file
 
-
-def wanted_assets(staged: Path) -> dict[str, Path]:
-    return {p.name: p for p in sorted((Path(staged) / "github").iterdir()) if p.is_file()}
-
-
-def checksums(staged: Path) -> dict[str, str]:
-    """Asset name -> SHA-256: from `SHA256SUMS`, plus that file's own."""
-    sums_file = Path(staged) / "github" / "SHA256SUMS"
-    sums = {name: digest for digest, name in (line.split("  ", 1) for line in sums_file.read_text().splitlines())}
-    sums[sums_file.name] = sha256_file(sums_file)
-    return sums
-
-
+API = "https://api.github.com"
 MISSING, EXTRA = "is missing", "is not part of this release"
 
 
-def mismatches(existing: list[dict], wanted: dict[str, str]) -> dict[str, str]:
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # the caller follows it, without the token
+        return None
+
+
+class GitHub:
+    """The REST calls a release makes, for one repository (OWNER/NAME)."""
+
+    def __init__(self, repo: str, token: str | None, api: str | None = None):
+        if not token:
+            raise ClipOnnxError("no GitHub token: set GH_TOKEN (in a workflow: `GH_TOKEN: ${{ github.token }}`)")
+        self.repo, self.token = repo, token
+        self.api = (api or os.environ.get("GITHUB_API_URL") or API).rstrip("/")
+        self._open = urllib.request.build_opener(_NoRedirect).open
+
+    def request(self, method: str, url: str, *, payload: dict | None = None, data=None, size: int = 0,
+                auth: bool = True) -> tuple[int, dict, bytes]:
+        """One call; `url` is absolute or relative to the API. Non-2xx answers raise a one-line error."""
+        url = url if url.startswith("http") else f"{self.api}/{url.lstrip('/')}"
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if payload is not None:
+            data, headers["Content-Type"] = json.dumps(payload).encode(), "application/json"
+        elif data is not None:
+            headers.update({"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with self._open(request, timeout=600) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            if error.code in (301, 302, 307):
+                return error.code, dict(error.headers), b""
+            message = error.read().decode(errors="replace")[:300]
+            raise ClipOnnxError(f"GitHub answered {error.code} to {method} {url.split('?')[0]}: "
+                                f"{_message(message)}{_advice(error.code)}") from None
+        except OSError as error:
+            raise ClipOnnxError(f"GitHub {method} {url.split('?')[0]} failed: {error}; re-run to resume") from None
+
+    def json(self, method: str, url: str, payload: dict | None = None):
+        return json.loads(self.request(method, url, payload=payload)[2] or b"null")
+
+    # ---------------------------------------------------------------- releases
+
+    def release(self, tag: str) -> dict | None:
+        """The release of `tag`, drafts included (the by-tag endpoint does not see drafts)."""
+        found, url = [], f"repos/{self.repo}/releases?per_page=100"
+        while url:
+            _, headers, body = self.request("GET", url)
+            found += [r for r in json.loads(body) if r["tag_name"] == tag]
+            url = next(iter(re.findall(r'<([^>]+)>;\s*rel="next"', headers.get("Link", ""))), None)
+        if len(found) > 1:
+            raise ClipOnnxError(f"{self.repo} has {len(found)} releases of {tag} (ids "
+                                f"{', '.join(str(r['id']) for r in found)}); delete all but one, then re-run")
+        return found[0] if found else None
+
+    def tag_exists(self, tag: str) -> bool:
+        try:
+            self.request("GET", f"repos/{self.repo}/git/ref/tags/{tag}")
+        except ClipOnnxError as error:
+            if "answered 404" in str(error):
+                return False
+            raise
+        return True
+
+    def draft(self, tag: str, title: str, notes: str) -> dict:
+        """The release of `tag`: the existing one (draft or published), or a new draft."""
+        release = self.release(tag)
+        if release is None:
+            if not self.tag_exists(tag):
+                raise ClipOnnxError(f"{self.repo} has no tag {tag}; push the tag first (the release never creates it)")
+            release = self.json("POST", f"repos/{self.repo}/releases",
+                                 {"tag_name": tag, "name": title, "body": notes, "draft": True})
+        return release
+
+    def upload(self, release: dict, path: Path, name: str) -> dict:
+        url = re.sub(r"\{.*\}$", "", release["upload_url"]) + f"?name={urllib.request.quote(name)}"
+        with open(path, "rb") as f:
+            return json.loads(self.request("POST", url, data=f, size=path.stat().st_size)[2])
+
+    def delete_asset(self, asset: dict) -> None:
+        self.request("DELETE", f"repos/{self.repo}/releases/assets/{asset['id']}")
+
+    def edit(self, release: dict, **fields) -> dict:
+        return self.json("PATCH", f"repos/{self.repo}/releases/{release['id']}", fields)
+
+    # ---------------------------------------------------------------- a workflow run's artifacts
+
+    def artifacts(self, run_id: int) -> list[dict]:
+        listing = self.json("GET", f"repos/{self.repo}/actions/runs/{run_id}/artifacts?per_page=100")
+        return [a for a in listing["artifacts"] if not a.get("expired")]
+
+    def download(self, artifact: dict, target: Path) -> None:
+        """The artifact's zip into `target`; the archive host gets a signed URL and no token."""
+        status, headers, body = self.request("GET", artifact["archive_download_url"])
+        if status in (301, 302, 307):
+            request = urllib.request.Request(headers["Location"])
+            with urllib.request.urlopen(request, timeout=600) as response, open(target, "wb") as f:
+                while chunk := response.read(1 << 24):
+                    f.write(chunk)
+        else:
+            target.write_bytes(body)
+
+
+def _message(body: str) -> str:
+    try:
+        return json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        return body.strip() or "no message"
+
+
+def _advice(status: int) -> str:
+    return {401: "; the token is not valid: check GH_TOKEN",
+            403: "; the token may not write releases: the job needs `permissions: contents: write`",
+            }.get(status, "; re-run to resume" if status >= 500 else "")
+
+
+def mismatches(existing: list[dict], wanted: dict[str, str], *, complete: bool = True) -> dict[str, str]:
     """Asset name -> how the `existing` assets (as GitHub's API describes them) differ from `wanted`
-    (name -> SHA-256)."""
+    (name -> SHA-256). With `complete`, assets that `wanted` does not name count too."""
     have = {asset["name"]: asset for asset in existing}
-    wrong = {name: EXTRA for name in sorted(set(have) - set(wanted))}
+    wrong = {name: EXTRA for name in sorted(set(have) - set(wanted))} if complete else {}
     for name, digest in wanted.items():
         asset = have.get(name)
         if asset is None:
@@ -49,59 +156,38 @@ def mismatches(existing: list[dict], wanted: dict[str, str]) -> dict[str, str]:
     return wrong
 
 
-def plan(existing: list[dict], wanted: dict[str, str], draft: bool) -> tuple[list[str], list[str]]:
-    """(assets to upload, assets to replace) to make a release hold exactly `wanted`.
-    A published release is never altered; a draft's foreign assets are left for a person to judge."""
-    wrong = mismatches(existing, wanted)
-    if wrong and not draft:
-        raise ClipOnnxError(f"the published release differs from this one ({first_problem(wrong)}); "
-                            f"a published release is never altered: release a new version")
-    extra = [name for name, reason in wrong.items() if reason == EXTRA]
-    if extra:
-        raise ClipOnnxError(f"the draft release has assets this release does not: {', '.join(extra)}; delete them "
-                            f"or the draft, then re-run")
-    return ([name for name, reason in wrong.items() if reason == MISSING],
-            [name for name, reason in wrong.items() if reason != MISSING])
+def upload(github: GitHub, release: dict, assets: dict[str, tuple[Path, str]],
+           log: Callable[[str], None] = print) -> dict:
+    """Make `release` hold `assets` (name -> (file, SHA-256)); other assets are left as they are."""
+    wrong = mismatches(release["assets"], {n: digest for n, (_, digest) in assets.items()}, complete=False)
+    if wrong and not release["draft"]:
+        raise ClipOnnxError(f"the published release {release['tag_name']} differs from this one "
+                            f"({first_problem(wrong)}); a published release is never altered: release a new version")
+    by_name = {asset["name"]: asset for asset in release["assets"]}
+    for name, reason in wrong.items():
+        path = assets[name][0]
+        if reason != MISSING:
+            log(f"github: replacing {name}, which {reason}")
+            github.delete_asset(by_name[name])
+        log(f"github: uploading {name} ({path.stat().st_size / 1e6:.1f} MB)")
+        github.upload(release, path, name)
+    return github.release(release["tag_name"]) if wrong else release
 
 
-def _gh(*args: str) -> str:
-    try:
-        result = subprocess.run(["gh", *args], capture_output=True, text=True)
-    except FileNotFoundError:
-        raise ClipOnnxError("the GitHub CLI `gh` is not installed (https://cli.github.com)") from None
-    if result.returncode != 0:
-        raise ClipOnnxError(f"gh {args[0]} {args[1] if len(args) > 1 else ''} failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def find_release(repo: str, tag: str) -> dict | None:
-    """The release of `tag`, drafts included (the by-tag endpoint does not see drafts)."""
-    pages = json.loads(_gh("api", "--paginate", "--slurp", f"repos/{repo}/releases?per_page=100"))
-    return next((r for page in pages for r in page if r["tag_name"] == tag), None)
-
-
-def publish(staged: Path, repo: str, tag: str, log: Callable[[str], None] = print) -> str:
-    """Publish `staged/github` as the release of `tag` in `repo` (OWNER/NAME); return its URL."""
-    files, sums = wanted_assets(staged), checksums(staged)
-    release = find_release(repo, tag)
+def finish(github: GitHub, tag: str, wanted: dict[str, str], notes: str, log: Callable[[str], None] = print) -> str:
+    """Publish the draft of `tag` once it holds exactly `wanted` (name -> SHA-256); return its URL."""
+    release = github.release(tag)
     if release is None:
-        _gh("release", "create", tag, "--repo", repo, "--draft", "--verify-tag", "--title", f"clip-onnx {tag}",
-            "--notes-file", str(Path(staged) / "RELEASE_NOTES.md"))
-        release = find_release(repo, tag)
-        if release is None:
-            raise ClipOnnxError(f"gh created the draft release {tag} in {repo} but GitHub does not list it; re-run")
-    upload, replace = plan(release["assets"], sums, release["draft"])
-    for name in [*upload, *replace]:
-        log(f"github: uploading {name} ({files[name].stat().st_size / 1e6:.1f} MB)")
-        _gh("release", "upload", tag, str(files[name]), "--repo", repo, *(["--clobber"] if name in replace else []))
-    release = find_release(repo, tag)
-    wrong = mismatches(release["assets"], sums)
+        raise ClipOnnxError(f"{github.repo} has no release of {tag} to publish; re-run the whole publication")
+    wrong = mismatches(release["assets"], wanted)
     if wrong:
-        raise ClipOnnxError(f"after the upload GitHub reports {first_problem(wrong)}; "
-                            f"the release stays a draft, re-run")
+        state = "draft" if release["draft"] else "published release"
+        raise ClipOnnxError(f"the {state} {tag} differs from what was staged ({first_problem(wrong)}); "
+                            + ("delete the stray assets or the draft, then re-run" if release["draft"] else
+                               "a published release is never altered: release a new version"))
     if release["draft"]:
-        _gh("release", "edit", tag, "--repo", repo, "--draft=false")
-        log(f"github: published {repo} {tag} with {len(sums)} assets")
+        release = github.edit(release, body=notes, draft=False)
+        log(f"github: published {github.repo} {tag} with {len(wanted)} assets")
     else:
-        log(f"github: {repo} {tag} is already published with these {len(sums)} assets; nothing to do")
+        log(f"github: {github.repo} {tag} is already published with these {len(wanted)} assets; nothing to do")
     return release["html_url"]

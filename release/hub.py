@@ -1,11 +1,12 @@
-"""Publish a staged release to the Hugging Face Hub: one commit holding the release's files, then a tag.
+"""Publish one variant's staged folder to its own Hugging Face Hub repo: one commit, then a tag.
 
 Safe to re-run. A tag that already holds exactly these files is left alone, one that holds anything
-else is refused (a published tag never moves). Files already on `main` with the same content are not
-sent again, files on `main` that the release does not have are deleted in the same commit, so the tag
-holds exactly the release. The commit is created only after every LFS object is uploaded, so a
-failed upload leaves no commit and can simply be retried. Before tagging, the Hub's own record of
-every file (LFS SHA-256, or git blob id for small files) is compared with the staged hashes.
+else is refused, naming the files that differ (a published tag never moves). Files already on `main`
+with the same content are not sent again, files on `main` that the release does not have are deleted
+in the same commit, so the tag holds exactly the release. The commit is created only after every
+large file is uploaded (through Xet where `hf_xet` is installed, as on huggingface.co, else git-LFS),
+so a failed upload leaves no commit and can simply be retried. Before tagging, the Hub's own record
+of every file (LFS SHA-256, or git blob id for small files) is compared with the staged hashes.
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ def git_blob_id(path: Path) -> str:
     return digest.hexdigest()
 
 
-def hub_files(staged: Path, release: dict) -> list[HubFile]:
-    """Every file under `staged/hub`, hashed once: the release manifest already knows most hashes."""
-    known = {entry["hub_path"]: entry["sha256"] for entry in release["files"]}
-    root = Path(staged) / "hub"
+def hub_files(root: Path, known: dict[str, str]) -> list[HubFile]:
+    """Every file under `root`, hashed once: `known` (path in repo -> SHA-256) has most hashes already."""
+    root = Path(root)
     files = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         name = path.relative_to(root).as_posix()
@@ -69,33 +69,45 @@ def differences(api: HfApi, repo_id: str, revision: str, files: list[HubFile]) -
     return wrong
 
 
-def publish(staged: Path, release: dict, repo_id: str, *, endpoint: str | None = None, token: str | None = None,
-            log: Callable[[str], None] = print) -> str:
-    """Publish `staged` (a `python -m release stage` folder) as `release["tag"]`; return the tagged commit."""
+def publish(root: Path, tag: str, repo_id: str, *, known: dict[str, str] | None = None, endpoint: str | None = None,
+            token: str | None = None, log: Callable[[str], None] = print) -> str:
+    """Publish the files under `root` (a staged `hub/<Name>` folder) to `repo_id` as `tag`; return the
+    tagged commit. `known`: path in repo -> SHA-256, from the release manifest."""
     try:
-        return _publish(staged, release, repo_id, HfApi(endpoint=endpoint, token=token), log)
+        return _publish(hub_files(root, known or {}), tag, repo_id, HfApi(endpoint=endpoint, token=token), log)
     except HfHubHTTPError as error:
-        raise ClipOnnxError(f"Hugging Face Hub: {error}; {release['tag']} was not tagged, re-run to retry") from None
+        raise ClipOnnxError(f"Hugging Face Hub: {_line(error)}; {repo_id}@{tag} was not tagged, re-run to retry"
+                            ) from None
     except RuntimeError as error:  # how huggingface_hub reports a failed LFS upload
-        raise ClipOnnxError(f"Hugging Face Hub: {error} ({error.__cause__}); nothing was committed or tagged, "
-                            f"re-run to retry") from None
+        raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: {_line(error)} ({_line(error.__cause__)}); nothing was "
+                            f"committed or tagged, re-run to retry") from None
+    except OSError as error:  # hf_xet's errors (XetAuthenticationError, network errors) are all OSErrors
+        raise ClipOnnxError(f"Hugging Face Hub: uploading to {repo_id} failed ({type(error).__name__}: "
+                            f"{_line(error)}); nothing was committed or tagged. Check that HF_TOKEN may write to "
+                            f"{repo_id}, then re-run") from None
 
 
-def _publish(staged: Path, release: dict, repo_id: str, api: HfApi, log: Callable[[str], None]) -> str:
-    tag = release["tag"]
-    files = hub_files(staged, release)
+def _line(error: BaseException | None) -> str:
+    """An error's message on one line: the Hub's and hf_xet's messages span several."""
+    return " ".join(str(error).split())
+
+
+def _publish(files: list[HubFile], tag: str, repo_id: str, api: HfApi, log: Callable[[str], None]) -> str:
     api.create_repo(repo_id, exist_ok=True)
     refs = api.list_repo_refs(repo_id)
     tags = {ref.name: ref.target_commit for ref in refs.tags}
+    wanted = {f.path_in_repo for f in files}
     if tag in tags:
         wrong = differences(api, repo_id, tag, files)
+        wrong |= {p: "is not part of this release" for p in api.list_repo_files(repo_id, revision=tags[tag])
+                  if p not in wanted and p != ".gitattributes"}
         if wrong:
-            raise ClipOnnxError(f"{repo_id} already has tag {tag} with other files ({first_problem(wrong)}); "
+            raise ClipOnnxError(f"{repo_id} already has tag {tag} with other files: "
+                                f"{'; '.join(f'{path} {why}' for path, why in wrong.items())}; "
                                 f"a published tag is never moved: release a new version")
         log(f"hub: {repo_id}@{tag} already holds these {len(files)} files; nothing to do")
         return tags[tag]
     head = next((ref.target_commit for ref in refs.branches if ref.name == BRANCH), None)
-    wanted = {f.path_in_repo for f in files}
     if head is None:
         changed, stale = files, []
     else:

@@ -1,13 +1,15 @@
-"""Stage verified exports as release assets.
+"""Stage verified exports as a tag's release files.
 
 Layout of `<out>/` for a tag:
-- `hub/<Name>/...` (fp32) and `hub/<Name>-fp16/...`: the export folders, whole, as they go to the
-  Hugging Face Hub (`hf_hub_download(repo, "ViT-B-32/ViT-B-32_visual.onnx", revision=tag)`).
+- `hub/<Name>/`: what goes to the variant's own Hub repo (`hub_repo`): `fp32/...` and `fp16/...`, the
+  export folders whole, and the model card `README.md`
+  (`hf_hub_download("<org>/clip-onnx-ViT-B-32", "fp32/ViT-B-32_visual.onnx", revision=<commit>)`).
 - `github/`: the same files as flat GitHub Release assets, fp16 ones named `<file>` with `-fp16`
   before the extension, manifests as `<Name>[-fp16].manifest.json`; a file over GitHub's 2 GiB asset
   limit is split into `<asset>.part-NN` (join: `cat <asset>.part-* > <asset>`).
 - `github/SHA256SUMS`: every asset, and every joined file, in `sha256sum -c` format.
-- `release-manifest.json`: every file with variant, graph, precision, size, hash, Hub path and assets.
+- `release-manifest.json`: every file with variant, graph, precision, size, hash, Hub repo and path,
+  and its GitHub assets with their own hashes.
 """
 
 from __future__ import annotations
@@ -24,14 +26,28 @@ from clip_onnx.errors import ClipOnnxError
 from exporter.variants import VARIANTS
 
 TAG = re.compile(r"^v\d+\.\d+\.\d+$")
+# One Hub repo per variant, so each has its own card, base model and size; the name is fixed once people pin.
+HUB_REPO = "clip-onnx-{folder}"
 # GitHub refuses release assets of 2 GiB or more; parts stay below with room to spare.
 PART_BYTES = 2 * 1024**3 - 64 * 1024**2
+CHUNK = 1 << 24
 
 
 def matrix() -> dict:
-    """The release workflow's export jobs: every OpenAI variant in every precision (`folder` names artifacts)."""
-    return {"include": [{"variant": v.name, "folder": v.folder_name, "precision": p}
+    """The release workflow's export jobs: every OpenAI variant in every precision, and the artifact each uploads."""
+    return {"include": [{"variant": v.name, "folder": v.folder_name, "precision": p,
+                         "artifact": artifact_name(v.folder_name, p)}
                         for v in VARIANTS.values() if v.published for p in PUBLISHED_PRECISIONS]}
+
+
+def hub_repo(org: str, folder: str) -> str:
+    """The Hub repo that publishes the variant written to `folder`: `<org>/clip-onnx-ViT-B-32`."""
+    return f"{org}/{HUB_REPO.format(folder=folder)}"
+
+
+def artifact_name(folder: str, precision: str) -> str:
+    """The name of an export job's artifact, which publication fetches one variant at a time."""
+    return f"export-{folder}-{precision}"
 
 
 def github_name(file_name: str, precision: str) -> str:
@@ -52,71 +68,88 @@ def _place(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _split(source: Path, target: Path) -> list[Path]:
+def _split(source: Path, target: Path, part_bytes: int) -> list[Path]:
+    """`source` as `<target>.part-NN` files of `part_bytes`, copied in chunks, never held in memory whole."""
     target.parent.mkdir(parents=True, exist_ok=True)
     parts = []
     with open(source, "rb") as f:
-        while chunk := f.read(PART_BYTES):
+        while chunk := f.read(min(CHUNK, part_bytes)):
             part = target.with_name(f"{target.name}.part-{len(parts):02d}")
-            part.write_bytes(chunk)
+            with open(part, "wb") as out:
+                written = 0
+                while chunk:
+                    out.write(chunk)
+                    written += len(chunk)
+                    chunk = f.read(min(CHUNK, part_bytes - written))
             parts.append(part)
     return parts
 
 
-def collect(exports: Path) -> list[tuple[Path, dict]]:
-    """Every export folder under `exports`, refusing any that is unverified or changed since."""
+def collect(exports: Path, variant: str | None = None) -> list[tuple[Path, dict]]:
+    """Every export folder under `exports` (of the variant written to folder `variant`, if given),
+    refusing any that is unverified or changed since."""
     folders = []
     for path in sorted(Path(exports).glob("**/manifest.json")):
         data = manifest.read(path.parent)
+        if variant is not None and data["name"] != variant:
+            continue
         if not data["verification"].get("passed"):
             raise ClipOnnxError(f"{path.parent} was not verified (or failed); only verified exports are released")
         integrity.check_files(data, path.parent)
         folders.append((path.parent, data))
     if not folders:
-        raise ClipOnnxError(f"no exported folders (manifest.json) under {exports}")
+        raise ClipOnnxError(f"no exported folders (manifest.json) under {exports}"
+                            + (f" for {variant}" if variant else ""))
     return folders
 
 
-def stage(exports: Path, tag: str, out: Path) -> dict:
-    """Lay out the release of `tag` under `out` (which must not exist) and return its manifest."""
+def sums_text(files: list[dict]) -> str:
+    """`SHA256SUMS` for `files` (release-manifest entries): every asset, and every split file once joined."""
+    sums = {(asset["sha256"], asset["name"]) for entry in files for asset in entry["github_assets"]}
+    sums |= {(entry["sha256"], entry["joined_as"]) for entry in files}
+    return "".join(f"{digest}  {name}\n" for digest, name in sorted(sums, key=lambda s: s[1]))
+
+
+def stage(exports: Path, tag: str, out: Path, org: str, *, variant: str | None = None,
+          part_bytes: int = PART_BYTES) -> dict:
+    """Lay out the release of `tag` under `out` (which must not exist) and return its manifest: every
+    export under `exports`, or only the variant written to folder `variant`."""
     if not TAG.match(tag):
         raise ClipOnnxError(f"tag {tag!r} is not of the form vX.Y.Z")
     out = Path(out)
     if out.exists():
         raise ClipOnnxError(f"{out} already exists; stage into a new folder")
     files, seen = [], set()
-    for folder, data in collect(exports):
+    for folder, data in collect(exports, variant):
         name, precision = data["name"], data["precision"]
-        hub = export_folder(name, precision)
-        if hub in seen:
+        if (name, precision) in seen:
             raise ClipOnnxError(f"two exports of {name} in {precision} under {exports}; keep one")
-        seen.add(hub)
+        seen.add((name, precision))
         graph_of = {f: key for key, g in data["graphs"].items() for f in [g["file"], *g["external_data"]]}
         for file_name in [*data["files"], manifest.MANIFEST]:
             source = folder / file_name
-            _place(source, out / "hub" / hub / file_name)
+            _place(source, out / "hub" / name / precision / file_name)
             # graphs keep their names; the manifest, tokenizer.json and preprocess.json of every
             # folder would collide as flat release assets, so they are prefixed with the folder
-            asset = (github_name(file_name, precision) if file_name in graph_of else f"{hub}.{file_name}")
+            asset = (github_name(file_name, precision) if file_name in graph_of
+                     else f"{export_folder(name, precision)}.{file_name}")
             target = out / "github" / asset
             if target.exists():
                 raise ClipOnnxError(f"two files would be published as {asset}")
-            if source.stat().st_size >= PART_BYTES:
-                assets = [p.name for p in _split(source, target)]
+            digest = integrity.sha256_file(source)
+            if source.stat().st_size > part_bytes:
+                assets = [{"name": p.name, "sha256": integrity.sha256_file(p), "bytes": p.stat().st_size}
+                          for p in _split(source, target, part_bytes)]
             else:
                 _place(source, target)
-                assets = [asset]
+                assets = [{"name": asset, "sha256": digest, "bytes": source.stat().st_size}]
             files.append({
                 "variant": data["variant"] or name, "name": name, "graph": graph_of.get(file_name),
-                "precision": precision, "bytes": source.stat().st_size, "sha256": integrity.sha256_file(source),
-                "hub_path": f"{hub}/{file_name}", "github_assets": assets, "joined_as": asset,
+                "precision": precision, "bytes": source.stat().st_size, "sha256": digest,
+                "hub_repo": hub_repo(org, name), "hub_path": f"{precision}/{file_name}",
+                "github_assets": assets, "joined_as": asset,
             })
-    sums = []
-    for entry in files:
-        if entry["github_assets"] != [entry["joined_as"]]:
-            sums += [(integrity.sha256_file(out / "github" / a), a) for a in entry["github_assets"]]
-        sums.append((entry["sha256"], entry["joined_as"]))
-    (out / "github" / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for h, n in sorted(sums, key=lambda s: s[1])))
+    (out / "github" / "SHA256SUMS").write_text(sums_text(files))
     release = {"tag": tag, "files": files}
     (out / "release-manifest.json").write_text(json.dumps(release, indent=2) + "\n")
     return release

@@ -15,6 +15,7 @@ from exporter import pipeline, verify
 from exporter.variants import folder_name, get_variant
 from exporter.verify import References
 from exporter.weights import random_weights
+from tests.loopback_github import LoopbackGitHub
 from tests.loopback_hub import LoopbackHub
 
 
@@ -55,3 +56,22 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
     with LoopbackHub() as fake:
         yield fake
         assert fake.internal_errors == []
+
+
+@pytest.fixture
+def github() -> Iterator[LoopbackGitHub]:
+    """GitHub's REST API on loopback, with the repository `owner/clip-onnx`."""
+    with LoopbackGitHub() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def release_exports(tmp_path_factory) -> Path:
+    """Verified tiny-ViT exports in fp32 and fp16 (two graphs each, to stay quick), laid out as the
+    release workflow's export jobs write them: `<precision>/<folder>/`."""
+    root = tmp_path_factory.mktemp("release-exports")
+    quiet = dict(log=lambda _: None, graphs=["visual", "transformer"])
+    for precision in ("fp32", "fp16"):
+        pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / precision, precision=precision,
+                        **quiet)
+    return root

@@ -8,6 +8,8 @@ and ``hf_hub_download(..., endpoint=hub.url)`` can run against it.
 Xet storage is not emulated: large files go through the legacy git-LFS "basic" transfer. While the
 fake runs, it sets ``huggingface_hub.constants.HF_HUB_DISABLE_XET`` in this process (and restores it on
 stop); otherwise ``hf_xet``, when installed, would be used for uploads and the fake could not answer it.
+``LoopbackHub(xet=True)`` leaves Xet on, so that the client's Xet path meets this fake and fails as it
+would against an unreachable or refusing Xet service (the error-handling tests).
 
 Two loopback servers (``http.server.ThreadingHTTPServer`` in daemon threads, stdlib only) make up the fake:
 
@@ -209,10 +211,12 @@ class LoopbackHub:
     Args:
         token: the only token write endpoints accept (``Authorization: Bearer <token>``).
         user: the namespace ``create_repo`` uses when the repo id has none.
+        xet: leave the client's Xet upload path on (it fails here: the fake has no Xet service).
     """
 
-    def __init__(self, token: str = "hf_test", *, user: str = "test-user") -> None:
+    def __init__(self, token: str = "hf_test", *, user: str = "test-user", xet: bool = False) -> None:
         self.token = token
+        self.xet = xet
         self.user = user
         self._lock = threading.RLock()
         self._repos: dict[str, _Repo] = {}
@@ -233,7 +237,7 @@ class LoopbackHub:
         if self._servers:
             return self
         self._xet_disabled_before = hub_constants.HF_HUB_DISABLE_XET
-        hub_constants.HF_HUB_DISABLE_XET = True  # the client must speak LFS to this server
+        hub_constants.HF_HUB_DISABLE_XET = not self.xet  # the client must speak LFS to this server
         for role in ("hub", "cdn"):
             server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
             server.daemon_threads = True

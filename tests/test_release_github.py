@@ -1,71 +1,138 @@
-"""What the GitHub Release step uploads, given what GitHub already holds: re-runs repeat nothing,
-repair a draft, and never alter a published release."""
+"""The GitHub Release step against GitHub's REST API on loopback: a draft completed across re-runs, an
+upload that fails in the middle, a published release never altered, and errors that say what to do."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import pytest
 
 from clip_onnx.errors import ClipOnnxError
-from release.github import checksums, mismatches, plan
+from release import github as github_release
+from release.github import GitHub, mismatches
 
-WANTED = {"a.onnx": "aa" * 32, "b.onnx": "bb" * 32, "SHA256SUMS": "cc" * 32}
-
-
-def asset(name: str, digest: str | None = None, state: str = "uploaded") -> dict:
-    return {"name": name, "state": state, "digest": f"sha256:{digest or WANTED[name]}"}
+REPO = "owner/clip-onnx"
 
 
-def test_new_release_uploads_everything():
-    assert plan([], WANTED, draft=True) == (list(WANTED), [])
+@pytest.fixture
+def assets(tmp_path) -> dict[str, tuple[Path, str]]:
+    found = {}
+    for name, size in (("a.onnx", 70_001), ("b.onnx.part-00", 50_000), ("b.onnx.part-01", 123)):
+        path = tmp_path / name
+        path.write_bytes(os.urandom(size))
+        found[name] = (path, hashlib.sha256(path.read_bytes()).hexdigest())
+    return found
 
 
-def test_complete_release_needs_nothing_whether_draft_or_published():
-    complete = [asset(n) for n in WANTED]
-    assert mismatches(complete, WANTED) == {}
-    assert plan(complete, WANTED, draft=True) == ([], [])
-    assert plan(complete, WANTED, draft=False) == ([], [])
+def client(github, token: str | None = None) -> GitHub:
+    return GitHub(REPO, token or github.token, api=github.url)
 
 
-def test_interrupted_draft_gets_the_rest_and_its_broken_asset_replaced():
-    existing = [asset("a.onnx"), asset("b.onnx", state="starter")]
-    assert plan(existing, WANTED, draft=True) == (["SHA256SUMS"], ["b.onnx"])
+def wanted(assets) -> dict[str, str]:
+    return {name: digest for name, (_, digest) in assets.items()}
 
 
-def test_draft_with_other_bytes_is_replaced():
-    assert plan([asset("a.onnx", "ff" * 32)], WANTED, draft=True) == (["b.onnx", "SHA256SUMS"], ["a.onnx"])
+def test_a_draft_gets_every_asset_then_is_published(github, assets):
+    github.create_tag(REPO, "v1.0.0")
+    gh = client(github)
+    release = github_release.upload(gh, gh.draft("v1.0.0", "t", "notes"), assets, log=lambda _: None)
+    assert release["draft"] and mismatches(release["assets"], wanted(assets)) == {}
+    url = github_release.finish(gh, "v1.0.0", wanted(assets), "final notes", log=lambda _: None)
+    (published,) = github.releases(REPO)
+    assert url == published["html_url"] and not published["draft"] and published["body"] == "final notes"
+    assert github.content(REPO, "v1.0.0", "b.onnx.part-01") == assets["b.onnx.part-01"][0].read_bytes()
 
 
-@pytest.mark.parametrize("existing,reason", [
-    ([asset("a.onnx"), asset("b.onnx")], "missing"),
-    ([asset("a.onnx", "ff" * 32), asset("b.onnx"), asset("SHA256SUMS")], "digest"),
-    ([asset(n) for n in WANTED] + [{"name": "old.onnx", "state": "uploaded", "digest": None}], "not part"),
-], ids=["missing", "other-bytes", "extra"])
-def test_published_release_that_differs_is_refused(existing, reason):
-    with pytest.raises(ClipOnnxError, match="never altered") as error:
-        plan(existing, WANTED, draft=False)
-    assert reason in str(error.value)
+def test_an_upload_cut_in_the_middle_leaves_a_draft_that_a_rerun_repairs(github, assets):
+    github.create_tag(REPO, "v1.0.0")
+    gh = client(github)
+    github.cut_upload("b.onnx.part-00")
+    with pytest.raises(ClipOnnxError, match=r"GitHub POST .*/assets failed: .*; re-run to resume"):
+        github_release.upload(gh, gh.draft("v1.0.0", "t", ""), assets, log=lambda _: None)
+    (draft,) = github.releases(REPO)
+    assert draft["draft"] and {a["name"]: a["state"] for a in draft["assets"]} == {
+        "a.onnx": "uploaded", "b.onnx.part-00": "starter"}
+    github.requests.clear()
+    lines = []
+    github_release.upload(gh, gh.draft("v1.0.0", "t", ""), assets, log=lines.append)
+    assert "github: replacing b.onnx.part-00, which was not fully uploaded" in lines
+    assert github.count("POST", "/assets$") == 2 and github.count("DELETE", "/assets/") == 1  # a.onnx is not sent
+    github_release.finish(gh, "v1.0.0", wanted(assets), "", log=lambda _: None)
+    assert not github.releases(REPO)[0]["draft"]
 
 
-def test_draft_with_foreign_assets_is_left_to_a_person():
-    foreign = [{"name": n, "state": "uploaded", "digest": None} for n in ("old.onnx", "older.onnx")]
-    with pytest.raises(ClipOnnxError, match="assets this release does not: old.onnx, older.onnx; delete them"):
-        plan(foreign, WANTED, draft=True)
+def test_a_published_release_is_left_alone_and_one_with_other_bytes_refused(github, assets):
+    github.create_tag(REPO, "v1.0.0")
+    gh = client(github)
+    github_release.upload(gh, gh.draft("v1.0.0", "t", ""), assets, log=lambda _: None)
+    github_release.finish(gh, "v1.0.0", wanted(assets), "", log=lambda _: None)
+    github.requests.clear()
+    lines = []
+    github_release.upload(gh, gh.draft("v1.0.0", "t", ""), assets, log=lines.append)
+    github_release.finish(gh, "v1.0.0", wanted(assets), "", log=lines.append)
+    assert [m for m, _ in github.requests if m != "GET"] == [] and "nothing to do" in lines[-1]
+    other = {**assets, "a.onnx": (assets["a.onnx"][0], "ff" * 32)}
+    with pytest.raises(ClipOnnxError, match="published release v1.0.0 differs.*a.onnx has digest.*never altered"):
+        github_release.upload(gh, gh.draft("v1.0.0", "t", ""), other, log=lambda _: None)
+    with pytest.raises(ClipOnnxError, match="published release v1.0.0 differs.*never altered"):
+        github_release.finish(gh, "v1.0.0", wanted(other), "", log=lambda _: None)
+
+
+def test_a_draft_with_assets_this_release_lacks_is_not_published(github, assets):
+    github.create_tag(REPO, "v1.0.0")
+    gh = client(github)
+    github_release.upload(gh, gh.draft("v1.0.0", "t", ""), assets, log=lambda _: None)
+    fewer = dict(list(wanted(assets).items())[:1])
+    with pytest.raises(ClipOnnxError, match=r"the draft v1.0.0 differs .*is not part of this release \(and 1 more\)\); delete"):
+        github_release.finish(gh, "v1.0.0", fewer, "", log=lambda _: None)
+    assert github.releases(REPO)[0]["draft"]
+
+
+def test_releases_are_found_across_pages_and_duplicate_drafts_are_named(github):
+    gh = client(github)
+    for tag in ("v1.0.0", "v1.1.0", "v1.2.0"):
+        github.create_tag(REPO, tag)
+        gh.draft(tag, tag, "")
+    github.requests.clear()
+    assert gh.release("v1.0.0")["tag_name"] == "v1.0.0"  # the oldest is on the second page of two
+    assert github.count("GET", "/releases$") == 2
+    gh.json("POST", f"repos/{REPO}/releases", {"tag_name": "v1.1.0", "draft": True})  # GitHub allows this
+    with pytest.raises(ClipOnnxError, match=r"has 2 releases of v1.1.0 \(ids \d+, \d+\); delete all but one"):
+        gh.release("v1.1.0")
+
+
+def test_a_release_is_never_made_for_a_tag_github_does_not_have(github):
+    with pytest.raises(ClipOnnxError, match="owner/clip-onnx has no tag v9.9.9; push the tag first"):
+        client(github).draft("v9.9.9", "t", "")
+    assert github.releases(REPO) == []
+
+
+@pytest.mark.parametrize("token,message", [
+    ("wrong", "answered 401 .*Bad credentials; the token is not valid: check GH_TOKEN"),
+    ("ghs_read_only", "answered 403 .*contents: write"),
+], ids=["bad-token", "read-only-token"])
+def test_a_token_that_cannot_write_is_named(github, token, message):
+    github.create_tag(REPO, "v1.0.0")
+    with pytest.raises(ClipOnnxError, match=message):
+        client(github, token).draft("v1.0.0", "t", "")
+
+
+def test_no_token_says_which_variable_to_set():
+    with pytest.raises(ClipOnnxError, match="no GitHub token: set GH_TOKEN"):
+        GitHub(REPO, None)
 
 
 def test_mismatches_say_what_is_wrong_with_each_asset():
-    existing = [asset("a.onnx", state="starter"), asset("b.onnx", "ff" * 32)]
-    assert mismatches(existing, WANTED) == {
+    want = {"a.onnx": "aa" * 32, "b.onnx": "bb" * 32, "c.onnx": "cc" * 32}
+    existing = [{"name": "a.onnx", "state": "starter", "digest": None},
+                {"name": "b.onnx", "state": "uploaded", "digest": f"sha256:{'ff' * 32}"},
+                {"name": "old.onnx", "state": "uploaded", "digest": None}]
+    assert mismatches(existing, want) == {
+        "old.onnx": "is not part of this release",
         "a.onnx": "was not fully uploaded",
         "b.onnx": f"has digest sha256:{'ff' * 32}, not sha256:{'bb' * 32}",
-        "SHA256SUMS": "is missing",
+        "c.onnx": "is missing",
     }
-
-
-def test_checksums_are_read_from_sha256sums_plus_its_own(tmp_path):
-    (tmp_path / "github").mkdir()
-    sums = tmp_path / "github" / "SHA256SUMS"
-    sums.write_text(f"{'aa' * 32}  a.onnx\n{'bb' * 32}  b c.onnx\n")
-    assert checksums(tmp_path) == {"a.onnx": "aa" * 32, "b c.onnx": "bb" * 32,
-                                   "SHA256SUMS": hashlib.sha256(sums.read_bytes()).hexdigest()}
+    assert "old.onnx" not in mismatches(existing, want, complete=False)

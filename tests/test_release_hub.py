@@ -1,12 +1,13 @@
-"""Publishing a staged release to a Hugging Face Hub on loopback with the real `huggingface_hub` client:
+"""Publishing one variant's staged folder to its Hub repo on loopback with the real `huggingface_hub` client:
 one commit and a tag, re-runs that change nothing, a failure halfway that leaves nothing and can be
-retried, a next release that removes what it no longer has, and a tag that is never moved."""
+retried, a next release that removes what it no longer has, a tag that is never moved, Xet's errors
+in one line, and the README's rehearsal of the whole release."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,29 +23,26 @@ REPO = "test-user/clip-onnx"
 UPLOAD = r"\.git/info/lfs/objects/upload/"
 
 
-def staged_release(root: Path, tag: str, files: dict[str, bytes]) -> tuple[Path, dict]:
-    """A staged folder as `python -m release stage` lays it out, holding `files` (Hub path -> bytes)."""
+def staged_release(root: Path, tag: str, files: dict[str, bytes]) -> tuple[Path, str]:
+    """A variant's staged Hub folder as `python -m release stage` lays it out, holding `files` (path -> bytes)."""
     for path, content in files.items():
-        (root / "hub" / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / "hub" / path).write_bytes(content)
-    release = {"tag": tag, "files": [{"hub_path": p, "sha256": hashlib.sha256(c).hexdigest()}
-                                     for p, c in files.items() if p != "README.md"]}
-    (root / "release-manifest.json").write_text(json.dumps(release))
-    return root, release
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(content)
+    return root, tag
 
 
 @pytest.fixture
 def files() -> dict[str, bytes]:
     return {
         "README.md": b"---\nlicense: mit\n---\n# card\n",
-        "RN50/RN50_visual.onnx": os.urandom(300_001),
-        "RN50/RN50_transformer.onnx": os.urandom(200_003),
-        "RN50/manifest.json": b'{"variant": "RN50"}\n',
+        "fp32/RN50_visual.onnx": os.urandom(300_001),
+        "fp32/RN50_transformer.onnx": os.urandom(200_003),
+        "fp32/manifest.json": b'{"variant": "RN50"}\n',
     }
 
 
-def publish(hub, staged: Path, release: dict) -> str:
-    return hub_release.publish(staged, release, REPO, endpoint=hub.url, token=hub.token, log=lambda _: None)
+def publish(hub, staged: Path, tag: str) -> str:
+    return hub_release.publish(staged, tag, REPO, endpoint=hub.url, token=hub.token, log=lambda _: None)
 
 
 def test_one_commit_then_the_tag_and_a_rerun_changes_nothing(hub, tmp_path, files):
@@ -52,7 +50,7 @@ def test_one_commit_then_the_tag_and_a_rerun_changes_nothing(hub, tmp_path, file
     oid = publish(hub, staged, release)
     assert hub.tags(REPO) == {"v1.0.0": oid} and hub.branches(REPO)["main"] == oid
     assert {p: c for p, c in hub.files(REPO, "v1.0.0").items() if p != ".gitattributes"} == files
-    assert hub.lfs_paths(REPO, "v1.0.0") == {"RN50/RN50_visual.onnx", "RN50/RN50_transformer.onnx"}
+    assert hub.lfs_paths(REPO, "v1.0.0") == {"fp32/RN50_visual.onnx", "fp32/RN50_transformer.onnx"}
     commits = hub.commits(REPO)
     hub.clear_requests()
     assert publish(hub, staged, release) == oid
@@ -61,7 +59,7 @@ def test_one_commit_then_the_tag_and_a_rerun_changes_nothing(hub, tmp_path, file
 
 def test_failure_halfway_leaves_no_commit_and_no_tag_and_a_retry_completes(hub, tmp_path, files):
     staged, release = staged_release(tmp_path, "v1.0.0", files)
-    transformer = hashlib.sha256(files["RN50/RN50_transformer.onnx"]).hexdigest()
+    transformer = hashlib.sha256(files["fp32/RN50_transformer.onnx"]).hexdigest()
     hub.fail("PUT", UPLOAD + transformer)  # the second LFS upload fails, every retry too
     with pytest.raises(ClipOnnxError, match="nothing was committed or tagged, re-run"):
         publish(hub, staged, release)
@@ -85,8 +83,8 @@ def test_commit_refused_then_retried(hub, tmp_path, files):
 
 def test_next_release_commits_changes_and_removals_and_keeps_the_old_tag(hub, tmp_path, files):
     old_oid = publish(hub, *staged_release(tmp_path / "a", "v1.0.0", files))
-    newer = {**files, "RN50/RN50_visual.onnx": os.urandom(300_001)}
-    del newer["RN50/RN50_transformer.onnx"]
+    newer = {**files, "fp32/RN50_visual.onnx": os.urandom(300_001)}
+    del newer["fp32/RN50_transformer.onnx"]
     hub.clear_requests()
     new_oid = publish(hub, *staged_release(tmp_path / "b", "v1.1.0", newer))
     assert hub.count("PUT", UPLOAD) == 1
@@ -95,50 +93,61 @@ def test_next_release_commits_changes_and_removals_and_keeps_the_old_tag(hub, tm
     assert hub.tags(REPO) == {"v1.0.0": old_oid, "v1.1.0": new_oid}
 
 
-def test_a_published_tag_is_never_moved(hub, tmp_path, files):
+def test_a_published_tag_is_never_moved_and_every_differing_file_is_named(hub, tmp_path, files):
     publish(hub, *staged_release(tmp_path / "a", "v1.0.0", files))
-    other = {**files, "RN50/manifest.json": b'{"variant": "RN51"}\n'}  # same size, other bytes
+    other = {**files, "fp32/manifest.json": b'{"variant": "RN51"}\n'}  # same size, other bytes
+    del other["fp32/RN50_transformer.onnx"]
     commits = hub.commits(REPO)
-    with pytest.raises(ClipOnnxError, match="RN50/manifest.json has other content.*never moved"):
+    with pytest.raises(ClipOnnxError) as refused:
         publish(hub, *staged_release(tmp_path / "b", "v1.0.0", other))
+    assert str(refused.value) == (
+        f"{REPO} already has tag v1.0.0 with other files: fp32/manifest.json has other content (git blob "
+        f"{hub.commit(REPO, 'v1.0.0').files['fp32/manifest.json'].blob_id}); fp32/RN50_transformer.onnx is not part "
+        f"of this release; a published tag is never moved: release a new version")
     assert hub.commits(REPO) == commits
 
 
-def test_dry_run_lists_every_upload_and_contacts_nothing(tmp_path, files):
-    staged, release = staged_release(tmp_path, "v1.0.0", files)
-    (staged / "github").mkdir()
-    (staged / "github" / "RN50_visual.onnx").write_bytes(files["RN50/RN50_visual.onnx"])
-    digest = hashlib.sha256(files["RN50/RN50_visual.onnx"]).hexdigest()
-    (staged / "github" / "SHA256SUMS").write_text(f"{digest}  RN50_visual.onnx\n")
-    result = subprocess.run([sys.executable, "-m", "release", "publish", str(staged), "--hub-repo", REPO,
-                             "--github-repo", "owner/clip-onnx", "--dry-run"], capture_output=True, text=True,
-                            env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert sum(line.startswith(f"would upload to {REPO}: ") for line in lines) == len(files)
-    assert f"would attach to GitHub release v1.0.0 of owner/clip-onnx: RN50_visual.onnx  sha256 {digest}" in lines
-    assert sum("would attach" in line for line in lines) == 2 and lines[-1] == "dry run: nothing was uploaded"
+def test_a_failed_xet_upload_is_one_line_that_names_the_repo_and_the_token(tmp_path, files, monkeypatch):
+    """Against huggingface.co large files go through Xet (hf_xet); its errors are OSErrors with multi-line text.
+    Here the real client takes its Xet path and the loopback Hub refuses the Xet write token."""
+    import importlib
+    from types import SimpleNamespace
+
+    from tests.loopback_hub import LoopbackHub
+
+    monkeypatch.setattr(importlib.import_module("huggingface_hub.utils._http"), "time",
+                        SimpleNamespace(sleep=lambda _seconds: None))
+    with LoopbackHub(xet=True) as xet_hub:
+        xet_hub.fail("GET", "/xet-write-token/", status=401)
+        with pytest.raises(ClipOnnxError) as failed:
+            publish(xet_hub, *staged_release(tmp_path, "v1.0.0", files))
+        assert xet_hub.count("GET", "/xet-write-token/") >= 1 and xet_hub.tags(REPO) == {}
+    message = str(failed.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"Hugging Face Hub: uploading to {REPO} failed (")
+    assert message.endswith(f"nothing was committed or tagged. Check that HF_TOKEN may write to {REPO}, then re-run")
 
 
 def test_rehearsal_of_the_whole_release(tmp_path):
-    """The README's rehearsal command: both families in both precisions, exported, verified, staged, carded,
-    published twice to a loopback Hub and downloaded back."""
+    """The README's rehearsal command: both families in both precisions, exported, verified, published from
+    a run's artifacts in split parts, downloaded back from both places, published again with no change,
+    then a second tag."""
     out = tmp_path / "rehearsal"
-    result = subprocess.run([sys.executable, "-m", "release", "rehearse", "-o", str(out)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "release", "rehearse", "-o", str(out)], capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "hub: 24 files downloaded at v0.0.0 match their SHA-256" in result.stdout
-    assert "already holds these 25 files; nothing to do" in result.stdout
-    staged = out / "staged"
-    assert {p.name for p in (staged / "hub").iterdir()} == {"README.md", "tiny-ViT", "tiny-ViT-fp16", "tiny-RN",
-                                                            "tiny-RN-fp16"}
-    assert "tiny-RN-fp16" in (staged / "RELEASE_NOTES.md").read_text()
-    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=staged / "github", capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 24
+    steps = [line for line in result.stdout.splitlines() if line.startswith("==== step ")]
+    assert [s.split(":")[0] for s in steps] == [f"==== step {i}/7" for i in range(1, 8)]
+    assert "== hub: 24 files downloaded at their tag's commit match their manifests" in result.stdout
+    assert re.search(r"== github: \d+ assets match SHA256SUMS; [1-9]\d* split files join back", result.stdout)
+    assert "== the second run changed nothing" in result.stdout
+    assert result.stdout.count("already holds these 13 files; nothing to do") == 2
+    assert result.stdout.splitlines()[-1] == f"rehearsal passed: {out}"
 
 
 def test_rerun_of_an_older_release_is_judged_at_its_tag_not_at_main(hub, tmp_path, files):
     old_oid = publish(hub, *staged_release(tmp_path / "a", "v1.0.0", files))
-    publish(hub, *staged_release(tmp_path / "b", "v1.1.0", {**files, "RN50/RN50_visual.onnx": os.urandom(300_001)}))
+    publish(hub, *staged_release(tmp_path / "b", "v1.1.0", {**files, "fp32/RN50_visual.onnx": os.urandom(300_001)}))
     commits = hub.commits(REPO)
     assert publish(hub, *staged_release(tmp_path / "c", "v1.0.0", files)) == old_oid
     assert hub.commits(REPO) == commits
@@ -148,14 +157,14 @@ def test_differences_name_what_the_hub_has_wrong(hub, tmp_path, files):
     from huggingface_hub import HfApi
 
     publish(hub, *staged_release(tmp_path / "a", "v1.0.0", files))
-    changed = {**files, "RN50/RN50_visual.onnx": os.urandom(300_001), "RN50/RN50_transformer.onnx": os.urandom(9),
-               "RN50/new.onnx": b"new"}
-    staged, release = staged_release(tmp_path / "b", "v1.0.0", changed)
+    changed = {**files, "fp32/RN50_visual.onnx": os.urandom(300_001), "fp32/RN50_transformer.onnx": os.urandom(9),
+               "fp32/new.onnx": b"new"}
+    staged, _ = staged_release(tmp_path / "b", "v1.0.0", changed)
     wrong = hub_release.differences(HfApi(endpoint=hub.url, token=hub.token), REPO, "v1.0.0",
-                                    hub_release.hub_files(staged, release))
-    visual = hashlib.sha256(files["RN50/RN50_visual.onnx"]).hexdigest()
+                                    hub_release.hub_files(staged, {}))
+    visual = hashlib.sha256(files["fp32/RN50_visual.onnx"]).hexdigest()
     assert wrong == {
-        "RN50/RN50_visual.onnx": f"has SHA-256 {visual}, not {hashlib.sha256(changed['RN50/RN50_visual.onnx']).hexdigest()}",
-        "RN50/RN50_transformer.onnx": "has 200003 bytes, not 9",
-        "RN50/new.onnx": "is missing",
+        "fp32/RN50_visual.onnx": f"has SHA-256 {visual}, not {hashlib.sha256(changed['fp32/RN50_visual.onnx']).hexdigest()}",
+        "fp32/RN50_transformer.onnx": "has 200003 bytes, not 9",
+        "fp32/new.onnx": "is missing",
     }

@@ -8,32 +8,25 @@ import sys
 
 import pytest
 
-from exporter import pipeline
 from clip_onnx.errors import ClipOnnxError
-from exporter.variants import get_variant
-from exporter.weights import random_weights
 from release import cards
 from release import stage as staging
 
 
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    root = tmp_path_factory.mktemp("exports")
-    quiet = dict(log=lambda _: None, graphs=["visual", "transformer"])
-    pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / "fp32", **quiet)
-    pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / "fp16", precision="fp16", **quiet)
-    return root
+@pytest.fixture
+def exports(release_exports):
+    return release_exports
 
 
-def test_stage_lays_out_hub_and_github_with_checksums(exports, tmp_path):
+def test_stage_lays_out_one_hub_repo_per_variant_and_github_assets_with_checksums(exports, tmp_path):
     result = subprocess.run([sys.executable, "-m", "release", "stage", "--exports", str(exports), "--tag", "v1.2.3",
-                             "--hub-repo", "org/clip-onnx", "-o", str(tmp_path / "out")], capture_output=True, text=True)
+                             "--hub-org", "org", "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
     hub = sorted(str(p.relative_to(out / "hub")) for p in (out / "hub").rglob("*") if p.is_file())
     folder_files = ["manifest.json", "preprocess.json", "tiny-ViT_transformer.onnx", "tiny-ViT_visual.onnx",
                     "tokenizer.json"]
-    assert hub == ["README.md", *(f"{folder}/{f}" for folder in ("tiny-ViT-fp16", "tiny-ViT") for f in folder_files)]
+    assert hub == ["tiny-ViT/README.md", *(f"tiny-ViT/{p}/{f}" for p in ("fp16", "fp32") for f in folder_files)]
     assert (out / "github" / "tiny-ViT_visual-fp16.onnx").read_bytes() == (
         exports / "fp16" / "tiny-ViT-fp16" / "tiny-ViT_visual.onnx").read_bytes()
     assert (out / "github" / "tiny-ViT-fp16.tokenizer.json").read_bytes() == (
@@ -41,24 +34,32 @@ def test_stage_lays_out_hub_and_github_with_checksums(exports, tmp_path):
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "github", capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.count(": OK") == 10
     release = json.loads((out / "release-manifest.json").read_text())
-    visual16 = next(f for f in release["files"] if f["hub_path"] == "tiny-ViT-fp16/tiny-ViT_visual.onnx")
+    visual16 = next(f for f in release["files"] if f["hub_path"] == "fp16/tiny-ViT_visual.onnx")
     assert visual16["graph"] == "visual" and visual16["precision"] == "fp16" and len(visual16["sha256"]) == 64
+    assert visual16["hub_repo"] == "org/clip-onnx-tiny-ViT"
 
 
-def test_files_over_the_asset_limit_are_split_and_join_back(exports, tmp_path, monkeypatch):
-    monkeypatch.setattr(staging, "PART_BYTES", 100_000)
-    release = staging.stage(exports, "v1.0.0", tmp_path / "out")
+def test_files_over_the_asset_limit_are_split_in_chunks_and_join_back(exports, tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "CHUNK", 4096)  # parts are copied in chunks, not read whole
+    release = staging.stage(exports, "v1.0.0", tmp_path / "out", "org", part_bytes=100_000)
     github = tmp_path / "out" / "github"
     split = [f for f in release["files"] if len(f["github_assets"]) > 1]
-    assert split and all(all((github / a).stat().st_size <= 100_000 for a in f["github_assets"]) for f in split)
+    assert split and all(all((github / a["name"]).stat().st_size <= 100_000 for a in f["github_assets"])
+                         for f in split)
     for entry in split:
-        joined = b"".join((github / a).read_bytes() for a in entry["github_assets"])
+        joined = b"".join((github / a["name"]).read_bytes() for a in entry["github_assets"])
         (github / entry["joined_as"]).write_bytes(joined)
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=github, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     checked = {line.rsplit(": ", 1)[0] for line in check.stdout.splitlines() if line.endswith(": OK")}
     for entry in split:  # a user who joins the parts can check the result
-        assert entry["joined_as"] in checked and set(entry["github_assets"]) <= checked
+        assert entry["joined_as"] in checked and {a["name"] for a in entry["github_assets"]} <= checked
+
+
+def test_one_variant_is_staged_alone(exports, tmp_path):
+    with pytest.raises(ClipOnnxError, match="no exported folders .* for ViT-B-32"):
+        staging.stage(exports, "v1.0.0", tmp_path / "a", "org", variant="ViT-B-32")
+    assert len(staging.stage(exports, "v1.0.0", tmp_path / "b", "org", variant="tiny-ViT")["files"]) == 10
 
 
 def flip_last_byte(path) -> None:
@@ -89,23 +90,24 @@ def test_only_verified_untouched_exports_are_staged(exports, tmp_path, damage, m
     else:
         flip_last_byte(folder / ("tiny-ViT_visual.onnx" if damage.startswith("graph") else "tokenizer.json"))
     with pytest.raises(ClipOnnxError, match=message):
-        staging.stage(copy, "v1.0.0", tmp_path / "out")
+        staging.stage(copy, "v1.0.0", tmp_path / "out", "org")
     assert not (tmp_path / "out").exists()
 
 
 def test_tag_must_be_a_version(exports, tmp_path):
     with pytest.raises(ClipOnnxError, match="vX.Y.Z"):
-        staging.stage(exports, "latest", tmp_path / "out")
+        staging.stage(exports, "latest", tmp_path / "out", "org")
 
 
 def test_model_card_and_notes_carry_the_measured_figures(exports, tmp_path):
     out = tmp_path / "out"
-    release = staging.stage(exports, "v2.0.0", out)
-    card = cards.model_card(out, "org/clip-onnx", "v2.0.0")
+    release = staging.stage(exports, "v2.0.0", out, "org")
+    card = cards.model_card(out / "hub" / "tiny-ViT", "org/clip-onnx-tiny-ViT", "v2.0.0")
     assert card.startswith("---\nlicense: mit\n") and "pipeline_tag: zero-shot-image-classification" in card
     manifest = json.loads((exports / "fp16" / "tiny-ViT-fp16" / "manifest.json").read_text())
     worst = min(c["min_cosine"] for c in manifest["verification"]["comparisons"] if c["graph"] == "visual")
-    assert "| tiny-ViT-fp16 | visual | " in card and f"{worst:.7f}" in card
-    assert 'revision="v2.0.0"' in card and '"v2.0.0".into()' in card
-    notes = cards.release_notes(out, "org/clip-onnx", "v2.0.0")
+    assert "| fp16 | visual | " in card and f"{worst:.7f}" in card
+    assert '"fp32/tiny-ViT_visual.onnx", revision="v2.0.0"' in card and '"v2.0.0".into()' in card
+    notes = cards.release_notes(release["files"], "v2.0.0", {"org/clip-onnx-tiny-ViT": "ab" * 20})
     assert all(f["hub_path"] in notes and f["sha256"][:16] in notes for f in release["files"])
+    assert f"| `org/clip-onnx-tiny-ViT` | `{'ab' * 20}` |" in notes

@@ -16,7 +16,7 @@ import yaml
 
 from clip_onnx.contract import PUBLISHED_PRECISIONS
 from exporter.variants import VARIANTS
-from release.stage import matrix
+from release.stage import TAG, artifact_name, matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -56,6 +56,43 @@ def test_export_matrix_is_every_openai_variant_in_every_precision():
     cells = {(m["variant"], m["precision"]) for m in matrix()["include"]}
     assert cells == {(v.name, p) for v in VARIANTS.values() if v.published for p in PUBLISHED_PRECISIONS}
     assert len(cells) == 18
+    assert all(m["artifact"] == artifact_name(m["folder"], m["precision"]) for m in matrix()["include"])
+
+
+def filter_regex(pattern: str) -> re.Pattern[str]:
+    """A GitHub Actions filter pattern (`*`, `**`, `?`, `+`, `[...]`; everything else literal) as a regex."""
+    tokens = re.findall(r"\[[^\]]*\]|\*\*|\*|\?|\+|.", pattern)
+    return re.compile("".join(t if t.startswith("[") or t in "?+" else ".*" if t == "**" else "[^/]*" if t == "*"
+                              else re.escape(t) for t in tokens))
+
+
+def test_the_tag_filter_and_staging_agree_on_what_a_release_tag_is():
+    (pattern,) = RELEASE[True]["push"]["tags"]  # YAML reads the key `on` as true
+    for tag in ["v1.2.3", "v10.0.12", "v0.0.0", "v1.2", "v1.2.3-rc1", "1.2.3", "v1.2.3.4", "va.b.c", "v1.2.3/x",
+                "v1x2x3", "vv1.2.3"]:
+        assert bool(filter_regex(pattern).fullmatch(tag)) == bool(TAG.match(tag)), tag
+
+
+def test_artifacts_are_replaced_by_a_rerun_and_kept_long_enough_to_publish_again():
+    (upload,) = [s for s in RELEASE["jobs"]["export"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert upload["with"]["name"] == "${{ matrix.artifact }}"
+    assert upload["with"]["overwrite"] is True and upload["with"]["retention-days"] >= 30
+
+
+def test_publication_runs_one_at_a_time_and_installs_only_what_it_imports():
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    publish = RELEASE["jobs"]["publish"]
+    assert publish["concurrency"] == {"group": "hub-publication", "cancel-in-progress": False}
+    for job in ("publish", "dry-run"):
+        installs = [s["run"] for s in RELEASE["jobs"][job]["steps"] if "pip install" in s.get("run", "")]
+        assert len(installs) == 1 and re.fullmatch(r'python -m pip install "huggingface_hub==[\d.]+"', installs[0])
+        pinned = installs[0].split("==")[1].rstrip('"')
+        wanted = next(Requirement(r) for r in requires("clip-onnx") if r.startswith("huggingface_hub"))
+        assert wanted.specifier.contains(pinned), (pinned, wanted)
+    assert "pip install" not in str(RELEASE["jobs"]["plan"]["steps"])
 
 
 def test_export_jobs_verify_before_uploading():
@@ -95,8 +132,8 @@ def _tool(name: str) -> str:
     return str(path) if path.exists() else shutil.which(name) or pytest.fail(f"{name} is not installed ('.[test]')")
 
 
-def test_zizmor_finds_nothing():
-    result = subprocess.run([_tool("zizmor"), "--offline", "--no-progress", *map(str, WORKFLOWS)],
+def test_zizmor_pedantic_finds_nothing():
+    result = subprocess.run([_tool("zizmor"), "--offline", "--pedantic", "--no-progress", *map(str, WORKFLOWS)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,0 +1,320 @@
+"""GitHub's REST API on loopback: the endpoints `release/github.py` calls, for tests and the rehearsal.
+
+It answers what GitHub's REST API documents for these calls (status codes, JSON fields, `Link`
+pagination, the `upload_url` template, the `digest` of an asset, the 302 of an artifact download),
+so the real client code runs against it unchanged. Writes need ``Authorization: Bearer <token>``;
+a ``read_only_token`` is answered 403 on writes, as a token without ``contents: write`` is.
+
+====== =================================================== ==========================================
+GET    /repos/{o}/{r}/releases?per_page&page               releases, drafts included, newest first
+POST   /repos/{o}/{r}/releases                             create (422 if a published one has the tag)
+PATCH  /repos/{o}/{r}/releases/{id}                        edit: body, name, draft
+GET    /repos/{o}/{r}/git/ref/tags/{tag}                   does the tag exist
+POST   /uploads/repos/{o}/{r}/releases/{id}/assets?name=   upload (422 if the name exists)
+DELETE /repos/{o}/{r}/releases/assets/{id}                 delete an asset
+GET    /repos/{o}/{r}/actions/runs/{run}/artifacts?name=   a run's artifacts
+GET    /repos/{o}/{r}/actions/artifacts/{id}/zip           302 to the archive (no auth needed there)
+GET    /blobs/{id}?sig=...                                 the archive
+====== =================================================== ==========================================
+
+Usage::
+
+    with LoopbackGitHub() as github:
+        github.create_tag("owner/name", "v1.0.0")
+        github.cut_upload("big.onnx")        # that upload stops halfway and leaves a "starter" asset
+        ... GitHub("owner/name", github.token, api=github.url) ...
+        github.releases("owner/name")        # what a person would see
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+REPO = r"/repos/(?P<repo>[\w.-]+/[\w.-]+)"
+
+
+@dataclass
+class Asset:
+    id: int
+    name: str
+    content: bytes
+    state: str = "uploaded"
+
+    def json(self, url: str) -> dict:
+        return {"id": self.id, "name": self.name, "size": len(self.content), "state": self.state,
+                "digest": f"sha256:{hashlib.sha256(self.content).hexdigest()}" if self.state == "uploaded" else None,
+                "browser_download_url": f"{url}/downloads/{self.id}"}
+
+
+@dataclass
+class Release:
+    id: int
+    repo: str
+    tag_name: str
+    name: str
+    body: str
+    draft: bool
+    assets: list[Asset] = field(default_factory=list)
+
+    def json(self, url: str) -> dict:
+        return {"id": self.id, "tag_name": self.tag_name, "name": self.name, "body": self.body, "draft": self.draft,
+                "html_url": f"https://github.invalid/{self.repo}/releases/tag/{self.tag_name}",
+                "upload_url": f"{url}/uploads/repos/{self.repo}/releases/{self.id}/assets{{?name,label}}",
+                "assets": [a.json(url) for a in self.assets]}
+
+
+class _Error(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class LoopbackGitHub:
+    def __init__(self, token: str = "ghs_test", read_only_token: str = "ghs_read_only", page_size: int = 2):
+        self.token, self.read_only_token, self.page_size = token, read_only_token, page_size
+        self._lock = threading.RLock()
+        self._tags: dict[str, set[str]] = {}
+        self._releases: list[Release] = []
+        self._artifacts: dict[int, tuple[str, str, bytes]] = {}  # id -> (repo, run/name, zip)
+        self._cuts: set[str] = set()
+        self._failures: list[tuple[str, re.Pattern[str], int]] = []
+        self._next_id = 0
+        self.requests: list[tuple[str, str]] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LoopbackGitHub:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._server.github = self  # type: ignore[attr-defined]
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "LoopbackGitHub is not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # ------------------------------------------------------------------ set-up, faults and inspection
+
+    def create_tag(self, repo: str, tag: str) -> None:
+        with self._lock:
+            self._tags.setdefault(repo, set()).add(tag)
+
+    def add_artifact(self, repo: str, run_id: int, name: str, folder: Path) -> None:
+        """`folder` as the run's artifact `name`, zipped as actions/upload-artifact zips it: as `<folder name>/...`."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+                archive.write(path, path.relative_to(Path(folder).parent).as_posix())
+        with self._lock:
+            self._artifacts[self._id()] = (repo, f"{run_id}/{name}", buffer.getvalue())
+
+    def cut_upload(self, name: str) -> None:
+        """The next upload of asset `name` stops halfway: the connection drops, a "starter" asset stays."""
+        with self._lock:
+            self._cuts.add(name)
+
+    def fail(self, method: str, path_regex: str, status: int = 500) -> None:
+        """Answer matching requests with `status` until `reset_failures`."""
+        with self._lock:
+            self._failures.append((method, re.compile(path_regex), status))
+
+    def reset_failures(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+    def releases(self, repo: str) -> list[dict]:
+        with self._lock:
+            return [r.json(self.url) for r in reversed(self._releases) if r.repo == repo]
+
+    def content(self, repo: str, tag: str, name: str) -> bytes:
+        with self._lock:
+            release = next(r for r in self._releases if r.repo == repo and r.tag_name == tag)
+            return next(a.content for a in release.assets if a.name == name)
+
+    def count(self, method: str, path_regex: str) -> int:
+        with self._lock:
+            return sum(1 for m, p in self.requests if m == method and re.search(path_regex, p))
+
+    # ------------------------------------------------------------------ requests
+
+    def _id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _release(self, repo: str, release_id: str) -> Release:
+        found = next((r for r in self._releases if r.repo == repo and r.id == int(release_id)), None)
+        if found is None:
+            raise _Error(404, "Not Found")
+        return found
+
+    def handle(self, method: str, target: str, headers: dict[str, str],
+               read_body) -> tuple[int, dict[str, str], bytes] | None:
+        path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
+        with self._lock:
+            self.requests.append((method, path))
+            failure = next((s for m, p, s in self._failures if m == method and p.search(path)), None)
+        if failure:
+            read_body()
+            raise _Error(failure, "Injected failure")
+        if path.startswith("/blobs/"):  # the archive host: signed URL, no Authorization
+            repo, _, content = self._artifacts[int(path.rsplit("/", 1)[1])]
+            return 200, {"Content-Type": "application/zip"}, content
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() not in ("bearer", "token") or token not in (self.token, self.read_only_token):
+            read_body()
+            raise _Error(401, "Bad credentials")
+        if method != "GET" and token != self.token:
+            read_body()
+            raise _Error(403, "Resource not accessible by integration")
+        for route_method, pattern, handler in ROUTES:
+            match = re.fullmatch(pattern, path)
+            if match and route_method == method:
+                return handler(self, match, query, headers, read_body)
+        read_body()
+        raise _Error(404, "Not Found")
+
+    def _list(self, match, query, headers, read_body):
+        repo = match["repo"]
+        per_page, page = int(query.get("per_page", ["30"])[0]), int(query.get("page", ["1"])[0])
+        per_page = min(per_page, self.page_size)  # small pages, so that pagination is exercised
+        with self._lock:
+            everything = [r.json(self.url) for r in reversed(self._releases) if r.repo == match["repo"]]
+        chunk = everything[(page - 1) * per_page: page * per_page]
+        link = {}
+        if page * per_page < len(everything):
+            link["Link"] = f'<{self.url}/repos/{repo}/releases?per_page={per_page}&page={page + 1}>; rel="next"'
+        return 200, link, json.dumps(chunk).encode()
+
+    def _create(self, match, query, headers, read_body):
+        payload = json.loads(read_body())
+        with self._lock:
+            if any(r.repo == match["repo"] and r.tag_name == payload["tag_name"] and not r.draft
+                   for r in self._releases):
+                raise _Error(422, "Validation Failed: tag_name already_exists")
+            release = Release(self._id(), match["repo"], payload["tag_name"], payload.get("name", ""),
+                              payload.get("body", ""), bool(payload.get("draft")))
+            self._releases.append(release)
+            return 201, {}, json.dumps(release.json(self.url)).encode()
+
+    def _edit(self, match, query, headers, read_body):
+        payload = json.loads(read_body())
+        with self._lock:
+            release = self._release(match["repo"], match["id"])
+            if payload.get("draft") is False and release.tag_name not in self._tags.get(release.repo, set()):
+                raise _Error(422, "Validation Failed: tag does not exist")  # the client checks first
+            for key in ("body", "name", "draft"):
+                if key in payload:
+                    setattr(release, key, payload[key])
+            return 200, {}, json.dumps(release.json(self.url)).encode()
+
+    def _tag(self, match, query, headers, read_body):
+        with self._lock:
+            if match["tag"] not in self._tags.get(match["repo"], set()):
+                raise _Error(404, "Not Found")
+        return 200, {}, json.dumps({"ref": f"refs/tags/{match['tag']}"}).encode()
+
+    def _upload(self, match, query, headers, read_body):
+        name = query["name"][0]
+        with self._lock:
+            release = self._release(match["repo"], match["id"])
+            if any(a.name == name for a in release.assets):
+                read_body()
+                raise _Error(422, "Validation Failed: name already_exists")
+            if name in self._cuts:  # GitHub keeps an asset in state "starter" after a broken upload
+                self._cuts.discard(name)
+                release.assets.append(Asset(self._id(), name, b"", state="starter"))
+                return None
+        content = read_body()
+        with self._lock:
+            asset = Asset(self._id(), name, content)
+            release.assets.append(asset)
+            return 201, {}, json.dumps(asset.json(self.url)).encode()
+
+    def _delete_asset(self, match, query, headers, read_body):
+        with self._lock:
+            for release in self._releases:
+                if release.repo == match["repo"]:
+                    release.assets = [a for a in release.assets if a.id != int(match["id"])]
+        return 204, {}, b""
+
+    def _artifact_list(self, match, query, headers, read_body):
+        wanted = query.get("name", [None])[0]
+        with self._lock:
+            found = [{"id": i, "name": key.split("/", 1)[1], "size_in_bytes": len(content), "expired": False,
+                      "archive_download_url": f"{self.url}/repos/{repo}/actions/artifacts/{i}/zip"}
+                     for i, (repo, key, content) in self._artifacts.items()
+                     if repo == match["repo"] and key.split("/", 1)[0] == match["run"]
+                     and wanted in (None, key.split("/", 1)[1])]
+        return 200, {}, json.dumps({"total_count": len(found), "artifacts": found}).encode()
+
+    def _artifact_zip(self, match, query, headers, read_body):
+        if int(match["id"]) not in self._artifacts:
+            raise _Error(404, "Not Found")
+        return 302, {"Location": f"{self.url}/blobs/{match['id']}?sig=signed"}, b""
+
+
+ROUTES = [
+    ("GET", REPO + r"/releases", LoopbackGitHub._list),
+    ("POST", REPO + r"/releases", LoopbackGitHub._create),
+    ("PATCH", REPO + r"/releases/(?P<id>\d+)", LoopbackGitHub._edit),
+    ("GET", REPO + r"/git/ref/tags/(?P<tag>[^/]+)", LoopbackGitHub._tag),
+    ("POST", r"/uploads" + REPO + r"/releases/(?P<id>\d+)/assets", LoopbackGitHub._upload),
+    ("DELETE", REPO + r"/releases/assets/(?P<id>\d+)", LoopbackGitHub._delete_asset),
+    ("GET", REPO + r"/actions/runs/(?P<run>\d+)/artifacts", LoopbackGitHub._artifact_list),
+    ("GET", REPO + r"/actions/artifacts/(?P<id>\d+)/zip", LoopbackGitHub._artifact_zip),
+]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        github: LoopbackGitHub = self.server.github  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        consumed = []
+
+        def read_body() -> bytes:
+            if not consumed:
+                consumed.append(self.rfile.read(length) if length else b"")
+            return consumed[0]
+
+        try:
+            answer = github.handle(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                   read_body)
+        except _Error as error:
+            answer = error.status, {}, json.dumps({"message": error.message}).encode()
+        if answer is None:  # a cut upload: read half of the body, then drop the connection
+            self.rfile.read(length // 2)
+            self.close_connection = True
+            return
+        if not consumed and length:
+            read_body()
+        status, headers, payload = answer
+        self.send_response(status)
+        for key, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass

@@ -1,0 +1,174 @@
+"""Publishing a tag end to end against GitHub's REST API and a Hugging Face Hub on loopback, from a run's
+artifacts: split assets, the order that leaves nothing half-public (shown by stopping it at each step),
+re-runs that resume or change nothing, a second tag, the free-space check, and a publish job that
+imports nothing but huggingface_hub."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clip_onnx.errors import ClipOnnxError
+from release import publish as publishing
+from release.github import GitHub
+from release.publish import LocalExports, RunArtifacts, publish
+from release.stage import artifact_name, hub_repo
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO, ORG, RUN = "owner/clip-onnx", "org", 7
+HUB_REPO = hub_repo(ORG, "tiny-ViT")
+PART = 300_000  # files over it (graphs, tokenizer.json) are published in parts
+
+
+@pytest.fixture
+def run(github, hub, release_exports, tmp_path):
+    """Publish `tag` from run RUN's artifacts; returns Hub repo -> commit."""
+    for precision in ("fp32", "fp16"):
+        folder = next((release_exports / precision).iterdir())
+        github.add_artifact(REPO, RUN, artifact_name("tiny-ViT", precision), folder)
+
+    def publish_tag(tag: str = "v1.0.0", log=lambda _: None) -> dict[str, str]:
+        github.create_tag(REPO, tag)
+        gh = GitHub(REPO, github.token, api=github.url)
+        return publish(RunArtifacts(gh, RUN), tag, ORG, gh, tmp_path / "work", hub_endpoint=hub.url,
+                       hub_token=hub.token, part_bytes=PART, log=log)
+
+    return publish_tag
+
+
+def test_split_assets_are_published_and_join_back(run, github, hub):
+    commits = run()
+    (release,) = github.releases(REPO)
+    assert not release["draft"]
+    names = {a["name"] for a in release["assets"]}
+    sums = dict(reversed(line.split("  ", 1)) for line in github.content(REPO, "v1.0.0", "SHA256SUMS").decode().split("\n")
+                if line)
+    parts = sorted(n for n in names if n.startswith("tiny-ViT_transformer.onnx.part-"))
+    assert len(parts) > 1 and "tiny-ViT_transformer.onnx" not in names  # listed in SHA256SUMS, not an asset
+    joined = b"".join(github.content(REPO, "v1.0.0", p) for p in parts)
+    assert hashlib.sha256(joined).hexdigest() == sums["tiny-ViT_transformer.onnx"]
+    split = {n.rsplit(".part-", 1)[0] for n in names if ".part-" in n}
+    assert names == (set(sums) - split) | {"SHA256SUMS"}  # every other line of SHA256SUMS is an asset
+    assert joined == hub.files(HUB_REPO, commits[HUB_REPO])["fp32/tiny-ViT_transformer.onnx"]
+    assert hub.tags(HUB_REPO) == {"v1.0.0": commits[HUB_REPO]}
+    files = set(hub.files(HUB_REPO, "v1.0.0"))
+    assert {"README.md", "fp32/manifest.json", "fp16/tiny-ViT_visual.onnx"} <= files
+    assert f"`{HUB_REPO}` | `{commits[HUB_REPO]}`" in release["body"]  # the notes pin the commit
+
+
+def test_a_github_upload_failure_leaves_the_hub_untouched(run, github, hub):
+    github.fail("POST", r"/assets$", status=502)
+    with pytest.raises(ClipOnnxError, match="answered 502 .*re-run to resume"):
+        run()
+    assert github.releases(REPO)[0]["draft"]
+    with pytest.raises(KeyError):
+        hub.commits(HUB_REPO)  # the Hub repo was never even created
+    github.reset_failures()
+    run()
+    assert not github.releases(REPO)[0]["draft"] and "v1.0.0" in hub.tags(HUB_REPO)
+
+
+def test_a_hub_failure_leaves_a_complete_draft_and_a_rerun_finishes(run, github, hub):
+    hub.fail("POST", "/commit/main")
+    with pytest.raises(ClipOnnxError, match="was not tagged, re-run"):
+        run()
+    (draft,) = github.releases(REPO)
+    assert draft["draft"] and len(draft["assets"]) > 10 and hub.tags(HUB_REPO) == {}
+    hub.reset_failures()
+    github.requests.clear()
+    run()
+    assert github.count("POST", "/assets$") == 0 and not github.releases(REPO)[0]["draft"]
+
+
+def test_publishing_github_last_and_a_rerun_that_changes_nothing(run, github, hub):
+    github.fail("PATCH", r"/releases/\d+$")
+    with pytest.raises(ClipOnnxError, match="answered 500"):
+        commits = run()
+    assert github.releases(REPO)[0]["draft"] and "v1.0.0" in hub.tags(HUB_REPO)  # Hub tagged, GitHub not yet
+    github.reset_failures()
+    commits = run()
+    assert not github.releases(REPO)[0]["draft"]
+    before = hub.commits(HUB_REPO), github.releases(REPO)
+    github.requests.clear()
+    hub.clear_requests()
+    assert run() == commits
+    assert [r for r in github.requests if r[0] != "GET"] == [] and hub.count("POST", "/commit/|/tag/") == 0
+    assert (hub.commits(HUB_REPO), github.releases(REPO)) == before
+
+
+def test_a_second_tag_is_a_second_release_and_hub_tag(run, github, hub):
+    first = run("v1.0.0")
+    second = run("v1.1.0")
+    assert [r["tag_name"] for r in github.releases(REPO)] == ["v1.1.0", "v1.0.0"]
+    assert hub.tags(HUB_REPO) == {"v1.0.0": first[HUB_REPO], "v1.1.0": second[HUB_REPO]}
+    assert first != second  # the card names its tag
+
+
+def test_a_disk_too_small_for_one_variant_stops_before_any_upload(run, github, monkeypatch):
+    monkeypatch.setattr(publishing.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 10**9})())
+    with pytest.raises(ClipOnnxError, match=r"has 1\.0 GB free, and publishing tiny-ViT needs 1\.2 GB; free space "
+                                            r"on that disk or pass --work on a larger one"):
+        run()
+    assert github.releases(REPO) == []
+
+
+def test_a_malformed_tag_is_refused_before_anything_is_contacted(github, release_exports, tmp_path):
+    gh = GitHub(REPO, github.token, api=github.url)
+    with pytest.raises(ClipOnnxError, match="tag 'v1.0' is not of the form vX.Y.Z"):
+        publish(LocalExports(release_exports), "v1.0", ORG, gh, tmp_path, log=lambda _: None)
+    assert github.requests == []
+
+
+# Run in a child whose imports of anything but huggingface_hub (and its own dependencies) fail: the
+# publish job installs only that, so anything else imported on this path would break the release.
+PUBLISH_WITHOUT_EXPORT_DEPENDENCIES = """
+import sys
+BLOCKED = {"torch", "torchvision", "numpy", "onnx", "onnxruntime", "onnxscript", "PIL", "tokenizers",
+           "safetensors", "clip", "ftfy", "skimage", "exporter.pipeline", "exporter.weights"}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name in BLOCKED or name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not installed in the publish job")
+sys.meta_path.insert(0, Block())
+from pathlib import Path
+from release.github import GitHub
+from release.publish import RunArtifacts, publish
+from tests.loopback_github import LoopbackGitHub
+from tests.loopback_hub import LoopbackHub
+exports, work = Path(sys.argv[1]), Path(sys.argv[2])
+with LoopbackHub() as hub, LoopbackGitHub() as github:
+    for precision in ("fp32", "fp16"):
+        github.add_artifact("o/r", 1, f"export-tiny-ViT-{precision}", next((exports / precision).iterdir()))
+    github.create_tag("o/r", "v1.0.0")
+    gh = GitHub("o/r", github.token, api=github.url)
+    publish(RunArtifacts(gh, 1), "v1.0.0", "org", gh, work, hub_endpoint=hub.url, hub_token=hub.token)
+    assert not github.releases("o/r")[0]["draft"] and "v1.0.0" in hub.tags("org/clip-onnx-tiny-ViT")
+print("imported:", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
+"""
+
+
+def test_publishing_imports_only_what_the_publish_job_installs(release_exports, tmp_path):
+    result = subprocess.run([sys.executable, "-c", PUBLISH_WITHOUT_EXPORT_DEPENDENCIES, str(release_exports),
+                             str(tmp_path / "work")], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("imported: []")
+
+
+def test_dry_run_lists_every_upload_and_contacts_nothing(release_exports, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "release", "publish", "--exports", str(release_exports),
+                             "--tag", "v1.0.0", "--hub-org", ORG, "--github-repo", REPO, "--work", str(tmp_path),
+                             "--dry-run"], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "GITHUB_API_URL": "http://127.0.0.1:9",
+                                 "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    hub_lines = [line for line in lines if line.startswith(f"would upload to {HUB_REPO}: ")]
+    assert len(hub_lines) == 11  # README.md, and per precision two graphs, manifest, tokenizer, preprocess
+    assert sum("would attach to the GitHub release v1.0.0" in line for line in lines) == 11
+    assert lines[-1] == "dry run: nothing was uploaded"
