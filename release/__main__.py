@@ -38,6 +38,8 @@ def _publish(args: argparse.Namespace) -> None:
     from release.github import GitHub
     from release.publish import LocalExports, RunArtifacts, publish
 
+    if args.exports and args.work.resolve().is_relative_to(args.exports.resolve()):
+        raise ClipOnnxError(f"--work {args.work} is inside --exports {args.exports}; put it elsewhere")
     token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")
     github = None if args.dry_run and args.exports else GitHub(args.github_repo, token)
     source = LocalExports(args.exports) if args.exports else RunArtifacts(github, args.run_id)

@@ -75,7 +75,8 @@ class RunArtifacts:
         return dict(sorted(sizes.items()))
 
     def need(self, size: int) -> int:
-        return 3 * size  # the archives, what they unpack to, and split parts
+        # one archive and what it unpacks to, then every unpacked file plus at most one copy in parts
+        return 2 * size
 
     @contextmanager
     def fetch(self, folder: str, into: Path, log: Callable[[str], None]) -> Iterator[Path]:

@@ -111,7 +111,7 @@ def test_a_second_tag_is_a_second_release_and_hub_tag(run, github, hub):
 
 def test_a_disk_too_small_for_one_variant_stops_before_any_upload(run, github, monkeypatch):
     monkeypatch.setattr(publishing.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 10**9})())
-    with pytest.raises(ClipOnnxError, match=r"has 1\.0 GB free, and publishing tiny-ViT needs 1\.2 GB; free space "
+    with pytest.raises(ClipOnnxError, match=r"has 1\.0 GB free, and publishing tiny-ViT needs 1\.1 GB; free space "
                                             r"on that disk or pass --work on a larger one"):
         run()
     assert github.releases(REPO) == []
@@ -172,3 +172,11 @@ def test_dry_run_lists_every_upload_and_contacts_nothing(release_exports, tmp_pa
     assert len(hub_lines) == 11  # README.md, and per precision two graphs, manifest, tokenizer, preprocess
     assert sum("would attach to the GitHub release v1.0.0" in line for line in lines) == 11
     assert lines[-1] == "dry run: nothing was uploaded"
+
+
+def test_a_work_folder_inside_the_exports_is_refused(release_exports, capsys):
+    from release.__main__ import main
+
+    assert main(["publish", "--exports", str(release_exports), "--work", str(release_exports / "w"), "--tag",
+                 "v1.0.0", "--hub-org", ORG, "--github-repo", REPO, "--dry-run"]) == 1
+    assert f"is inside --exports {release_exports}; put it elsewhere" in capsys.readouterr().err
