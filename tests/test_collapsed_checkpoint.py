@@ -76,4 +76,4 @@ def test_a_tower_that_ignores_its_input_is_inconclusive_and_never_released(tmp_p
     verification = json.loads((exports / "constant" / "manifest.json").read_text())["verification"]
     assert verification["passed"] is False and verification["status"] == "inconclusive"
     with pytest.raises(Exception, match="was not verified"):
-        staging.stage(exports, "v1.0.0", tmp_path / "staged")
+        staging.stage(exports, "v1.0.0", tmp_path / "staged", "org")
