@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 from clip_onnx import preprocess
@@ -25,12 +26,28 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def _commit() -> str | None:
+    """The exporter's git commit: the workflow's, or the checkout's; None for an installed wheel."""
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def versions() -> dict[str, str | None]:
+    """The toolchain that built the files, for the manifest and the release's provenance."""
     return {
         "clip-onnx": _version("clip-onnx"),
+        "clip-onnx-commit": _commit(),
         "torch": _version("torch"),
+        "torchvision": _version("torchvision"),
         "onnx": _version("onnx"),
+        "onnxscript": _version("onnxscript"),
         "onnxruntime": _version("onnxruntime"),
+        "numpy": _version("numpy"),
         "clip": _version("openai-clip"),
         "python": platform.python_version(),
     }

@@ -4,6 +4,8 @@
   stage      lay out verified exports as a tag's files, with SHA256SUMS and each variant's model card
   publish    publish a tag: GitHub draft with every asset, each variant's Hub repo (commit, tag), then the
              GitHub release; one variant on disk at a time; safe to re-run (or list every upload: --dry-run)
+  preflight  before the exports: the tag, the locks, and both tokens' rights, with the release's credentials
+  lock       write the hashed requirement files of the release's jobs (release/locks/)
   rehearse   the whole release on random weights, against a Hub and a GitHub on loopback; no network
   pin-weights  resolve each variant's Hub weights (commit id, SHA-256, size) into exporter/weight_pins.json:
              the maintainer's one-time step, with network, before the first release tag
@@ -43,7 +45,25 @@ def _publish(args: argparse.Namespace) -> None:
     token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")
     github = None if args.dry_run and args.exports else GitHub(args.github_repo, token)
     source = LocalExports(args.exports) if args.exports else RunArtifacts(github, args.run_id)
-    publish(source, args.tag, args.hub_org, github, args.work, part_bytes=args.part_bytes, dry_run=args.dry_run)
+    publish(source, args.tag, args.hub_org, github, args.work, part_bytes=args.part_bytes, dry_run=args.dry_run,
+            draft_only=args.draft_only)
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    from release.github import GitHub
+    from release.preflight import preflight
+    from release.stage import matrix
+
+    github = GitHub(args.github_repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN"))
+    folders = sorted({cell["folder"] for cell in matrix()["include"]})
+    preflight(args.tag, args.hub_org, github, folders)
+
+
+def _lock(args: argparse.Namespace) -> None:
+    from release import locks
+
+    for path in locks.write(args.only or [n for n, lock in locks.LOCKS.items() if lock.where == "here"]):
+        print(f"wrote {path.relative_to(locks.ROOT)}")
 
 
 def _pin_weights(args: argparse.Namespace) -> None:
@@ -97,6 +117,23 @@ def parser() -> argparse.ArgumentParser:
     publishing.add_argument("--part-bytes", type=int, default=PART_BYTES, help=argparse.SUPPRESS)
     publishing.add_argument("--dry-run", action="store_true",
                             help="stage every variant and list every upload; publish nothing")
+    publishing.add_argument("--draft-only", action="store_true",
+                            help="the canary: leave the GitHub release a draft (its tag need not exist)")
+    checking = commands.add_parser(
+        "preflight", help="check the tag, the locks and both tokens before anything is exported",
+        description="Run before the export jobs, with HF_TOKEN and GH_TOKEN: the tag is vX.Y.Z and "
+                    "pyproject.toml's version, every lock is pinned and hashed, the GitHub token may create "
+                    "releases and the tag is new (or an interrupted run's draft), HF_TOKEN may write to each "
+                    "variant's Hub repo, and no Hub repo has the tag with other bytes. Lists every problem.")
+    checking.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")
+    checking.add_argument("--hub-org", required=True, help="Hugging Face organisation of the variants' repos")
+    checking.add_argument("--github-repo", required=True, help="GitHub repository, OWNER/NAME")
+    locking = commands.add_parser(
+        "lock", help="write release/locks/*.txt (hashed requirements) with uv",
+        description="Writes each job's hashed requirements with `uv pip compile`. Without --only, the locks "
+                    "this machine can resolve; the export lock needs PyTorch's CPU index, which the `lock` "
+                    "workflow on GitHub reaches (`--only export` there).")
+    locking.add_argument("--only", nargs="+", choices=["publish", "build", "lock", "export"], help="these locks only")
     rehearsal = commands.add_parser("rehearse", help="the whole release on random weights, offline",
                                     description="Export and verify with random weights, then publish them as the "
                                                 "workflow does, from a run's artifacts, to a Hugging Face Hub and a "
@@ -124,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(matrix()))
         else:
-            {"stage": _stage, "publish": _publish, "rehearse": _rehearse,
-             "pin-weights": _pin_weights}[args.command](args)
+            {"stage": _stage, "publish": _publish, "rehearse": _rehearse, "pin-weights": _pin_weights,
+             "preflight": _preflight, "lock": _lock}[args.command](args)
     except ClipOnnxError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1

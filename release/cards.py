@@ -1,5 +1,6 @@
-"""The texts a release publishes: the Hugging Face model card and the GitHub release notes, both
-rendered from the staged files' manifests, so every figure in them is one the verification measured."""
+"""The texts a release publishes: each variant's Hugging Face model card and the GitHub release notes,
+rendered from the staged files' manifests, so every figure in them is one the verification measured
+and every provenance line is what the export recorded."""
 
 from __future__ import annotations
 
@@ -8,35 +9,32 @@ from pathlib import Path
 
 from clip_onnx.contract import PUBLISHED_PRECISIONS
 
-CARD_METADATA = """\
----
-license: mit
-library_name: onnx
-pipeline_tag: zero-shot-image-classification
-tags:
-- clip
-- onnx
-- zero-shot-image-classification
-- feature-extraction
----
-"""
+OPENAI = Path(__file__).resolve().parent / "openai"
+LICENSE = OPENAI / "LICENSE"  # OpenAI's MIT notice, which must travel with the weights
+LICENSE_ASSET = "LICENSE-OpenAI-CLIP.txt"  # its name among the GitHub release's assets
+EXCERPT = OPENAI / "model-card-excerpt.md"  # OpenAI's intended use, out-of-scope uses and limitations
+OPENAI_CARD = "https://github.com/openai/CLIP/blob/main/model-card.md"
+ORT = "=2.0.0-rc.15"  # ort 2 exists only as release candidates; `ort = "2"` matches no release
 
 
-def _exports(root: Path) -> list[dict]:
+def manifests(root: Path) -> list[dict]:
     """The per-precision manifests of one variant's staged Hub folder, fp32 first."""
     return [json.loads(p.read_text()) for p in sorted(Path(root).glob("*/manifest.json"),
                                                       key=lambda p: PUBLISHED_PRECISIONS.index(p.parent.name))]
 
 
-def _hub_folder(export: dict) -> str:
-    return export["precision"]
+def _metadata(export: dict) -> str:
+    source = export["source"]
+    base = f"base_model: {source['repo']}\n" if source.get("kind") == "hub" else ""
+    return ("---\nlicense: mit\nlibrary_name: onnx\npipeline_tag: zero-shot-image-classification\n" + base +
+            "tags:\n- clip\n- onnx\n- zero-shot-image-classification\n- feature-extraction\n---\n")
 
 
 def _figures(export: dict) -> str:
     rows = []
     for graph in export["graphs"]:
         checks = [c for c in export["verification"]["comparisons"] if c["graph"] == graph]
-        rows.append(f"| {_hub_folder(export)} | {graph} | {max(c['max_abs_diff'] for c in checks):.1e} | "
+        rows.append(f"| {export['precision']} | {graph} | {max(c['max_abs_diff'] for c in checks):.1e} | "
                     f"{min(c['min_cosine'] for c in checks):.7f} | "
                     f"{'yes' if all(c['argmax_agrees'] for c in checks) else 'no'} |")
     return "\n".join(rows)
@@ -52,20 +50,71 @@ def _io(export: dict) -> str:
     return "\n".join(rows)
 
 
-def model_card(root: Path, repo_id: str, tag: str) -> str:
-    """The card of one variant's Hub repo, from the manifests under its staged folder `root`."""
-    exports = _exports(root)
+def source_line(export: dict) -> str:
+    """Where the weights came from, as the export recorded and checked it."""
+    source = export["source"]
+    if source.get("kind") == "hub":
+        return (f"`{source['file']}` of the Hub repo `{source['repo']}` at commit `{source['revision']}`, "
+                f"SHA-256 `{source['sha256']}`")
+    return f"{source.get('kind')} weights ({', '.join(f'{k} {v}' for k, v in source.items() if k != 'kind')})"
+
+
+def toolchain(export: dict) -> str:
+    return ", ".join(f"{name} {version}" for name, version in export["versions"].items()
+                     if version and name != "clip-onnx-commit")
+
+
+def _external(exports: list[dict]) -> str:
+    needs = [f"`{e['precision']}/{g['file']}` needs `{e['precision']}/{data}`" for e in exports
+             for g in e["graphs"].values() for data in g["external_data"]]
+    if not needs:
+        return "Every graph is a single file."
+    return ("Graphs over protobuf's 2 GB limit keep their weights in a separate file, which must sit beside the "
+            "graph under its own name (onnxruntime finds it by that name): " + "; ".join(needs) + ".")
+
+
+def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None = None) -> str:
+    """The card of one variant's Hub repo, from the manifests under its staged folder `root`. `pins`
+    (tag -> commit) exist only after tagging: the card committed to `main` then lists them, and its
+    snippets pin the newest commit; the card inside a tag cannot name its own commit."""
+    exports = manifests(root)
     first = exports[0]
     pre, tok = first["preprocessing"], first["tokenizer"]
-    scales = "\n".join(f"| {_hub_folder(e)} | {e['preprocessing']['resolution']} | {e['logit_scale']['exp']:.4f} | "
+    variant = first["variant"] or first["name"]
+    revision = pins[tag] if pins else tag
+    pin_note = (f"`{revision}` is the commit of `{tag}`: a commit cannot move, a tag can." if pins else
+                f"Better than the tag `{tag}`: the commit it points at, listed on this repo's main card and in "
+                f"the GitHub release notes. A commit cannot move, a tag can.")
+    scales = "\n".join(f"| {e['precision']} | {e['preprocessing']['resolution']} | {e['logit_scale']['exp']:.4f} | "
                        f"{e['opset']} | {e['ir_version']} |" for e in exports)
-    return f"""{CARD_METADATA}
-# OpenAI CLIP {first['variant'] or first['name']} as ONNX ({tag})
+    pinned = "\n".join(f"| `{t}` | `{c}` |" for t, c in sorted((pins or {}).items(), reverse=True))
+    visual = f"fp32/{first['name']}_visual.onnx"
+    excerpt = "\n".join(f"> {line}".rstrip() for line in EXCERPT.read_text().splitlines()[1:])
+    return f"""{_metadata(first)}
+# OpenAI CLIP {variant} as ONNX ({tag})
 
-OpenAI CLIP {first['variant'] or first['name']} exported by clip-onnx: `{first['name']}.onnx` (forward: logits),
+OpenAI CLIP {variant} exported by clip-onnx: `{first['name']}.onnx` (forward: logits),
 `{first['name']}_visual.onnx` (image embeddings) and `{first['name']}_transformer.onnx` (text embeddings),
 each verified against PyTorch before publication. `fp32/` holds the float32 graphs, `fp16/` the float16
-ones, whose inputs and outputs are float32 too.
+ones, whose inputs and outputs are float32 too. {_external(exports)}
+
+## Licence
+
+The weights are OpenAI's, released under the MIT License; its notice, which must accompany every copy,
+is the file `LICENSE` in this repo. clip-onnx's own code is MIT-licensed too.
+
+## Intended use, out-of-scope uses and limitations, in OpenAI's words
+
+Quoted unchanged from [OpenAI's CLIP model card]({OPENAI_CARD}); it applies to these files as to the
+original weights.
+
+{excerpt}
+
+## Provenance
+
+- Weights: {source_line(first)}.
+- Exported and verified by clip-onnx commit `{first['versions'].get('clip-onnx-commit')}`.
+- Toolchain: {toolchain(first)}.
 
 ## Files and their contract
 
@@ -73,7 +122,7 @@ ones, whose inputs and outputs are float32 too.
 |---|---|---|---|---|
 {_io(first)}
 
-(shown for `{_hub_folder(first)}/`; `fp16/` has the same names, shapes and dtypes)
+(shown for `{first['precision']}/`; `fp16/` has the same names, shapes and dtypes)
 
 | folder | resolution | exp(logit_scale) | opset | IR version |
 |---|---:|---:|---:|---:|
@@ -95,23 +144,36 @@ Texts: CLIP's BPE tokenizer (`clip.tokenize`): start token {tok['start_token_id'
 |---|---|---:|---:|---|
 {chr(10).join(_figures(e) for e in exports)}
 
-## Use a pinned revision
+## Pinned revisions
+
+| tag | commit |
+|---|---|
+{pinned or f"| `{tag}` | (listed on this repo's main card once tagged) |"}
+
+## Download a pinned revision
+
+{pin_note}
 
 ```python
 from huggingface_hub import hf_hub_download
 import onnxruntime as ort
 
-path = hf_hub_download("{repo_id}", "{_hub_folder(first)}/{first['name']}_visual.onnx", revision="{tag}")
+path = hf_hub_download("{repo_id}", "{visual}", revision="{revision}")
 session = ort.InferenceSession(path)
 ```
 
 ```rust
-// Cargo.toml: ort = "2", hf-hub = "0.3"
+// Cargo.toml: ort = {{ version = "{ORT}", default-features = false, features = ["load-dynamic"] }}, hf-hub = "0.4"
 let api = hf_hub::api::sync::Api::new()?;
 let repo = api.repo(hf_hub::Repo::with_revision(
-    "{repo_id}".into(), hf_hub::RepoType::Model, "{tag}".into()));
-let path = repo.get("{_hub_folder(first)}/{first['name']}_visual.onnx")?;
-let session = ort::session::Session::builder()?.commit_from_file(path)?;
+    "{repo_id}".into(), hf_hub::RepoType::Model, "{revision}".into()));
+let session = ort::session::Session::builder()?.commit_from_file(repo.get("{visual}")?)?;
+```
+
+```js
+// onnxruntime-node
+const url = "https://huggingface.co/{repo_id}/resolve/{revision}/{visual}";
+const session = await ort.InferenceSession.create(new Uint8Array(await (await fetch(url)).arrayBuffer()));
 ```
 """
 
@@ -121,10 +183,12 @@ def write_card(root: Path, repo_id: str, tag: str) -> None:
     (Path(root) / "README.md").write_text(model_card(root, repo_id, tag))
 
 
-def release_notes(files: list[dict], tag: str, hub_commits: dict[str, str]) -> str:
+def release_notes(files: list[dict], tag: str, hub_commits: dict[str, str], exports: list[dict]) -> str:
     """The GitHub release's notes: each variant's Hub repo and the commit its tag points at (pin that:
-    a Hub tag can be moved, a commit cannot), then every file (`files`: release-manifest entries)."""
+    a Hub tag can be moved, a commit cannot), provenance, then every file (`files`: release-manifest
+    entries; `exports`: one manifest per variant)."""
     repos = "\n".join(f"| `{repo}` | `{commit}` |" for repo, commit in sorted(hub_commits.items()))
+    sources = "\n".join(f"- {e['variant'] or e['name']}: {source_line(e)}" for e in exports)
     rows = "\n".join(f"| `{f['hub_repo']}` | `{f['hub_path']}` | {', '.join('`' + a['name'] + '`' for a in f['github_assets'])} "
                      f"| {f['bytes']:,} | `{f['sha256'][:16]}…` |" for f in files)
     return f"""# clip-onnx {tag}
@@ -136,6 +200,19 @@ Each variant also has its own Hugging Face Hub repo, tagged `{tag}`; pin the com
 |---|---|
 {repos}
 
+The weights are OpenAI's, under the MIT License; its notice is the asset `{LICENSE_ASSET}` and the file
+`LICENSE` of every Hub repo. OpenAI's model card states their intended use, out-of-scope uses and
+limitations: {OPENAI_CARD}; each Hub repo's card quotes them.
+
+## Provenance
+
+Weights, each checked against its SHA-256 before export:
+{sources}
+
+Exported by clip-onnx commit `{exports[0]['versions'].get('clip-onnx-commit')}` with {toolchain(exports[0])}.
+
+## Files
+
 | Hub repo | path | GitHub assets | bytes | SHA-256 |
 |---|---|---|---:|---|
 {rows}
@@ -145,5 +222,6 @@ Check what you downloaded (join split files first):
 ```bash
 cat RN50x64.onnx.data.part-* > RN50x64.onnx.data   # only for files published in parts
 sha256sum -c --ignore-missing SHA256SUMS
+gh release verify-asset {tag} ViT-B-32_visual.onnx   # with immutable releases: GitHub's own record
 ```
 """

@@ -9,9 +9,11 @@ release is never altered, and one whose assets differ is refused.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -39,10 +41,10 @@ class GitHub:
         self._open = urllib.request.build_opener(_NoRedirect).open
 
     def request(self, method: str, url: str, *, payload: dict | None = None, data=None, size: int = 0,
-                auth: bool = True) -> tuple[int, dict, bytes]:
+                auth: bool = True, accept: str = "application/vnd.github+json") -> tuple[int, dict, bytes]:
         """One call; `url` is absolute or relative to the API. Non-2xx answers raise a one-line error."""
         url = url if url.startswith("http") else f"{self.api}/{url.lstrip('/')}"
-        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        headers = {"Accept": accept, "X-GitHub-Api-Version": "2022-11-28"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
         if payload is not None:
@@ -88,11 +90,12 @@ class GitHub:
             raise
         return True
 
-    def draft(self, tag: str, title: str, notes: str) -> dict:
-        """The release of `tag`: the existing one (draft or published), or a new draft."""
+    def draft(self, tag: str, title: str, notes: str, require_tag: bool = True) -> dict:
+        """The release of `tag`: the existing one (draft or published), or a new draft (of a tag GitHub
+        must have, unless not `require_tag`: a draft never creates its tag, publishing would)."""
         release = self.release(tag)
         if release is None:
-            if not self.tag_exists(tag):
+            if require_tag and not self.tag_exists(tag):
                 raise ClipOnnxError(f"{self.repo} has no tag {tag}; push the tag first (the release never creates it)")
             release = self.json("POST", f"repos/{self.repo}/releases",
                                  {"tag_name": tag, "name": title, "body": notes, "draft": True})
@@ -116,15 +119,25 @@ class GitHub:
         return [a for a in listing["artifacts"] if not a.get("expired")]
 
     def download(self, artifact: dict, target: Path) -> None:
-        """The artifact's zip into `target`; the archive host gets a signed URL and no token."""
-        status, headers, body = self.request("GET", artifact["archive_download_url"])
-        if status in (301, 302, 307):
-            request = urllib.request.Request(headers["Location"])
-            with urllib.request.urlopen(request, timeout=600) as response, open(target, "wb") as f:
-                while chunk := response.read(1 << 24):
-                    f.write(chunk)
-        else:
-            target.write_bytes(body)
+        """The artifact's zip into `target`."""
+        self._follow(artifact["archive_download_url"], target)
+
+    def asset_bytes(self, asset: dict) -> bytes:
+        """An asset's content, drafts' included (their download URLs need the API)."""
+        return self._follow(f"repos/{self.repo}/releases/assets/{asset['id']}", accept="application/octet-stream")
+
+    def _follow(self, url: str, target: Path | None = None, accept: str = "application/vnd.github+json") -> bytes:
+        """GET `url`, into `target` or returned; GitHub redirects to its storage host, which gets a signed
+        URL and no token."""
+        status, headers, body = self.request("GET", url, accept=accept)
+        source = (urllib.request.urlopen(urllib.request.Request(headers["Location"]), timeout=600)
+                  if status in (301, 302, 307) else io.BytesIO(body))
+        with source:
+            if target is None:
+                return source.read()
+            with open(target, "wb") as f:
+                shutil.copyfileobj(source, f, 1 << 24)
+        return b""
 
 
 def _message(body: str) -> str:

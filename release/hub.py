@@ -12,7 +12,8 @@ of every file (LFS SHA-256, or git blob id for small files) is compared with the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def git_blob_id(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _blob_id(content: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 def hub_files(root: Path, known: dict[str, str]) -> list[HubFile]:
@@ -73,11 +78,40 @@ def publish(root: Path, tag: str, repo_id: str, *, known: dict[str, str] | None 
             token: str | None = None, log: Callable[[str], None] = print) -> str:
     """Publish the files under `root` (a staged `hub/<Name>` folder) to `repo_id` as `tag`; return the
     tagged commit. `known`: path in repo -> SHA-256, from the release manifest."""
-    try:
+    with _errors(repo_id, f"{tag} was not tagged"):
         return _publish(hub_files(root, known or {}), tag, repo_id, HfApi(endpoint=endpoint, token=token), log)
+
+
+def tag_commits(repo_id: str, *, endpoint: str | None = None, token: str | None = None) -> dict[str, str]:
+    """Tag -> the commit it points at."""
+    with _errors(repo_id, "nothing was changed"):
+        return {ref.name: ref.target_commit for ref in HfApi(endpoint=endpoint, token=token).list_repo_refs(repo_id).tags}
+
+
+def pin_card(repo_id: str, card: str, *, endpoint: str | None = None, token: str | None = None,
+             log: Callable[[str], None] = print) -> None:
+    """Make `card` the README.md on `main` (the card visitors see, which lists each tag's commit) unless it
+    already is; tags keep the card they were published with."""
+    api, content = HfApi(endpoint=endpoint, token=token), card.encode()
+    with _errors(repo_id, "the tags are in place; re-run to pin them on the card"):
+        head = next(ref.target_commit for ref in api.list_repo_refs(repo_id).branches if ref.name == BRANCH)
+        infos = api.get_paths_info(repo_id, ["README.md"], revision=head)
+        if infos and infos[0].blob_id == _blob_id(content):
+            log(f"hub: {repo_id}@{BRANCH}'s card already pins every tag")
+            return
+        api.create_commit(repo_id, [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=content)],
+                          commit_message="clip-onnx: the card pins each tag's commit", revision=BRANCH,
+                          parent_commit=head)
+        log(f"hub: {repo_id}@{BRANCH}'s card pins each tag's commit")
+
+
+@contextmanager
+def _errors(repo_id: str, state: str) -> Iterator[None]:
+    """The client's and hf_xet's failures as one line that names the repo and says what to do."""
+    try:
+        yield
     except HfHubHTTPError as error:
-        raise ClipOnnxError(f"Hugging Face Hub: {_line(error)}; {repo_id}@{tag} was not tagged, re-run to retry"
-                            ) from None
+        raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: {_line(error)}; {state}, re-run to retry") from None
     except RuntimeError as error:  # how huggingface_hub reports a failed LFS upload
         raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: {_line(error)} ({_line(error.__cause__)}); nothing was "
                             f"committed or tagged, re-run to retry") from None

@@ -23,7 +23,7 @@ from clip_onnx.contract import PUBLISHED_PRECISIONS
 from clip_onnx.errors import ClipOnnxError
 from clip_onnx.integrity import sha256_file
 from release import github as github_release
-from release.cards import release_notes, write_card
+from release.cards import manifests, model_card, release_notes, write_card
 from release.stage import PART_BYTES, TAG, artifact_name, hub_repo, stage, sums_text
 
 GB = 1e9
@@ -122,8 +122,9 @@ def _staged(source, folder: str, tag: str, org: str, work: Path, part_bytes: int
 
 def publish(source, tag: str, org: str, github: github_release.GitHub | None, work: Path, *,
             hub_endpoint: str | None = None, hub_token: str | None = None, part_bytes: int = PART_BYTES,
-            dry_run: bool = False, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Publish every variant `source` holds as `tag`; return Hub repo -> tagged commit (empty in a dry run)."""
+            dry_run: bool = False, draft_only: bool = False, log: Callable[[str], None] = print) -> dict[str, str]:
+    """Publish every variant `source` holds as `tag`; return Hub repo -> tagged commit (empty in a dry run).
+    `draft_only` (the canary) leaves the GitHub release a draft, for a tag GitHub need not have."""
     from release import hub  # huggingface_hub: only when something is published
 
     if not TAG.match(tag):
@@ -137,11 +138,14 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
     log(f"== publishing {tag}: {', '.join(sizes)}")
 
     log("== 1/3 GitHub draft release: every asset")
-    release = None if dry_run else github.draft(tag, f"clip-onnx {tag}", "Being published; do not use yet.")
+    release = None if dry_run else github.draft(tag, f"clip-onnx {tag}", "Being published; do not use yet.",
+                                                require_tag=not draft_only)
     files: list[dict] = []
+    exports: list[dict] = []  # one manifest per variant, for the notes' provenance
     for folder in sizes:
         with _staged(source, folder, tag, org, work, part_bytes, log) as (staged, staged_release):
             files += staged_release["files"]
+            exports.append(manifests(staged / "hub" / folder)[0])
             assets = {a["name"]: (staged / "github" / a["name"], a["sha256"])
                       for entry in staged_release["files"] for a in entry["github_assets"]}
             if dry_run:
@@ -171,8 +175,16 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
             known = {entry["hub_path"]: entry["sha256"] for entry in staged_release["files"]}
             commits[repo] = hub.publish(staged / "hub" / folder, tag, repo, known=known, endpoint=hub_endpoint,
                                         token=hub_token, log=log)
+            pins = hub.tag_commits(repo, endpoint=hub_endpoint, token=hub_token)
+            hub.pin_card(repo, model_card(staged / "hub" / folder, repo, tag, pins), endpoint=hub_endpoint,
+                         token=hub_token, log=log)
 
+    notes = release_notes(files, tag, commits, exports)
+    if draft_only:
+        github.edit(github.release(tag), body=notes)
+        log(f"== the canary stops here: {github.repo} {tag} stays a draft; delete it when checked")
+        return commits
     log("== 3/3 GitHub release: every asset checked against its digest, then published")
-    url = github_release.finish(github, tag, wanted, release_notes(files, tag, commits), log)
+    url = github_release.finish(github, tag, wanted, notes, log)
     log(f"published {tag}: {url}")
     return commits

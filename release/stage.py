@@ -2,11 +2,12 @@
 
 Layout of `<out>/` for a tag:
 - `hub/<Name>/`: what goes to the variant's own Hub repo (`hub_repo`): `fp32/...` and `fp16/...`, the
-  export folders whole, and the model card `README.md`
+  export folders whole, OpenAI's licence notice `LICENSE`, and the model card `README.md`
   (`hf_hub_download("<org>/clip-onnx-ViT-B-32", "fp32/ViT-B-32_visual.onnx", revision=<commit>)`).
 - `github/`: the same files as flat GitHub Release assets, fp16 ones named `<file>` with `-fp16`
   before the extension, manifests as `<Name>[-fp16].manifest.json`; a file over GitHub's 2 GiB asset
   limit is split into `<asset>.part-NN` (join: `cat <asset>.part-* > <asset>`).
+- `github/LICENSE-OpenAI-CLIP.txt`: OpenAI's licence notice, once.
 - `github/SHA256SUMS`: every asset, and every joined file, in `sha256sum -c` format.
 - `release-manifest.json`: every file with variant, graph, precision, size, hash, Hub repo and path,
   and its GitHub assets with their own hashes.
@@ -24,6 +25,7 @@ from clip_onnx import integrity, manifest
 from clip_onnx.contract import PUBLISHED_PRECISIONS, export_folder
 from clip_onnx.errors import ClipOnnxError
 from exporter.variants import VARIANTS
+from release.cards import LICENSE, LICENSE_ASSET
 
 TAG = re.compile(r"^v\d+\.\d+\.\d+$")
 # One Hub repo per variant, so each has its own card, base model and size; the name is fixed once people pin.
@@ -48,6 +50,15 @@ def hub_repo(org: str, folder: str) -> str:
 def artifact_name(folder: str, precision: str) -> str:
     """The name of an export job's artifact, which publication fetches one variant at a time."""
     return f"export-{folder}-{precision}"
+
+
+def asset_name(name: str, precision: str, file_name: str) -> str:
+    """The GitHub asset (or, when split, joined) name of an export's file. Graphs keep their names; the
+    manifest, tokenizer.json and preprocess.json of every folder would collide as flat release assets,
+    so they are prefixed with the folder."""
+    if file_name.endswith((".onnx", ".onnx.data")):
+        return github_name(file_name, precision)
+    return f"{export_folder(name, precision)}.{file_name}"
 
 
 def github_name(file_name: str, precision: str) -> str:
@@ -129,10 +140,7 @@ def stage(exports: Path, tag: str, out: Path, org: str, *, variant: str | None =
         for file_name in [*data["files"], manifest.MANIFEST]:
             source = folder / file_name
             _place(source, out / "hub" / name / precision / file_name)
-            # graphs keep their names; the manifest, tokenizer.json and preprocess.json of every
-            # folder would collide as flat release assets, so they are prefixed with the folder
-            asset = (github_name(file_name, precision) if file_name in graph_of
-                     else f"{export_folder(name, precision)}.{file_name}")
+            asset = asset_name(name, precision, file_name)
             target = out / "github" / asset
             if target.exists():
                 raise ClipOnnxError(f"two files would be published as {asset}")
@@ -149,6 +157,15 @@ def stage(exports: Path, tag: str, out: Path, org: str, *, variant: str | None =
                 "hub_repo": hub_repo(org, name), "hub_path": f"{precision}/{file_name}",
                 "github_assets": assets, "joined_as": asset,
             })
+    for name in sorted({entry["name"] for entry in files}):  # OpenAI's licence notice travels with the weights
+        _place(LICENSE, out / "hub" / name / "LICENSE")
+        if not (out / "github" / LICENSE_ASSET).exists():
+            _place(LICENSE, out / "github" / LICENSE_ASSET)
+        digest = integrity.sha256_file(LICENSE)
+        files.append({"variant": None, "name": name, "graph": None, "precision": None, "bytes": LICENSE.stat().st_size,
+                      "sha256": digest, "hub_repo": hub_repo(org, name), "hub_path": "LICENSE",
+                      "github_assets": [{"name": LICENSE_ASSET, "sha256": digest, "bytes": LICENSE.stat().st_size}],
+                      "joined_as": LICENSE_ASSET})
     (out / "github" / "SHA256SUMS").write_text(sums_text(files))
     release = {"tag": tag, "files": files}
     (out / "release-manifest.json").write_text(json.dumps(release, indent=2) + "\n")

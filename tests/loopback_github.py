@@ -9,12 +9,14 @@ a ``read_only_token`` is answered 403 on writes, as a token without ``contents: 
 GET    /repos/{o}/{r}/releases?per_page&page               releases, drafts included, newest first
 POST   /repos/{o}/{r}/releases                             create (422 if a published one has the tag)
 PATCH  /repos/{o}/{r}/releases/{id}                        edit: body, name, draft
+DELETE /repos/{o}/{r}/releases/{id}                        delete a release
+GET    /repos/{o}/{r}/releases/assets/{id}                 an asset's bytes (302 to the storage host)
 GET    /repos/{o}/{r}/git/ref/tags/{tag}                   does the tag exist
 POST   /uploads/repos/{o}/{r}/releases/{id}/assets?name=   upload (422 if the name exists)
 DELETE /repos/{o}/{r}/releases/assets/{id}                 delete an asset
 GET    /repos/{o}/{r}/actions/runs/{run}/artifacts?name=   a run's artifacts
 GET    /repos/{o}/{r}/actions/artifacts/{id}/zip           302 to the archive (no auth needed there)
-GET    /blobs/{id}?sig=...                                 the archive
+GET    /blobs/{id}?sig=...                                 an archive or an asset's bytes
 ====== =================================================== ==========================================
 
 Usage::
@@ -148,6 +150,12 @@ class LoopbackGitHub:
             release = next(r for r in self._releases if r.repo == repo and r.tag_name == tag)
             return next(a.content for a in release.assets if a.name == name)
 
+    def set_content(self, repo: str, tag: str, name: str, content: bytes) -> None:
+        """Replace an asset's bytes behind the API's back (its digest follows)."""
+        with self._lock:
+            release = next(r for r in self._releases if r.repo == repo and r.tag_name == tag)
+            next(a for a in release.assets if a.name == name).content = content
+
     def count(self, method: str, path_regex: str) -> int:
         with self._lock:
             return sum(1 for m, p in self.requests if m == method and re.search(path_regex, p))
@@ -173,9 +181,8 @@ class LoopbackGitHub:
         if failure:
             read_body()
             raise _Error(failure, "Injected failure")
-        if path.startswith("/blobs/"):  # the archive host: signed URL, no Authorization
-            repo, _, content = self._artifacts[int(path.rsplit("/", 1)[1])]
-            return 200, {"Content-Type": "application/zip"}, content
+        if path.startswith("/blobs/"):  # the storage host: signed URL, no Authorization
+            return 200, {"Content-Type": "application/octet-stream"}, self._blob(int(path.rsplit("/", 1)[1]))
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() not in ("bearer", "token") or token not in (self.token, self.read_only_token):
             read_body()
@@ -247,6 +254,23 @@ class LoopbackGitHub:
             release.assets.append(asset)
             return 201, {}, json.dumps(asset.json(self.url)).encode()
 
+    def _blob(self, blob_id: int) -> bytes:
+        with self._lock:
+            if blob_id in self._artifacts:
+                return self._artifacts[blob_id][2]
+            return next(a.content for r in self._releases for a in r.assets if a.id == blob_id)
+
+    def _asset(self, match, query, headers, read_body):
+        with self._lock:
+            if not any(a.id == int(match["id"]) for r in self._releases for a in r.assets if r.repo == match["repo"]):
+                raise _Error(404, "Not Found")
+        return 302, {"Location": f"{self.url}/blobs/{match['id']}?sig=signed"}, b""
+
+    def _delete_release(self, match, query, headers, read_body):
+        with self._lock:
+            self._releases.remove(self._release(match["repo"], match["id"]))
+        return 204, {}, b""
+
     def _delete_asset(self, match, query, headers, read_body):
         with self._lock:
             for release in self._releases:
@@ -274,6 +298,8 @@ ROUTES = [
     ("GET", REPO + r"/releases", LoopbackGitHub._list),
     ("POST", REPO + r"/releases", LoopbackGitHub._create),
     ("PATCH", REPO + r"/releases/(?P<id>\d+)", LoopbackGitHub._edit),
+    ("DELETE", REPO + r"/releases/(?P<id>\d+)", LoopbackGitHub._delete_release),
+    ("GET", REPO + r"/releases/assets/(?P<id>\d+)", LoopbackGitHub._asset),
     ("GET", REPO + r"/git/ref/tags/(?P<tag>[^/]+)", LoopbackGitHub._tag),
     ("POST", r"/uploads" + REPO + r"/releases/(?P<id>\d+)/assets", LoopbackGitHub._upload),
     ("DELETE", REPO + r"/releases/assets/(?P<id>\d+)", LoopbackGitHub._delete_asset),

@@ -30,6 +30,7 @@ POST   /api/models/{repo}/preupload/{rev}             upload mode of each file (
 POST   /api/models/{repo}/commit/{rev}                ndjson commit (``create_commit``)
 POST   /api/models/{repo}/tag/{rev}                   ``create_tag`` (409 when the tag exists)
 POST   /api/validate-yaml                             README metadata check (always valid)
+GET    /api/whoami-v2                                 ``whoami``: the token's user, orgs and role
 POST   /{repo}.git/info/lfs/objects/batch             LFS batch API, "basic" transfer
 PUT    /{repo}.git/info/lfs/objects/upload/{sha256}   signed upload URL given by the batch API
 POST   /{repo}.git/info/lfs/objects/verify            LFS verify action
@@ -76,7 +77,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from huggingface_hub import constants as hub_constants
 
-__all__ = ["LoopbackHub", "StoredFile", "CommitRecord", "LFS_SUFFIXES", "LFS_SIZE_THRESHOLD"]
+__all__ = ["LoopbackHub", "StoredFile", "CommitRecord", "LFS_SUFFIXES", "LFS_SIZE_THRESHOLD", "whoami_answer"]
 
 LFS_SUFFIXES: tuple[str, ...] = (".onnx", ".data")
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024  # bytes; larger files are stored as LFS whatever their name
@@ -205,6 +206,17 @@ class _Request:
 _Route = tuple[str, "re.Pattern[str]", Callable[["LoopbackHub", _Request], _Response], bool]
 
 
+def whoami_answer(user: str, role: str, orgs: dict[str, str] | None = None, scoped: list[dict] | None = None) -> dict:
+    """The fields of the Hub's ``/api/whoami-v2`` answer that permission checks read: the user, their orgs
+    (name -> ``roleInOrg``) and the token's role (``read``, ``write`` or ``fineGrained`` with ``scoped``
+    entries ``{"entity": {"type": "org"|"user"|"model", "name": ...}, "permissions": [...]}``)."""
+    token = {"displayName": "test", "role": role}
+    if role == "fineGrained":
+        token["fineGrained"] = {"global": [], "scoped": scoped or []}
+    return {"type": "user", "name": user, "orgs": [{"name": n, "roleInOrg": r} for n, r in (orgs or {}).items()],
+            "auth": {"type": "access_token", "accessToken": token}}
+
+
 class LoopbackHub:
     """A fake Hugging Face Hub on 127.0.0.1 (random free ports); a context manager that starts and stops it.
 
@@ -212,11 +224,15 @@ class LoopbackHub:
         token: the only token write endpoints accept (``Authorization: Bearer <token>``).
         user: the namespace ``create_repo`` uses when the repo id has none.
         xet: leave the client's Xet upload path on (it fails here: the fake has no Xet service).
+        whoami: token -> the answer of ``/api/whoami-v2`` (``whoami_answer``); only ``token`` may write.
     """
 
-    def __init__(self, token: str = "hf_test", *, user: str = "test-user", xet: bool = False) -> None:
+    def __init__(self, token: str = "hf_test", *, user: str = "test-user", xet: bool = False,
+                 whoami: dict[str, dict] | None = None) -> None:
         self.token = token
         self.xet = xet
+        # token -> what /api/whoami-v2 answers for it; by default the write token of `user`, in no org
+        self.whoami = whoami or {token: whoami_answer(user, "write")}
         self.user = user
         self._lock = threading.RLock()
         self._repos: dict[str, _Repo] = {}
@@ -731,6 +747,12 @@ class LoopbackHub:
     def _validate_yaml(self, request: _Request) -> _Response:
         return _Response.json({"errors": [], "warnings": []})
 
+    def _whoami(self, request: _Request) -> _Response:
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        if token not in self.whoami:
+            raise _HttpError(401, "Invalid credentials in Authorization header")
+        return _Response.json(self.whoami[token])
+
     def _resolve_file(self, request: _Request) -> _Response:
         repo = self._repo(request)
         oid = self._resolve(repo, request.params["rev"])
@@ -787,6 +809,7 @@ _ROUTES: dict[str, list[_Route]] = {
         _route("POST", rf"{_API}/tag/{_REV}", LoopbackHub._tag, True),
         _route("GET", rf"{_API}(?:/revision/{_REV})?", LoopbackHub._repo_info, False),
         _route("POST", r"/api/validate-yaml", LoopbackHub._validate_yaml, False),
+        _route("GET", r"/api/whoami-v2", LoopbackHub._whoami, False),
         _route("POST", rf"{_LFS}/batch", LoopbackHub._lfs_batch, True),
         _route("PUT", rf"{_LFS}/upload/{_SHA256}", LoopbackHub._lfs_upload, False),  # signed URL, no token (like S3)
         _route("POST", rf"{_LFS}/verify", LoopbackHub._lfs_verify, True),

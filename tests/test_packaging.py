@@ -3,6 +3,7 @@ the release tooling or the test doubles; and a base install that never loads tor
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,30 @@ def test_the_wheel_holds_the_runtime_and_the_exporter_only(wheel):
     assert packages == {"clip_onnx", "exporter"}
     assert "clip_onnx/model.py" in names and "exporter/pipeline.py" in names
     assert not [n for n in names if "loopback" in n or n.startswith(("release/", "tests/"))]
+
+
+def test_the_wheel_says_on_pypi_what_pyproject_says(wheel):
+    """What PyPI shows and pip resolves, read from the built wheel's METADATA: the release's pypi job
+    uploads this very build."""
+    import email
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    archive = zipfile.ZipFile(wheel)
+    info = next(n.split("/")[0] for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+    metadata = email.message_from_bytes(archive.read(f"{info}/METADATA"))
+    assert (metadata["Name"], metadata["Version"]) == ("clip-onnx", project["version"])
+    assert metadata["Requires-Python"] == project["requires-python"] and metadata["License-Expression"] == "MIT"
+    assert metadata["Description-Content-Type"] == "text/markdown"
+    assert metadata.get_payload().strip() == (ROOT / "README.md").read_text().strip()
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~ ;\[]", r)[0] for r in requirements}
+
+    base = names([r for r in metadata.get_all("Requires-Dist") if "extra ==" not in r])
+    assert base == names(project["dependencies"]) and not base & set(EXPORT_ONLY), base
+    assert set(metadata.get_all("Provides-Extra")) == set(project["optional-dependencies"])
+    assert "clip-onnx = exporter.cli:main" in archive.read(f"{info}/entry_points.txt").decode()
+    assert f"{info}/licenses/LICENSE" in archive.namelist() and "exporter/weight_pins.json" in archive.namelist()
 
 
 def test_a_base_install_runs_the_runtime_without_torch(wheel, tmp_path):

@@ -59,6 +59,9 @@ def test_split_assets_are_published_and_join_back(run, github, hub):
     files = set(hub.files(HUB_REPO, "v1.0.0"))
     assert {"README.md", "fp32/manifest.json", "fp16/tiny-ViT_visual.onnx"} <= files
     assert f"`{HUB_REPO}` | `{commits[HUB_REPO]}`" in release["body"]  # the notes pin the commit
+    main_card = hub.files(HUB_REPO, "main")["README.md"].decode()  # and so does the card visitors see
+    assert f"| `v1.0.0` | `{commits[HUB_REPO]}` |" in main_card and f'revision="{commits[HUB_REPO]}"' in main_card
+    assert commits[HUB_REPO] not in hub.files(HUB_REPO, "v1.0.0")["README.md"].decode()
 
 
 def test_a_github_upload_failure_leaves_the_hub_untouched(run, github, hub):
@@ -169,8 +172,8 @@ def test_dry_run_lists_every_upload_and_contacts_nothing(release_exports, tmp_pa
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     hub_lines = [line for line in lines if line.startswith(f"would upload to {HUB_REPO}: ")]
-    assert len(hub_lines) == 11  # README.md, and per precision two graphs, manifest, tokenizer, preprocess
-    assert sum("would attach to the GitHub release v1.0.0" in line for line in lines) == 11
+    assert len(hub_lines) == 12  # README.md, LICENSE, and per precision two graphs, manifest, tokenizer, preprocess
+    assert sum("would attach to the GitHub release v1.0.0" in line for line in lines) == 12
     assert lines[-1] == "dry run: nothing was uploaded"
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from clip_onnx.errors import ClipOnnxError
 from release import cards
@@ -26,13 +27,16 @@ def test_stage_lays_out_one_hub_repo_per_variant_and_github_assets_with_checksum
     hub = sorted(str(p.relative_to(out / "hub")) for p in (out / "hub").rglob("*") if p.is_file())
     folder_files = ["manifest.json", "preprocess.json", "tiny-ViT_transformer.onnx", "tiny-ViT_visual.onnx",
                     "tokenizer.json"]
-    assert hub == ["tiny-ViT/README.md", *(f"tiny-ViT/{p}/{f}" for p in ("fp16", "fp32") for f in folder_files)]
+    assert hub == ["tiny-ViT/LICENSE", "tiny-ViT/README.md",
+                   *(f"tiny-ViT/{p}/{f}" for p in ("fp16", "fp32") for f in folder_files)]
+    assert (out / "hub" / "tiny-ViT" / "LICENSE").read_text().startswith("MIT License\n\nCopyright (c) 2021 OpenAI")
+    assert (out / "github" / "LICENSE-OpenAI-CLIP.txt").read_bytes() == (out / "hub" / "tiny-ViT" / "LICENSE").read_bytes()
     assert (out / "github" / "tiny-ViT_visual-fp16.onnx").read_bytes() == (
         exports / "fp16" / "tiny-ViT-fp16" / "tiny-ViT_visual.onnx").read_bytes()
     assert (out / "github" / "tiny-ViT-fp16.tokenizer.json").read_bytes() == (
         exports / "fp16" / "tiny-ViT-fp16" / "tokenizer.json").read_bytes()
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "github", capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 10
+    assert check.returncode == 0 and check.stdout.count(": OK") == 11
     release = json.loads((out / "release-manifest.json").read_text())
     visual16 = next(f for f in release["files"] if f["hub_path"] == "fp16/tiny-ViT_visual.onnx")
     assert visual16["graph"] == "visual" and visual16["precision"] == "fp16" and len(visual16["sha256"]) == 64
@@ -59,7 +63,7 @@ def test_files_over_the_asset_limit_are_split_in_chunks_and_join_back(exports, t
 def test_one_variant_is_staged_alone(exports, tmp_path):
     with pytest.raises(ClipOnnxError, match="no exported folders .* for ViT-B-32"):
         staging.stage(exports, "v1.0.0", tmp_path / "a", "org", variant="ViT-B-32")
-    assert len(staging.stage(exports, "v1.0.0", tmp_path / "b", "org", variant="tiny-ViT")["files"]) == 10
+    assert len(staging.stage(exports, "v1.0.0", tmp_path / "b", "org", variant="tiny-ViT")["files"]) == 11
 
 
 def flip_last_byte(path) -> None:
@@ -103,11 +107,50 @@ def test_model_card_and_notes_carry_the_measured_figures(exports, tmp_path):
     out = tmp_path / "out"
     release = staging.stage(exports, "v2.0.0", out, "org")
     card = cards.model_card(out / "hub" / "tiny-ViT", "org/clip-onnx-tiny-ViT", "v2.0.0")
-    assert card.startswith("---\nlicense: mit\n") and "pipeline_tag: zero-shot-image-classification" in card
     manifest = json.loads((exports / "fp16" / "tiny-ViT-fp16" / "manifest.json").read_text())
     worst = min(c["min_cosine"] for c in manifest["verification"]["comparisons"] if c["graph"] == "visual")
     assert "| fp16 | visual | " in card and f"{worst:.7f}" in card
     assert '"fp32/tiny-ViT_visual.onnx", revision="v2.0.0"' in card and '"v2.0.0".into()' in card
-    notes = cards.release_notes(release["files"], "v2.0.0", {"org/clip-onnx-tiny-ViT": "ab" * 20})
+    assert "Every graph is a single file." in card
+    exported = [json.loads((out / "hub" / "tiny-ViT" / "fp32" / "manifest.json").read_text())]
+    notes = cards.release_notes(release["files"], "v2.0.0", {"org/clip-onnx-tiny-ViT": "ab" * 20}, exported)
     assert all(f["hub_path"] in notes and f["sha256"][:16] in notes for f in release["files"])
     assert f"| `org/clip-onnx-tiny-ViT` | `{'ab' * 20}` |" in notes
+    assert "asset `LICENSE-OpenAI-CLIP.txt`" in notes and "gh release verify-asset v2.0.0" in notes
+    assert f"Exported by clip-onnx commit `{exported[0]['versions']['clip-onnx-commit']}` with clip-onnx" in notes
+
+
+def test_the_card_of_openais_weights_carries_licence_use_provenance_and_pins(exports, tmp_path):
+    """Rendered from a staged release whose manifests record the pinned Hub file, as a release's do."""
+    out = tmp_path / "out"
+    staging.stage(exports, "v2.0.0", out, "org")
+    hub_source = {"kind": "hub", "repo": "timm/vit_base_patch32_clip_224.openai", "file": "open_clip_model.safetensors",
+                  "revision": "c" * 40, "sha256": "d" * 64, "bytes": 605}
+    for path in (out / "hub" / "tiny-ViT").glob("*/manifest.json"):
+        data = json.loads(path.read_text())
+        data["source"] = hub_source
+        data["graphs"]["visual"]["external_data"] = ["tiny-ViT_visual.onnx.data"] if "fp32" in str(path) else []
+        path.unlink()  # staged files are hard links to the exports: replace, never write through
+        path.write_text(json.dumps(data))
+    card = cards.model_card(out / "hub" / "tiny-ViT", "org/clip-onnx-tiny-ViT", "v2.0.0",
+                            pins={"v1.0.0": "1" * 40, "v2.0.0": "2" * 40})
+    metadata = yaml.safe_load(card.split("---\n")[1])
+    assert metadata["license"] == "mit" and metadata["library_name"] == "onnx"
+    assert metadata["base_model"] == "timm/vit_base_patch32_clip_224.openai"
+    assert metadata["pipeline_tag"] == "zero-shot-image-classification"
+    headings = [line for line in card.splitlines() if line.startswith("## ")]
+    assert headings == ["## Licence", "## Intended use, out-of-scope uses and limitations, in OpenAI's words",
+                        "## Provenance", "## Files and their contract", "## Preprocess and tokenize",
+                        "## Verification (ONNX Runtime against PyTorch float32, worst case over all input sets)",
+                        "## Pinned revisions", "## Download a pinned revision"]
+    quoted = [line for line in cards.EXCERPT.read_text().splitlines()[1:] if line.strip()]
+    assert len(quoted) > 8 and all(f"> {line}" in card for line in quoted)
+    assert "**Any** deployed use case of the model" in card and "surveillance and facial recognition" in card
+    assert "https://github.com/openai/CLIP/blob/main/model-card.md" in card and "`LICENSE`" in card
+    assert (f"Weights: `open_clip_model.safetensors` of the Hub repo `timm/vit_base_patch32_clip_224.openai` at "
+            f"commit `{'c' * 40}`, SHA-256 `{'d' * 64}`.") in card
+    assert "- Toolchain: clip-onnx " in card and "torch " in card and "onnxruntime " in card
+    assert "`fp32/tiny-ViT_visual.onnx` needs `fp32/tiny-ViT_visual.onnx.data`" in card
+    assert f"| `v2.0.0` | `{'2' * 40}` |\n| `v1.0.0` | `{'1' * 40}` |" in card
+    assert card.count(f'"{"2" * 40}"') == 2 and f"/resolve/{'2' * 40}/fp32/tiny-ViT_visual.onnx" in card
+    assert 'ort = { version = "=2.0.0-rc.15", default-features = false' in card and 'ort = "2"' not in card
