@@ -1,4 +1,4 @@
-"""Export variants with random weights, one child process each, and print the README's table.
+"""Export variants with random weights, one child process each, and print the table of docs/measurements.md.
 
     python bench/export_table.py --variants ViT-B/32 RN50 --precisions fp32 fp16 -o /tmp/bench-dist
 

@@ -92,8 +92,8 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
     """Fold each BatchNorm of CLIP's ResNets into the convolution before it, in place (eval semantics).
 
     torch's exporter folds them anyway (onnxscript's rewrite rules), but into new tensors while the
-    model still holds the old ones: RN50x64's visual and forward exports each peaked 1.6 GB, its
-    convolution weights, above the process. Here each convolution's weight is replaced as it is
+    model still holds the old ones, so every convolution weight exists twice at its peak
+    (docs/measurements.md). Here each convolution's weight is replaced as it is
     folded, so at most one layer's weight exists twice. CLIP follows each convolution by the BatchNorm
     of the same number (`conv1` / `bn1`), or in a downsample Sequential by the next one (`0` / `1`)."""
     for parent in list(model.modules()):

@@ -4,7 +4,7 @@ torch's ONNX exporter keeps each exported graph's tensors alive after the export
 rewrite rules, which remember their last match: `forget_rewrite_matches` drops that after every
 graph, and `release` empties the weights' storages after the last, since `model.to("meta")` alone
 frees little. glibc keeps freed heap instead of returning it to the system: `trim`. What each step
-saves is measured with `bench/export_table.py` and stated in docs, not here.
+saves: docs/measurements.md (`bench/export_table.py`).
 """
 
 from __future__ import annotations

@@ -58,9 +58,8 @@ def _framed(key: bytes, length: int) -> bytes:
 def save_single_file(program: torch.onnx.ONNXProgram, path: Path) -> None:
     """Write `program` as one self-contained .onnx file without holding its tensors in memory.
 
-    A plain inline save builds the whole ModelProto, tensors included, then serialises it: about three
-    times the weights on top of the process (measured: RN50x4's forward graph, 0.7 GB of weights,
-    peaked 2.1 GB above the process while saving). Here the tensors are first streamed to a scratch
+    A plain inline save builds the whole ModelProto, tensors included, then serialises it, holding the
+    weights several times over (docs/measurements.md). Here the tensors are first streamed to a scratch
     data file; then the file is written as the graph without its tensors followed by one `graph`
     fragment per tensor, whose bytes are framed by hand and copied from the scratch file in chunks
     (setting them on a protobuf message would keep every tensor in the message's arena until the end).

@@ -2,10 +2,9 @@
 
 Weights of every MatMul and Gemm (and the token embedding's Gather) are stored as int8 with one scale
 per tensor; activations are quantised on the fly at run time (`DynamicQuantizeLinear` + `MatMulInteger`),
-so no calibration data is needed. Convolutions stay float32: onnxruntime's `ConvInteger` kernel made
-RN50's visual graph 7.6x slower than float32 on this project's CPU (954 ms against 125 ms), while
-`MatMulInteger` made ViT-B/32's 2.4x faster. One scale per output channel (`per_channel`) measured no
-more accurate on ViT-B/32 (cosine 0.99977 against 0.99976) and 1.5x slower, so it is off.
+so no calibration data is needed. Convolutions stay float32, because onnxruntime's `ConvInteger` is
+far slower than float32 on the CPU, and one scale per output channel (`per_channel`) is off, because
+it is slower and no more accurate (docs/measurements.md, "int8 design").
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ OPS = ["MatMul", "Gemm", "Gather"]
 def quantize(path: Path) -> list[Path]:
     """Replace the float32 graph at `path` (and its external data) by its int8 version; return its files.
 
-    The int8 graph is written as one self-contained file, so it must stay under protobuf's 2 GiB: the
-    largest, RN50x64's forward graph, keeps its float32 convolutions (its fp32 visual graph is 1.68 GB,
-    convolutions and attention pooling together), an estimate from the fp32 file sizes, not measured."""
+    The int8 graph is written as one self-contained file, so it must stay under protobuf's 2 GiB, which
+    RN50x64's forward graph, keeping its float32 convolutions, is estimated to do (docs/measurements.md)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     scratch = path.with_name(f".{path.name}.int8")

@@ -303,13 +303,10 @@ class Report:
 
 def session(path: Path, device: str = "cpu") -> ort.InferenceSession:
     """An onnxruntime session as verification opens it: every graph optimisation but the CPU layout
-    transformation (NCHWc), and no CPU memory arena. For fp16 graphs on the CPU the layout pass keeps
-    float32 copies of every convolution weight: RN50x64's fp16 forward graph peaked at 4.47 GB with it
-    and 2.18 GB without (session created and run once, in a process of its own). The arena kept a
-    session's memory after the session was deleted, once it had run the verification's batches:
-    verifying ViT-L/14@336px fp16 held 3.2 GB of the forward graph's session while the visual one ran
-    (peak 7.68 GB with the arena, 6.28 GB without). Consumers' default (all optimisations, arena on)
-    is exercised by the runtime's tests."""
+    transformation (NCHWc), and no CPU memory arena: for fp16 graphs on the CPU the layout pass keeps
+    float32 copies of every convolution weight, and the arena keeps a deleted session's memory, which
+    the next graph's verification would add to (docs/measurements.md). Consumers' default (all
+    optimisations, arena on) is exercised by the runtime's tests."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.enable_cpu_mem_arena = False
