@@ -14,7 +14,14 @@ LICENSE = OPENAI / "LICENSE"  # OpenAI's MIT notice, which must travel with the 
 LICENSE_ASSET = "LICENSE-OpenAI-CLIP.txt"  # its name among the GitHub release's assets
 EXCERPT = OPENAI / "model-card-excerpt.md"  # OpenAI's intended use, out-of-scope uses and limitations
 OPENAI_CARD = "https://github.com/openai/CLIP/blob/main/model-card.md"
-ORT = "=2.0.0-rc.15"  # ort 2 exists only as release candidates; `ort = "2"` matches no release
+# The Rust crate's example, which `cargo test` compiles: the cards show it with each repo and commit.
+RUST_EXAMPLE = Path(__file__).resolve().parents[1] / "rust" / "src" / "lib.rs"
+
+
+def rust_snippet(repo_id: str, revision: str) -> str:
+    lines = RUST_EXAMPLE.read_text().split("//! ```no_run\n", 1)[1].split("//! ```", 1)[0].splitlines()
+    code = "\n".join(line.removeprefix("//! ") for line in lines if not line.startswith("//! # "))
+    return code.replace("org/clip-onnx-ViT-B-32", repo_id).replace("<commit>", revision)
 
 
 def manifests(root: Path) -> list[dict]:
@@ -163,11 +170,8 @@ session = ort.InferenceSession(path)
 ```
 
 ```rust
-// Cargo.toml: ort = {{ version = "{ORT}", default-features = false, features = ["load-dynamic"] }}, hf-hub = "0.4"
-let api = hf_hub::api::sync::Api::new()?;
-let repo = api.repo(hf_hub::Repo::with_revision(
-    "{repo_id}".into(), hf_hub::RepoType::Model, "{revision}".into()));
-let session = ort::session::Session::builder()?.commit_from_file(repo.get("{visual}")?)?;
+// the clip-onnx crate (rust/ in the clip-onnx repository; ort with ORT_DYLIB_PATH = libonnxruntime 1.18+)
+{rust_snippet(repo_id, revision)}
 ```
 
 ```js

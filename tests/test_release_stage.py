@@ -110,7 +110,8 @@ def test_model_card_and_notes_carry_the_measured_figures(exports, tmp_path):
     manifest = json.loads((exports / "fp16" / "tiny-ViT-fp16" / "manifest.json").read_text())
     worst = min(c["min_cosine"] for c in manifest["verification"]["comparisons"] if c["graph"] == "visual")
     assert "| fp16 | visual | " in card and f"{worst:.7f}" in card
-    assert '"fp32/tiny-ViT_visual.onnx", revision="v2.0.0"' in card and '"v2.0.0".into()' in card
+    assert '"fp32/tiny-ViT_visual.onnx", revision="v2.0.0"' in card
+    assert 'clip_onnx::hub::download("org/clip-onnx-tiny-ViT", "v2.0.0", "fp32"' in card
     assert "Every graph is a single file." in card
     exported = [json.loads((out / "hub" / "tiny-ViT" / "fp32" / "manifest.json").read_text())]
     notes = cards.release_notes(release["files"], "v2.0.0", {"org/clip-onnx-tiny-ViT": "ab" * 20}, exported)
@@ -153,4 +154,5 @@ def test_the_card_of_openais_weights_carries_licence_use_provenance_and_pins(exp
     assert "`fp32/tiny-ViT_visual.onnx` needs `fp32/tiny-ViT_visual.onnx.data`" in card
     assert f"| `v2.0.0` | `{'2' * 40}` |\n| `v1.0.0` | `{'1' * 40}` |" in card
     assert card.count(f'"{"2" * 40}"') == 2 and f"/resolve/{'2' * 40}/fp32/tiny-ViT_visual.onnx" in card
-    assert 'ort = { version = "=2.0.0-rc.15", default-features = false' in card and 'ort = "2"' not in card
+    assert cards.rust_snippet("org/clip-onnx-tiny-ViT", "2" * 40) in card and 'ort = "2"' not in card
+    assert f'clip_onnx::hub::download("org/clip-onnx-tiny-ViT", "{"2" * 40}", "fp32"' in card

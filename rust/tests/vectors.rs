@@ -1,0 +1,186 @@
+//! The crate against the shared test vectors Python writes (tests/vectors.py, driven by
+//! tests/test_rust.py): pixels bit for bit, token ids, embeddings within each precision's tolerance,
+//! the CLI's scores, downloads at a tag from the loopback Hub, and an `Err` for every bad input.
+//! `CLIP_ONNX_VECTORS` names vectors.json; `ORT_DYLIB_PATH` the ONNX Runtime library.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clip_onnx::{hub, preprocess, tokenize, Model};
+use serde_json::Value;
+
+fn vectors() -> Value {
+    let path = std::env::var("CLIP_ONNX_VECTORS")
+        .expect("CLIP_ONNX_VECTORS is not set: run these tests through `python -m pytest tests/test_rust.py`, which writes the vectors");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn floats(path: &Value) -> Vec<f32> {
+    std::fs::read(path.as_str().unwrap()).unwrap().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+fn paths(value: &Value) -> Vec<PathBuf> {
+    strings(value).into_iter().map(PathBuf::from).collect()
+}
+
+#[test]
+fn pixels_equal_pythons_bit_for_bit_in_every_mode_and_size() {
+    let v = vectors();
+    let images = paths(&v["images"]);
+    for (resolution, file) in v["pixels"].as_object().unwrap() {
+        let expected = floats(file);
+        let r: usize = resolution.parse().unwrap();
+        for (n, image) in images.iter().enumerate() {
+            let actual = preprocess::load(&[image], r).unwrap();
+            let reference = &expected[n * 3 * r * r..(n + 1) * 3 * r * r];
+            let differing = actual.iter().zip(reference).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differing, 0, "{}: {differing} of {} values differ from Python's at R={r}", image.display(), reference.len());
+        }
+    }
+}
+
+#[test]
+fn jpeg_pixels_are_measured_against_libjpeg() {
+    // image's JPEG decoder is not libjpeg-turbo, which Pillow uses: the difference is measured, not asserted equal
+    let v = vectors();
+    let expected = floats(&v["jpeg_pixels"]);
+    let r = (expected.len() / 3) as f64;
+    let actual = preprocess::load(&[v["jpeg"].as_str().unwrap()], r.sqrt() as usize).unwrap();
+    let differing = actual.iter().zip(&expected).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    let worst = actual.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    println!("JPEG: {differing} of {} values differ from Pillow's, by at most {worst}", expected.len());
+    assert!(worst < 0.5, "the JPEG decoders disagree by {worst}");
+}
+
+#[test]
+fn token_ids_equal_pythons_where_ftfy_changes_nothing() {
+    let v = vectors();
+    let model_folder = PathBuf::from(v["exports"][0]["folder"].as_str().unwrap());
+    let tokenizer = tokenize::load(&model_folder).unwrap();
+    let texts = strings(&v["texts"]);
+    let expected: Vec<i32> = std::fs::read(v["token_ids"].as_str().unwrap()).unwrap().chunks(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap())).collect();
+    let length = expected.len() / texts.len();
+    let (mut unchanged, mut changed_equal, mut changed_other) = (0, 0, 0);
+    for (i, text) in texts.iter().enumerate() {
+        let ids = tokenize::encode(&tokenizer, &[text], true).unwrap();
+        let equal = ids == expected[i * length..(i + 1) * length];
+        if !v["cleaning_changes"][i].as_bool().unwrap() {
+            assert!(equal, "ids of {text:?} differ from Python's");
+            unchanged += 1;
+        } else if equal {
+            changed_equal += 1;
+        } else {
+            changed_other += 1;
+        }
+    }
+    println!("token ids: {unchanged} texts that cleaning leaves unchanged all equal Python's; of the {} it changes, \
+              {changed_equal} equal and {changed_other} differ (ftfy's repairs, which have no Rust port, and HTML5's \
+              entities without a semicolon)", changed_equal + changed_other);
+    assert!(unchanged > texts.len() / 2, "only {unchanged} of {} texts were compared exactly", texts.len());
+}
+
+#[test]
+fn html_is_unescaped_twice_as_clip_does() {
+    assert_eq!(tokenize::clean("Caf&eacute; &amp;amp; cr&#232;me"), "Café & crème");
+}
+
+fn row_cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+}
+
+#[test]
+fn embeddings_are_within_each_precisions_tolerance_of_pythons() {
+    let v = vectors();
+    let images = paths(&v["images"]);
+    let texts = strings(&v["embedded_texts"]);
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for export in v["exports"].as_array().unwrap() {
+        let model = Model::load(export["folder"].as_str().unwrap()).unwrap();
+        let (min_cosine, max_relative) = (export["min_cosine"].as_f64().unwrap() as f32, export["max_relative"].as_f64().unwrap() as f32);
+        for (actual, expected) in [
+            (model.encode_image(&images).unwrap(), floats(&export["image_embeds"])),
+            (model.encode_text(&texts, true).unwrap(), floats(&export["text_embeds"])),
+        ] {
+            let d = expected.len() / actual.len();
+            let scale = expected.iter().map(|x| x.abs()).fold(0f32, f32::max);
+            for (row, reference) in actual.iter().zip(expected.chunks(d)) {
+                let cosine = row_cosine(row, reference);
+                let worst = row.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(cosine >= min_cosine, "{}: cosine {cosine} < {min_cosine}", export["folder"]);
+                assert!(worst <= max_relative * scale, "{}: difference {worst} > {}", export["folder"], max_relative * scale);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_cli_classifies_as_the_python_cli_does() {
+    let v = vectors();
+    let folder = v["exports"][0]["folder"].as_str().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clip-onnx"));
+    command.arg("classify").args(strings(&v["images"])).args(["-m", folder, "--labels", &strings(&v["labels"]).join(","), "--top", "9"]);
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_string).collect();
+    let parse = |line: &str| -> (String, Vec<(String, f32)>) {
+        let (image, scores) = line.rsplit_once(": ").unwrap();
+        let scores = scores.split(", ").map(|s| {
+            let (label, p) = s.rsplit_once(' ').unwrap();
+            (label.to_string(), p.parse().unwrap())
+        }).collect();
+        (image.to_string(), scores)
+    };
+    let expected = strings(&v["classify"]);
+    assert_eq!(lines.len(), expected.len());
+    for (rust, python) in lines.iter().zip(&expected) {
+        let ((image_r, scores_r), (image_p, scores_p)) = (parse(rust), parse(python));
+        assert_eq!(image_r, image_p);
+        for ((label_r, p_r), (label_p, p_p)) in scores_r.iter().zip(&scores_p) {
+            assert!(label_r == label_p || (p_r - p_p).abs() <= 0.001, "{rust} vs {python}");
+            assert!((p_r - p_p).abs() <= 0.0011, "{rust} vs {python}");
+        }
+    }
+}
+
+#[test]
+fn a_release_is_downloaded_at_its_tag_and_a_tampered_file_is_refused() {
+    let v = vectors();
+    let hub = &v["hub"];
+    let target = std::env::temp_dir().join(format!("clip-onnx-download-{}", std::process::id()));
+    let folder = hub::download(hub["repo"].as_str().unwrap(), hub["tag"].as_str().unwrap(), "fp32", &target, hub["endpoint"].as_str()).unwrap();
+    assert!(Model::load(&folder).is_ok());
+    let refused = hub::download(hub["tampered_repo"].as_str().unwrap(), hub["tag"].as_str().unwrap(), "fp32", &target.join("t"), hub["endpoint"].as_str());
+    let message = refused.err().expect("a tampered file was accepted").0;
+    assert!(message.contains("does not match the SHA-256 in its manifest; refused"), "{message}");
+    let leftovers: Vec<_> = std::fs::read_dir(target.join("t").join("fp32")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("visual")), "a refused file was kept: {leftovers:?}");
+    std::fs::remove_dir_all(target).ok();
+}
+
+#[test]
+fn every_bad_input_is_an_error_with_a_message_never_a_panic() {
+    let v = vectors();
+    let broken = &v["broken"];
+    let err = |result: clip_onnx::Result<Model>| result.err().expect("a broken folder loaded").0;
+    let missing = Path::new(broken["missing-data"].as_str().unwrap());
+    assert!(err(Model::load(missing)).contains(".onnx.data: missing; the manifest lists it"));
+    assert!(err(Model::load_unchecked(missing)).contains("ONNX Runtime cannot load it"));
+    let truncated = Path::new(broken["truncated-graph"].as_str().unwrap());
+    assert!(err(Model::load(truncated)).contains("bytes, the manifest says"));
+    assert!(err(Model::load_unchecked(truncated)).contains("ONNX Runtime cannot load it"));
+    assert!(err(Model::load(broken["changed-byte"].as_str().unwrap())).contains("tokenizer.json: does not match the SHA-256"));
+    let model = Model::load(v["exports"][0]["folder"].as_str().unwrap()).unwrap();
+    for (file, says) in paths(&v["not_images"]).iter().zip(["a WebP file; this crate reads PNG and JPEG", "not an image format", "cannot be decoded"]) {
+        let message = model.encode_image(&[file]).err().expect("not an image, yet embedded").0;
+        assert!(message.contains(says) && message.contains(&file.display().to_string()), "{message}");
+    }
+    let message = model.similarity(&paths(&v["images"])[..1], &[]).err().unwrap().0;
+    assert!(message.starts_with("no labels"), "{message}");
+    assert!(Model::load("/nonexistent").err().unwrap().0.contains("no readable manifest.json"));
+}
