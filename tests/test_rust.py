@@ -18,7 +18,6 @@ import onnxruntime
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from tests import vectors
 from tests.loopback_hub import LoopbackHub
 
 CRATE = Path(__file__).resolve().parent.parent / "rust"
@@ -54,9 +53,9 @@ def cargo() -> str:
     return found
 
 
-def test_the_rust_crate_equals_the_python_runtime(cargo, tmp_path):
-    path = vectors.write(tmp_path / "vectors")
-    data = json.loads(path.read_text())
+def test_the_rust_crate_equals_the_python_runtime(cargo, shared_vectors, tmp_path):
+    data = json.loads(shared_vectors.read_text())
+    path = tmp_path / "vectors.json"
     with LoopbackHub() as hub:
         _publish(hub, Path(data["exports"][0]["folder"]), "org/clip-onnx-tiny-ViT", tamper=False)
         _publish(hub, Path(data["exports"][0]["folder"]), "org/tampered", tamper=True)

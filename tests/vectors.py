@@ -6,6 +6,9 @@ so every language answers to one truth. `write(root)` returns `root/vectors.json
   image and text embeddings (float32 little-endian, [N, D]) and its precision's tolerance;
 - `images`: PNGs in every mode Pillow opens them in (RGB, L, LA, RGBA, P with and without
   transparency, 1-bit), odd and tall sizes, plus one JPEG and files that are not images;
+- `all_images` and `all_pixels`: those PNGs and every other kind of file (JPEG baseline, 4:4:4,
+  progressive, grey and CMYK; WebP lossy and lossless; GIF; TIFF; 16-bit PNGs) with Pillow's pixels;
+  `bad_images`: an empty file, a truncated JPEG and a text file named `.png`;
 - `pixels`: Python's float32 [N, 3, R, R] for the PNGs at several resolutions;
 - `texts` and `token_ids` (int32 [N, 77], truncated), with whether CLIP's cleaning changes each text;
 - `broken`: folders with a missing external-data file, a truncated graph and a changed byte;
@@ -41,8 +44,50 @@ RESOLUTIONS = (32, 224, 301)  # besides the exports' own, more sizes for the res
 LABELS = ["a photo of an astronaut", "a cat", "a cup of coffee", "a man with a camera"]
 
 
-def _images(folder: Path) -> tuple[list[Path], Path, list[Path]]:
-    """(PNGs in every mode, one JPEG, files that are not images)."""
+def _other_formats(folder: Path, photo: np.ndarray, rng: np.random.Generator) -> list[Path]:
+    """JPEG (baseline 4:2:0, 4:4:4, progressive, grey, CMYK), WebP (lossy, lossless), GIF (with and
+    without transparency), TIFF, and 16-bit PNGs (grey, RGB): what a consumer meets besides 8-bit PNGs."""
+    image = Image.fromarray(photo)
+    made = []
+
+    def save(name: str, picture: Image.Image, **options) -> None:
+        picture.save(folder / name, **options)
+        made.append(folder / name)
+
+    save("jpeg-420.jpg", image, quality=90)
+    save("jpeg-444.jpg", image, quality=90, subsampling=0)
+    save("jpeg-progressive.jpg", image, quality=85, progressive=True)
+    save("jpeg-grey.jpg", image.convert("L"), quality=90)
+    save("jpeg-cmyk.jpg", image.convert("CMYK"), quality=90)
+    save("webp-lossy.webp", image, quality=80)
+    save("webp-lossless.webp", image, lossless=True)
+    palette = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    save("gif.gif", palette)
+    save("gif-transparent.gif", palette, transparency=3)
+    save("tiff.tiff", image)
+    save("png-grey16.png", Image.fromarray(rng.integers(0, 300, (41, 57), dtype=np.uint16)))
+    made.append(_rgb16(folder / "png-rgb16.png", rng))
+    return made
+
+
+def _rgb16(path: Path, rng: np.random.Generator) -> Path:
+    """A 16-bit RGB PNG (Pillow cannot write one), written with the PNG layout by hand."""
+    import struct
+    import zlib
+
+    height, width = 19, 23
+    rows = b"".join(b"\0" + rng.integers(0, 65536, width * 3, dtype=np.uint16).astype(">u2").tobytes() for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def _images(folder: Path) -> tuple[list[Path], Path, list[Path], list[Path], list[Path]]:
+    """(PNGs in every mode, one JPEG, files that are not images to the Rust crate, other formats, bad files)."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     photos = {name: getattr(skimage.data, name)() for name in ("astronaut", "chelsea", "coffee", "camera")}
@@ -62,11 +107,17 @@ def _images(folder: Path) -> tuple[list[Path], Path, list[Path]]:
         pngs.append(folder / name)
     jpeg = folder / "chelsea.jpg"
     Image.fromarray(photos["chelsea"]).save(jpeg, quality=90)
+    others = _other_formats(folder, photos["chelsea"], rng)
     Image.fromarray(photos["chelsea"]).save(folder / "chelsea.webp", format="WEBP")
     (folder / "notes.txt").write_text("not an image\n")
     truncated = folder / "truncated.png"
     truncated.write_bytes((folder / "chelsea.png").read_bytes()[:2000])
-    return pngs, jpeg, [folder / "chelsea.webp", folder / "notes.txt", truncated]
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.png").write_text("a text file named .png\n")
+    cut = folder / "truncated.jpg"
+    cut.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    bad = [folder / "empty.png", cut, folder / "text.png"]
+    return pngs, jpeg, [folder / "chelsea.webp", folder / "notes.txt", truncated], others, bad
 
 
 def _save(array: np.ndarray, path: Path, dtype) -> str:
@@ -103,7 +154,7 @@ def _broken(folder: Path, root: Path) -> dict[str, str]:
 
 def write(root: Path) -> Path:
     root = Path(root)
-    pngs, jpeg, not_images = _images(root / "images")
+    pngs, jpeg, not_images, others, bad = _images(root / "images")
     corpus = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
     texts = TEXTS + corpus
     exports = []
@@ -130,6 +181,10 @@ def write(root: Path) -> Path:
         "exports": exports,
         "images": [str(p) for p in pngs], "jpeg": str(jpeg), "not_images": [str(p) for p in not_images],
         "pixels": {str(r): _save(preprocess.load(pngs, r), root / f"pixels-{r}.bin", np.float32) for r in RESOLUTIONS},
+        # every kind of file, Pillow's pixels at R = 224: what the Node example is held to, file by file
+        "all_images": [str(p) for p in pngs + others],
+        "all_pixels": _save(preprocess.load(pngs + others, 224), root / "all-pixels-224.bin", np.float32),
+        "bad_images": [str(p) for p in bad],
         "jpeg_pixels": _save(preprocess.load([jpeg], 224), root / "jpeg-pixels.bin", np.float32),
         "texts": texts, "embedded_texts": TEXTS,
         "token_ids": _save(tokenizer.encode(model.tokenizer, texts, truncate=True), root / "token-ids.bin", np.int32),

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // CLIP image and text embeddings in Node.js from an exported clip-onnx variant folder: its visual and
-// transformer graphs, tokenizer.json and preprocess.json. Pixels and token ids equal the Python
-// runtime's (clip_onnx.preprocess, clip_onnx.tokenizer) for PNG files and for texts that ftfy leaves alone.
+// transformer graphs, tokenizer.json and preprocess.json. Pixels equal the Python runtime's
+// (clip_onnx.preprocess) for PNG, JPEG, WebP, GIF and TIFF files (docs/consumers.md lists the
+// exceptions), token ids (clip_onnx.tokenizer) for texts that ftfy leaves alone.
 //
 //   ONNXRUNTIME_NODE_INSTALL=skip npm ci    (the CPU binaries ship in onnxruntime-node; skips CUDA extras)
 //   node clip.mjs FOLDER --image cat.png --text "a cat" --text "a dog" [--truncate] [--json]
@@ -12,9 +13,8 @@ import { parseArgs } from "node:util";
 
 import { Tokenizer } from "@huggingface/tokenizers";
 import { decodeHTML } from "entities";
-import jpeg from "jpeg-js";
 import ort from "onnxruntime-node";
-import { PNG } from "pngjs";
+import sharp from "sharp";
 
 const readJson = (folder, name) => JSON.parse(readFileSync(path.join(folder, name), "utf8"));
 
@@ -54,40 +54,79 @@ export function tokenize(model, texts, { truncate = false } = {}) {
   return ids;
 }
 
-// The image format by its first bytes, for decoding and for errors that name it.
+// The image format by its first bytes, for errors that name it.
 function format(bytes) {
   const ascii = (start, end) => bytes.subarray(start, end).toString("latin1");
   if (bytes.length === 0) return "an empty file";
   if (bytes.length >= 8 && bytes.readUInt32BE(0) === 0x89504e47) return "PNG";
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "JPEG";
-  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "a WebP file";
-  if (ascii(0, 4) === "GIF8") return "a GIF file";
-  if (ascii(0, 4) === "II*\0" || ascii(0, 4) === "MM\0*") return "a TIFF file";
-  if (ascii(0, 2) === "BM") return "a BMP file";
-  return "not an image format this example knows";
+  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "WebP";
+  if (ascii(0, 4) === "GIF8") return "GIF";
+  if (ascii(0, 4) === "II*\0" || ascii(0, 4) === "MM\0*") return "TIFF";
+  return "not an image format this example reads (PNG, JPEG, WebP, GIF, TIFF)";
 }
 
-// Decodes to 8-bit RGBA. `premultiply` marks PNGs with an alpha channel, which Pillow resizes with
-// colour premultiplied by alpha. JPEG pixels come from jpeg-js, not libjpeg, so they may differ slightly.
-function decode(file) {
+// The colour a GIF's first frame gives its transparent index, from its local or global colour table
+// (GIF89a: logical screen descriptor, then extensions, then the image descriptor); null if none.
+function gifTransparentColour(bytes) {
+  let table = bytes[10] & 0x80 ? bytes.subarray(13, 13 + 3 * (2 << (bytes[10] & 7))) : null;
+  let at = 13 + (table ? table.length : 0);
+  let index = null;
+  while (at < bytes.length) {
+    if (bytes[at] === 0x21) { // an extension: the graphic control one (0xF9) holds the transparent index
+      if (bytes[at + 1] === 0xf9 && bytes[at + 3] & 1) index = bytes[at + 6];
+      at += 2;
+      while (at < bytes.length && bytes[at] !== 0) at += bytes[at] + 1;
+      at += 1;
+    } else if (bytes[at] === 0x2c) { // the first image: its own colour table, if any, replaces the global one
+      const flags = bytes[at + 9];
+      if (flags & 0x80) table = bytes.subarray(at + 10, at + 10 + 3 * (2 << (flags & 7)));
+      break;
+    } else break;
+  }
+  return index === null || !table || 3 * index + 2 >= table.length ? null : Array.from(table.subarray(3 * index, 3 * index + 3));
+}
+
+// Decodes with sharp (libvips: libjpeg-turbo's decoder in mozjpeg, libpng, libwebp, libtiff; the JPEG,
+// WebP and TIFF decoders Pillow uses too) into the mode Pillow opens the file in: interleaved channels
+// and the rules of preprocess.json's `input.modes` that apply to it.
+async function decode(file) {
   const bytes = readFileSync(file);
   const kind = format(bytes);
-  if (kind !== "PNG" && kind !== "JPEG") {
-    throw new Error(`${file}: ${kind}; this example reads PNG and JPEG only: convert it to PNG`);
-  }
-  let png;
+  if (!["PNG", "JPEG", "WebP", "GIF", "TIFF"].includes(kind)) throw new Error(`${file}: ${kind}`);
   try {
-    if (kind === "JPEG") return { ...jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true }), premultiply: false };
-    png = PNG.sync.read(bytes);
+    const image = sharp(bytes, { failOn: "truncated", animated: false });
+    const meta = await image.metadata();
+    // PNG colour types 4 and 6 carry an alpha channel; a tRNS colour key does not make Pillow premultiply.
+    const pngAlpha = kind === "PNG" ? (bytes[25] & 4) !== 0 : meta.hasAlpha;
+    const mode = meta.space === "cmyk" ? "CMYK"
+      : meta.depth === "ushort" && meta.channels === 1 ? "I;16"
+      : meta.isPalette || kind === "GIF" ? "P"
+      : meta.bitsPerSample === 1 && meta.channels === 1 ? "1"
+      : meta.channels <= 2 ? (pngAlpha && meta.channels === 2 ? "LA" : "L")
+      : pngAlpha && meta.channels === 4 ? "RGBA" : "RGB";
+    const keep = { CMYK: 4, "I;16": 1, P: 3, 1: 1, L: 1, LA: 2, RGB: 3, RGBA: 4 }[mode];
+    let pipeline = image;
+    // keep CMYK and 16-bit grey as they are stored (sharp would convert them to sRGB): Pillow does too
+    if (mode === "CMYK") pipeline = pipeline.pipelineColourspace("cmyk").toColourspace("cmyk");
+    if (mode === "I;16") pipeline = pipeline.pipelineColourspace("grey16").toColourspace("grey16");
+    const { data, info } = await pipeline.raw(mode === "I;16" ? { depth: "ushort" } : {}).toBuffer({ resolveWithObject: true });
+    const samples = mode === "I;16" ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : data;
+    // keep the channels of Pillow's mode: sharp hands grey out as grey, and may add alpha Pillow ignores
+    const out = (mode === "I;16" ? new Float64Array(info.width * info.height) : new Uint8Array(info.width * info.height * keep));
+    for (let p = 0, q = 0; p < info.width * info.height; p++) {
+      for (let c = 0; c < keep; c++) out[q++] = samples[p * info.channels + (mode === "LA" && c === 1 ? info.channels - 1 : c)];
+    }
+    // libvips writes a GIF's transparent pixels as transparent black; Pillow's RGB conversion gives them
+    // their palette colour
+    const key = kind === "GIF" && info.channels === 4 ? gifTransparentColour(bytes) : null;
+    for (let p = 0; key && p < info.width * info.height; p++) {
+      if (samples[p * 4 + 3] === 0) out.set(key, p * 3);
+    }
+    return { width: info.width, height: info.height, channels: keep, data: out, mode };
   } catch (error) {
     throw new Error(`${file}: this ${kind} file cannot be decoded (${error.message}); it may be truncated or damaged`);
   }
-  // Pillow resizes palette and 1-bit images with NEAREST and keeps 16-bit grey at full precision.
-  if (png.palette || png.depth === 1 || png.depth === 16) {
-    throw new Error(`${file}: only 2- to 8-bit grey, RGB and RGBA PNGs are supported (convert it to 8-bit RGB)`);
-  }
-  // Colour type 4 and 6 (grey or RGB with alpha); a tRNS colour key does not make Pillow premultiply.
-  return { width: png.width, height: png.height, data: png.data, premultiply: (png.colorType & 4) !== 0 };
 }
 
 // Pillow's bicubic (Keys, a = -0.5) kernel.
@@ -98,9 +137,9 @@ function cubic(x) {
   return 0;
 }
 
-// Pillow's precompute_coeffs and normalize_coeffs_8bpc (src/libImaging/Resample.c) for one axis:
-// per output sample, its first input sample and integer weights scaled by 2^22. The float operations
-// follow the C code's order (a multiplication by 1 / filterscale, not a division) to get its bits.
+// Pillow's precompute_coeffs (src/libImaging/Resample.c) for one axis: per output sample, its first
+// input sample and its normalised weights, and normalize_coeffs_8bpc's integer weights scaled by 2^22.
+// The float operations follow the C code's order (a multiplication by 1 / filterscale, not a division).
 function coefficients(inSize, outSize) {
   const scale = inSize / outSize;
   const filterscale = Math.max(scale, 1);
@@ -110,64 +149,115 @@ function coefficients(inSize, outSize) {
     const center = (i + 0.5) * scale;
     const first = Math.max(0, Math.trunc(center - support + 0.5));
     const end = Math.min(inSize, Math.trunc(center + support + 0.5));
-    const weights = [];
-    for (let j = first; j < end; j++) weights.push(cubic((j - center + 0.5) * ss));
-    const sum = weights.reduce((a, b) => a + b, 0);
-    const fixed = weights.map((w) => (sum === 0 ? w : w / sum) * 2 ** 22).map((w) => Math.trunc(w < 0 ? w - 0.5 : w + 0.5));
-    return { first, fixed };
+    const raw = [];
+    for (let j = first; j < end; j++) raw.push(cubic((j - center + 0.5) * ss));
+    const sum = raw.reduce((a, b) => a + b, 0);
+    const weights = raw.map((w) => (sum === 0 ? w : w / sum));
+    const fixed = weights.map((w) => w * 2 ** 22).map((w) => Math.trunc(w < 0 ? w - 0.5 : w + 0.5));
+    return { first, weights, fixed };
   });
 }
 
-// One pass of ImagingResampleHorizontal_8bpc / ImagingResampleVertical_8bpc on RGBA bytes: integer
-// sums started at 2^21 (rounding), shifted right by 22, clamped to 0..255 by the Uint8ClampedArray.
+// Pillow's 16-bit sample store: ROUND_UP of the double sum, then each byte clipped to 0..255 on its own.
+function store16(sum) {
+  const v = sum >= 0 ? Math.floor(sum + 0.5) : -Math.floor(Math.abs(sum) + 0.5);
+  const clip = (x) => Math.min(255, Math.max(0, x));
+  return clip(v % 256) + 256 * clip(v >> 8);
+}
+
+// One pass of ImagingResampleHorizontal/Vertical: 8-bit channels in fixed point (sums started at 2^21,
+// shifted right by 22, clamped to 0..255), 16-bit grey ("I;16") in doubles.
 function pass(image, outSize, horizontal) {
-  const { width, height, data } = image;
+  const { width, height, channels: k, data } = image;
+  const sixteen = image.mode === "I;16";
   const [inSize, lines] = horizontal ? [width, height] : [height, width];
   const outWidth = horizontal ? outSize : width;
-  const [along, across] = horizontal ? [4, 4 * width] : [4 * width, 4]; // byte steps in the input
-  const [outAlong, outAcross] = horizontal ? [4, 4 * outWidth] : [4 * outWidth, 4];
-  const out = new Uint8ClampedArray(4 * outSize * lines);
-  coefficients(inSize, outSize).forEach(({ first, fixed }, i) => {
+  const [along, across] = horizontal ? [k, k * width] : [k * width, k]; // steps in the input
+  const [outAlong, outAcross] = horizontal ? [k, k * outWidth] : [k * outWidth, k];
+  const out = sixteen ? new Float64Array(outSize * lines) : new Uint8ClampedArray(k * outSize * lines);
+  coefficients(inSize, outSize).forEach(({ first, weights, fixed }, i) => {
     for (let line = 0; line < lines; line++) {
-      for (let c = 0; c < 4; c++) {
-        let sum = 1 << 21;
+      for (let c = 0; c < k; c++) {
         const base = first * along + line * across + c;
-        for (let j = 0; j < fixed.length; j++) sum += fixed[j] * data[base + j * along];
-        out[i * outAlong + line * outAcross + c] = sum >> 22;
+        let sum = sixteen ? 0 : 1 << 21;
+        for (let j = 0; j < fixed.length; j++) sum += (sixteen ? weights[j] : fixed[j]) * data[base + j * along];
+        out[i * outAlong + line * outAcross + c] = sixteen ? store16(sum) : sum >> 22;
       }
     }
   });
-  return { width: outWidth, height: horizontal ? height : outSize, data: out };
+  return { ...image, width: outWidth, height: horizontal ? height : outSize, data: out };
 }
 
-// Pillow's RGBA -> RGBa conversion (MULDIV255) and back (RGBa -> RGBA), in place.
-function premultiply(data, divide) {
-  for (let p = 0; p < data.length; p += 4) {
-    const alpha = data[p + 3];
-    for (let c = p; c < p + 3; c++) {
+// Pillow's NEAREST (ImagingScaleAffine): source positions accumulated in doubles and truncated.
+function nearest(image, width, height) {
+  const positions = (inSize, outSize) => {
+    const step = inSize / outSize;
+    let at = step * 0.5;
+    return Array.from({ length: outSize }, () => {
+      const index = Math.min(Math.trunc(at), inSize - 1);
+      at += step;
+      return index;
+    });
+  };
+  const [xs, ys, k] = [positions(image.width, width), positions(image.height, height), image.channels];
+  const out = new Uint8Array(width * height * k);
+  ys.forEach((y, row) => xs.forEach((x, col) => {
+    for (let c = 0; c < k; c++) out[(row * width + col) * k + c] = image.data[(y * image.width + x) * k + c];
+  }));
+  return { ...image, width, height, data: out };
+}
+
+// Pillow's LA/RGBA -> La/RGBa conversion (MULDIV255) and back, on the colour channels, in place.
+function premultiply(image, divide) {
+  const { data, channels: k } = image;
+  for (let p = 0; p < data.length; p += k) {
+    const alpha = data[p + k - 1];
+    for (let c = p; c < p + k - 1; c++) {
       if (!divide) data[c] = (((data[c] * alpha + 128) >> 8) + data[c] * alpha + 128) >> 8;
       else if (alpha !== 0 && alpha !== 255) data[c] = Math.min(255, Math.floor((255 * data[c]) / alpha));
     }
   }
 }
 
-// Image.resize(size, BICUBIC): horizontal pass, then vertical, each skipped when its size is unchanged.
+// Image.resize(size, BICUBIC) as Pillow does it for the image's mode: NEAREST for "P" and "1",
+// premultiplied alpha for "LA" and "RGBA", one pass per axis whose size changes, in Pillow's order.
 function resize(image, width, height) {
   if (width === image.width && height === image.height) return image;
-  const alpha = image.premultiply;
-  if (alpha) premultiply(image.data, false);
-  if (width !== image.width) image = pass(image, width, true);
-  if (height !== image.height) image = pass(image, height, false);
-  if (alpha) premultiply(image.data, true);
+  if (image.mode === "P" || image.mode === "1") return nearest(image, width, height);
+  const alpha = image.mode === "LA" || image.mode === "RGBA";
+  if (alpha) premultiply(image, false);
+  const verticalFirst = height < image.height && image.height - height > 2 * (image.width - width);
+  for (const horizontal of verticalFirst ? [false, true] : [true, false]) {
+    if (horizontal && width !== image.width) image = pass(image, width, true);
+    if (!horizontal && height !== image.height) image = pass(image, height, false);
+  }
+  if (alpha) premultiply(image, true);
   return image;
 }
 
+// Pillow's convert("RGB") of one pixel of the resized image, for each mode.
+function rgb(image, p) {
+  const { data, mode } = image;
+  const k = image.channels;
+  if (mode === "I;16") return Array(3).fill(Math.min(255, data[p]));
+  if (k <= 2) return Array(3).fill(data[p * k]);
+  if (mode === "CMYK") {
+    // cmyk2rgb: nk - MULDIV255(c, nk) per colour, nk = 255 - K
+    const nk = 255 - data[p * 4 + 3];
+    return [0, 1, 2].map((c) => {
+      const t = data[p * 4 + c] * nk + 128;
+      return Math.min(255, Math.max(0, nk - (((t >> 8) + t) >> 8)));
+    });
+  }
+  return [data[p * k], data[p * k + 1], data[p * k + 2]];
+}
+
 // clip_onnx.preprocess.load: float32 [N, 3, R, R] following preprocess.json.
-export function pixels(model, files) {
+export async function pixels(model, files) {
   const { resolution: r, mean, std } = model.preprocess;
   const out = new Float32Array(files.length * 3 * r * r);
-  files.forEach((file, n) => {
-    const decoded = decode(file);
+  for (const [n, file] of files.entries()) {
+    const decoded = await decode(file);
     const { width, height } = decoded;
     // Shorter side to R, the longer floored; the integer division is exact in doubles at image sizes.
     const [w, h] = width <= height ? [r, Math.floor((r * height) / width)] : [Math.floor((r * width) / height), r];
@@ -175,17 +265,17 @@ export function pixels(model, files) {
     // Centre crop offset round((side - R) / 2), halves to even as Python rounds.
     const offset = (side) => ((side - r) >> 1) + ((side - r) % 4 === 3 ? 1 : 0);
     const [left, top] = [offset(w), offset(h)];
-    for (let c = 0; c < 3; c++) {
-      // Every step rounds to float32, as numpy's float32 arithmetic does (no fused multiply-add).
-      const [m, s] = [Math.fround(mean[c]), Math.fround(std[c])];
-      for (let y = 0; y < r; y++) {
-        for (let x = 0; x < r; x++) {
-          const value = image.data[4 * ((top + y) * image.width + left + x) + c];
-          out[((n * 3 + c) * r + y) * r + x] = Math.fround(Math.fround(value / 255) - m) / s;
+    for (let y = 0; y < r; y++) {
+      for (let x = 0; x < r; x++) {
+        const colour = rgb(image, (top + y) * image.width + left + x);
+        for (let c = 0; c < 3; c++) {
+          // Every step rounds to float32, as numpy's float32 arithmetic does (no fused multiply-add).
+          const [m, s] = [Math.fround(mean[c]), Math.fround(std[c])];
+          out[((n * 3 + c) * r + y) * r + x] = Math.fround(Math.fround(colour[c] / 255) - m) / s;
         }
       }
     }
-  });
+  }
   return out;
 }
 
@@ -201,9 +291,9 @@ async function run(session, tensor) {
 }
 
 // CLIP.encode_image: one Float32Array per file, not normalised.
-export function encodeImage(model, files) {
+export async function encodeImage(model, files) {
   const r = model.preprocess.resolution;
-  return run(model.visual, new ort.Tensor("float32", pixels(model, files), [files.length, 3, r, r]));
+  return run(model.visual, new ort.Tensor("float32", await pixels(model, files), [files.length, 3, r, r]));
 }
 
 // CLIP.encode_text: one Float32Array per text, not normalised.
