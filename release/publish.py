@@ -125,8 +125,6 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
             dry_run: bool = False, draft_only: bool = False, log: Callable[[str], None] = print) -> dict[str, str]:
     """Publish every variant `source` holds as `tag`; return Hub repo -> tagged commit (empty in a dry run).
     `draft_only` (the canary) leaves the GitHub release a draft, for a tag GitHub need not have."""
-    from release import hub  # huggingface_hub: only when something is published
-
     if not TAG.match(tag):
         raise ClipOnnxError(f"tag {tag!r} is not of the form vX.Y.Z")
     sizes = source.variants()
@@ -166,6 +164,7 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
         log("dry run: nothing was uploaded")
         return {}
     github_release.upload(github, release, {sums.name: (sums, wanted[sums.name])}, log)
+    from release import hub  # huggingface_hub: only when something is published, not in a dry run
 
     log("== 2/3 Hugging Face Hub: each variant's repo, one commit and a tag")
     commits = {}

@@ -49,7 +49,7 @@ impl Model {
         Model::open(folder.as_ref(), true)
     }
 
-    /// Load without the SHA-256 check (the sizes are still checked by ONNX Runtime's own parsing).
+    /// Load without checking the files against the manifest; ONNX Runtime still refuses a graph it cannot parse.
     pub fn load_unchecked(folder: impl AsRef<Path>) -> Result<Model> {
         Model::open(folder.as_ref(), false)
     }
