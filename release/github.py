@@ -17,6 +17,7 @@ import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 from pathlib import Path
 
 from clip_onnx.errors import ClipOnnxError, first_problem
@@ -41,12 +42,11 @@ class GitHub:
         self._open = urllib.request.build_opener(_NoRedirect).open
 
     def request(self, method: str, url: str, *, payload: dict | None = None, data=None, size: int = 0,
-                auth: bool = True, accept: str = "application/vnd.github+json") -> tuple[int, dict, bytes]:
-        """One call; `url` is absolute or relative to the API. Non-2xx answers raise a one-line error."""
+                accept: str = "application/vnd.github+json") -> tuple[int, Message, bytes]:
+        """One call; `url` is absolute or relative to the API. Non-2xx answers raise a one-line error;
+        redirects are returned, for the caller to follow without the token. Header names are case-blind."""
         url = url if url.startswith("http") else f"{self.api}/{url.lstrip('/')}"
-        headers = {"Accept": accept, "X-GitHub-Api-Version": "2022-11-28"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.token}"
+        headers = {"Accept": accept, "X-GitHub-Api-Version": "2022-11-28", "Authorization": f"Bearer {self.token}"}
         if payload is not None:
             data, headers["Content-Type"] = json.dumps(payload).encode(), "application/json"
         elif data is not None:
@@ -54,10 +54,10 @@ class GitHub:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with self._open(request, timeout=600) as response:
-                return response.status, dict(response.headers), response.read()
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             if error.code in (301, 302, 307):
-                return error.code, dict(error.headers), b""
+                return error.code, error.headers, b""
             message = error.read().decode(errors="replace")[:300]
             raise ClipOnnxError(f"GitHub answered {error.code} to {method} {url.split('?')[0]}: "
                                 f"{_message(message)}{_advice(error.code)}") from None

@@ -24,7 +24,7 @@ from clip_onnx.errors import ClipOnnxError
 from release import locks
 from release.cards import LICENSE_ASSET
 from release.github import GitHub
-from release.stage import TAG, asset_name, hub_repo
+from release.stage import TAG, asset_name, hub_repo, read_sums
 
 WRITE_ROLES = {"admin", "write", "contributor"}  # roles in an org whose members may push to its repos
 
@@ -66,8 +66,7 @@ def _sums(github: GitHub, draft: dict | None) -> dict[str, str]:
     asset = next((a for a in (draft or {}).get("assets", []) if a["name"] == "SHA256SUMS"), None)
     if asset is None:
         return {}
-    lines = github.asset_bytes(asset).decode().splitlines()
-    return {name: digest for digest, name in (line.split("  ", 1) for line in lines if line)}
+    return read_sums(github.asset_bytes(asset).decode())
 
 
 def _hub_tag(api: HfApi, repo: str, folder: str, tag: str, sums: dict[str, str]) -> list[str]:

@@ -23,7 +23,7 @@ from exporter.variants import folder_name, get_variant
 from exporter.weights import random_weights
 from release.github import GitHub
 from release.publish import RunArtifacts, publish
-from release.stage import artifact_name
+from release.stage import artifact_name, read_sums
 from tests.loopback_github import LoopbackGitHub
 from tests.loopback_hub import LoopbackHub
 
@@ -107,8 +107,7 @@ def _check(hub: LoopbackHub, github_double: LoopbackGitHub, commits: dict[str, s
                 integrity.check_files(data, local.parent)
                 checked += len(data["files"]) + 1
     (release,) = [r for r in github_double.releases(GITHUB_REPO) if r["tag_name"] == TAGS[0]]
-    sums = {name: digest for digest, name in (line.split("  ", 1) for line in github_double.content(
-        GITHUB_REPO, TAGS[0], "SHA256SUMS").decode().splitlines())}
+    sums = read_sums(github_double.content(GITHUB_REPO, TAGS[0], "SHA256SUMS").decode())
     split = 0
     for joined in {n.rsplit(".part-", 1)[0] for n in sums if ".part-" in n}:
         parts = sorted(n for n in sums if n.startswith(f"{joined}.part-"))

@@ -121,6 +121,11 @@ def sums_text(files: list[dict]) -> str:
     return "".join(f"{digest}  {name}\n" for digest, name in sorted(sums, key=lambda s: s[1]))
 
 
+def read_sums(text: str) -> dict[str, str]:
+    """`SHA256SUMS` (as `sums_text` writes it) as name -> SHA-256."""
+    return {name: digest for digest, name in (line.split("  ", 1) for line in text.splitlines() if line)}
+
+
 def stage(exports: Path, tag: str, out: Path, org: str, *, variant: str | None = None,
           part_bytes: int = PART_BYTES) -> dict:
     """Lay out the release of `tag` under `out` (which must not exist) and return its manifest: every

@@ -17,7 +17,7 @@ from clip_onnx.errors import ClipOnnxError
 from release import publish as publishing
 from release.github import GitHub
 from release.publish import LocalExports, RunArtifacts, publish
-from release.stage import artifact_name, hub_repo
+from release.stage import artifact_name, hub_repo, read_sums
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO, ORG, RUN = "owner/clip-onnx", "org", 7
@@ -46,8 +46,7 @@ def test_split_assets_are_published_and_join_back(run, github, hub):
     (release,) = github.releases(REPO)
     assert not release["draft"]
     names = {a["name"] for a in release["assets"]}
-    sums = dict(reversed(line.split("  ", 1)) for line in github.content(REPO, "v1.0.0", "SHA256SUMS").decode().split("\n")
-                if line)
+    sums = read_sums(github.content(REPO, "v1.0.0", "SHA256SUMS").decode())
     parts = sorted(n for n in names if n.startswith("tiny-ViT_transformer.onnx.part-"))
     assert len(parts) > 1 and "tiny-ViT_transformer.onnx" not in names  # listed in SHA256SUMS, not an asset
     joined = b"".join(github.content(REPO, "v1.0.0", p) for p in parts)
