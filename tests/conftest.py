@@ -46,13 +46,18 @@ def exported(request, tmp_path_factory) -> Exported:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
-    """A Hugging Face Hub on loopback, with the real client set to talk to it quickly (no waits, no progress bars)."""
+def quick_hub_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real `huggingface_hub` client with no waits between retries and no progress bars."""
     # http_backoff sleeps 1+2+4+8+8 s over its five retries; the failure tests don't need to wait.
     # (only `sleep` of the `time` module that huggingface_hub.utils._http sees is replaced)
     monkeypatch.setattr(importlib.import_module("huggingface_hub.utils._http"), "time",
                         SimpleNamespace(sleep=lambda _seconds: None))
     monkeypatch.setattr(importlib.import_module("huggingface_hub.utils.tqdm"), "HF_HUB_DISABLE_PROGRESS_BARS", True)
+
+
+@pytest.fixture
+def hub(quick_hub_client) -> Iterator[LoopbackHub]:
+    """A Hugging Face Hub on loopback, with the real client set to talk to it quickly."""
     with LoopbackHub() as fake:
         yield fake
         assert fake.internal_errors == []

@@ -107,16 +107,11 @@ def test_a_published_tag_is_never_moved_and_every_differing_file_is_named(hub, t
     assert hub.commits(REPO) == commits
 
 
-def test_a_failed_xet_upload_is_one_line_that_names_the_repo_and_the_token(tmp_path, files, monkeypatch):
+def test_a_failed_xet_upload_is_one_line_that_names_the_repo_and_the_token(tmp_path, files, quick_hub_client):
     """Against huggingface.co large files go through Xet (hf_xet); its errors are OSErrors with multi-line text.
     Here the real client takes its Xet path and the loopback Hub refuses the Xet write token."""
-    import importlib
-    from types import SimpleNamespace
-
     from tests.loopback_hub import LoopbackHub
 
-    monkeypatch.setattr(importlib.import_module("huggingface_hub.utils._http"), "time",
-                        SimpleNamespace(sleep=lambda _seconds: None))
     with LoopbackHub(xet=True) as xet_hub:
         xet_hub.fail("GET", "/xet-write-token/", status=401)
         with pytest.raises(ClipOnnxError) as failed:

@@ -20,13 +20,8 @@ WRITER = whoami_answer("maintainer", "write", orgs={ORG: "write"})
 
 
 @pytest.fixture
-def org_hub(monkeypatch):
+def org_hub(quick_hub_client):
     """The loopback Hub, its token a member of ORG who may write, plus a read-only token."""
-    import importlib
-    from types import SimpleNamespace
-
-    monkeypatch.setattr(importlib.import_module("huggingface_hub.utils._http"), "time",
-                        SimpleNamespace(sleep=lambda _seconds: None))
     with LoopbackHub(whoami={"hf_test": WRITER, "hf_read": whoami_answer("maintainer", "read", orgs={ORG: "write"})},
                      ) as hub:
         yield hub
