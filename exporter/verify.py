@@ -116,6 +116,9 @@ def reference(model: torch.nn.Module, graph: str, inputs: InputSet) -> list[np.n
 
 @dataclass
 class Comparison:
+    """What one graph's outputs on one input set measure against PyTorch's. It holds no verdict:
+    `Report.misses` is the one place that judges it."""
+
     graph: str
     input_set: str
     max_abs_diff: float
@@ -123,22 +126,10 @@ class Comparison:
     min_cosine: float
     argmax_agrees: bool
     argmax_agreement: float
-    passed: bool
     # The input-dependent part: each row minus the batch's mean row (embeddings of 2+ rows only), its
     # largest magnitude relative to the output scale, and the lowest cosine between its rows.
     centered_scale: float | None = None
     centered_min_cosine: float | None = None
-
-    def failures(self, tolerance: Tolerance) -> dict[str, str]:
-        """Each criterion this comparison misses ("cosine", "relative", "agreement"), with its value and limit."""
-        problems = {}
-        if GRAPHS[self.graph].output_kind != "logits" and self.min_cosine < tolerance.min_cosine:
-            problems["cosine"] = f"cosine {self.min_cosine:.7f} < {tolerance.min_cosine}"
-        if self.max_relative_diff > tolerance.max_relative:
-            problems["relative"] = f"max relative difference {self.max_relative_diff:.2e} > {tolerance.max_relative}"
-        if self.argmax_agreement < tolerance.min_agreement:
-            problems["agreement"] = f"zero-shot agreement {self.argmax_agreement:.0%} < {tolerance.min_agreement:.0%}"
-        return problems
 
     def input_dependence(self, tolerance: Tolerance) -> str | None:
         """Whether the input-dependent part matches: "passed", "failed", "too small" to judge (at or below
@@ -174,19 +165,19 @@ def output_scale(graph: str, expected: list[np.ndarray], logit_scale: float) -> 
 
 
 def compare(graph: str, input_set: str, actual: list[np.ndarray], expected: list[np.ndarray],
-            tolerance: Tolerance, partner: np.ndarray | None, scale: float) -> Comparison:
+            partner: np.ndarray | None, scale: float) -> Comparison:
+    """Measure `actual` against `expected` (no verdict: see `Report`)."""
     abs_diff = max(float(np.abs(a - e).max()) for a, e in zip(actual, expected))
     cosine = min(row_cosine(a, e) for a, e in zip(actual, expected))
     agreement = float(np.mean(zero_shot(actual, graph, partner) == zero_shot(expected, graph, partner)))
-    cosine_ok = GRAPHS[graph].output_kind == "logits" or cosine >= tolerance.min_cosine  # see Tolerance
-    passed = cosine_ok and abs_diff / scale <= tolerance.max_relative and agreement >= tolerance.min_agreement
     centered_scale = centered_cosine = None
     if GRAPHS[graph].output_kind == "embeddings" and len(expected[0]) > 1:
+        # NxD -> NxD minus the batch's mean row
         a_centered = actual[0].astype(np.float64) - actual[0].mean(axis=0, dtype=np.float64)
         e_centered = expected[0].astype(np.float64) - expected[0].mean(axis=0, dtype=np.float64)
         centered_scale = float(np.abs(e_centered).max()) / scale
         centered_cosine = row_cosine(a_centered, e_centered)
-    return Comparison(graph, input_set, abs_diff, abs_diff / scale, cosine, agreement == 1.0, agreement, passed,
+    return Comparison(graph, input_set, abs_diff, abs_diff / scale, cosine, agreement == 1.0, agreement,
                       centered_scale, centered_cosine)
 
 
@@ -222,11 +213,21 @@ class Report:
         return [key for key, value in self.discrimination.items() if value >= MAX_INPUT_COSINE]
 
     def misses(self, comparison: Comparison) -> dict[str, str]:
-        """The criteria a comparison misses, as this report judges them. A checkpoint's zero-shot choices
-        against near-identical partner embeddings are ties, not decisions, so agreement does not count there."""
-        misses = comparison.failures(self.tolerance)
-        if not self.strict and PARTNER_INPUTS.get(comparison.graph) in self.inputs_alike:
-            misses.pop("agreement", None)
+        """The one pass rule: each criterion a comparison misses ("cosine", "relative", "agreement"), with
+        its value and limit; none means it passed. `status`, the manifest's record and the exit code all
+        derive from it. The cosine applies to embeddings only (see Tolerance). A checkpoint's zero-shot
+        choices against near-identical partner embeddings are ties, not decisions, so agreement does not
+        count there."""
+        tolerance, misses = self.tolerance, {}
+        if GRAPHS[comparison.graph].output_kind != "logits" and comparison.min_cosine < tolerance.min_cosine:
+            misses["cosine"] = f"cosine {comparison.min_cosine:.7f} < {tolerance.min_cosine}"
+        if comparison.max_relative_diff > tolerance.max_relative:
+            misses["relative"] = (f"max relative difference {comparison.max_relative_diff:.2e} > "
+                                  f"{tolerance.max_relative}")
+        partner_alike = PARTNER_INPUTS.get(comparison.graph) in self.inputs_alike
+        if comparison.argmax_agreement < tolerance.min_agreement and (self.strict or not partner_alike):
+            misses["agreement"] = (f"zero-shot agreement {comparison.argmax_agreement:.0%} < "
+                                   f"{tolerance.min_agreement:.0%}")
         return misses
 
     @property
@@ -279,7 +280,8 @@ class Report:
             "reference": "PyTorch float32 (clip.model.CLIP)",
             "distinct_inputs_required": self.strict,
             "discrimination_max_cosine": {**self.discrimination, "limit": MAX_INPUT_COSINE},
-            "comparisons": [asdict(c) for c in self.comparisons],
+            # each comparison's measurements and the criteria it misses, as `misses` judged them
+            "comparisons": [{**asdict(c), "misses": sorted(self.misses(c))} for c in self.comparisons],
         }
 
     def table(self) -> str:
@@ -376,8 +378,8 @@ def check(references: References, graph_paths: dict[str, Path], precision: str, 
             feeds = {"image": inputs.image, "text": inputs.text}
             actual = graph_session.run(None, {n: feeds[n].numpy() for n in GRAPHS[graph].inputs})
             scale = output_scale(graph, wanted, references.logit_scale)
-            comparisons.append(compare(graph, inputs.name, actual, wanted, tolerance,
-                                       partner(references, graph, inputs.name), scale))
+            comparisons.append(compare(graph, inputs.name, actual, wanted, partner(references, graph, inputs.name),
+                                       scale))
         del graph_session
         memory.trim()
     return Report(precision, tolerance, references.discrimination, comparisons, strict)

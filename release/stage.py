@@ -104,7 +104,7 @@ def collect(exports: Path, variant: str | None = None) -> list[tuple[Path, dict]
         data = manifest.read(path.parent)
         if variant is not None and data["name"] != variant:
             continue
-        if not data["verification"].get("passed"):
+        if data["verification"].get("status") != "passed":
             raise ClipOnnxError(f"{path.parent} was not verified (or failed); only verified exports are released")
         integrity.check_files(data, path.parent)
         folders.append((path.parent, data))
