@@ -17,7 +17,7 @@ import huggingface_hub
 import pytest
 import torch
 from huggingface_hub import HfApi
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from clip_onnx.errors import ClipOnnxError
 from exporter import cli, hub_weights, pipeline, variants, weights
@@ -36,11 +36,13 @@ def model() -> torch.nn.Module:
     return weights.random_weights(get_variant("tiny-ViT"), seed=5).model
 
 
+def save_safetensors(model: torch.nn.Module) -> bytes:
+    return save({k: v.contiguous() for k, v in model.state_dict().items()})
+
+
 @pytest.fixture(scope="module")
-def safetensors_bytes(model, tmp_path_factory) -> bytes:
-    path = tmp_path_factory.mktemp("st") / FILE
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path.read_bytes()
+def safetensors_bytes(model) -> bytes:
+    return save_safetensors(model)
 
 
 @pytest.fixture
@@ -82,6 +84,22 @@ def test_the_pinned_file_is_fetched_hashed_and_recorded(served, model, tmp_path)
     assert loaded.source == {"kind": "hub", "repo": REPO, "file": FILE, "revision": served.revision,
                              "sha256": served.sha256, "bytes": served.bytes}
     assert all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(), model.state_dict().values()))
+
+
+def test_the_pinned_revision_is_fetched_when_main_holds_other_bytes(served, model, hub):
+    """A second commit moves `main` to other weights of the same size: an export still takes the pinned
+    commit's bytes, hashed and recorded as such, and `main`'s bytes differ from the pin's."""
+    other = weights.random_weights(get_variant("tiny-ViT"), seed=6).model
+    api = HfApi(endpoint=hub.url, token=hub.token)
+    buffer = save_safetensors(other)
+    assert len(buffer) == served.bytes
+    moved = api.upload_file(path_or_fileobj=buffer, path_in_repo=FILE, repo_id=REPO, commit_message="newer").oid
+    assert moved != served.revision and api.model_info(REPO).sha == moved
+    loaded = weights.load_variant(get_variant("tiny-ViT"), progress=False)
+    assert loaded.source["revision"] == served.revision and loaded.source["sha256"] == served.sha256
+    assert all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(), model.state_dict().values()))
+    at_main = weights.load_variant(get_variant("tiny-ViT"), revision="main", progress=False)
+    assert at_main.source["revision"] == moved and at_main.source["sha256"] == hashlib.sha256(buffer).hexdigest()
 
 
 def test_same_weights_from_three_sources_give_byte_identical_graphs(served, model, tmp_path):
@@ -195,11 +213,9 @@ def test_a_release_refuses_an_unpinned_variant_or_another_revision(monkeypatch):
 
 def test_a_hub_file_of_another_architecture_is_refused(hub, monkeypatch, tmp_path):
     other = weights.random_weights(get_variant("tiny-RN")).model
-    path = tmp_path / FILE
-    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
     api = HfApi(endpoint=hub.url, token=hub.token)
     api.create_repo(REPO)
-    commit = api.upload_file(path_or_fileobj=str(path), path_in_repo=FILE, repo_id=REPO).oid
+    commit = api.upload_file(path_or_fileobj=save_safetensors(other), path_in_repo=FILE, repo_id=REPO).oid
     set_pin(monkeypatch, HubPin(REPO, FILE, commit, None, None))
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
