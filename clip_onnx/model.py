@@ -45,8 +45,9 @@ def softmax(values: np.ndarray) -> np.ndarray:
 class Model:
     """One exported variant folder. Sessions open on first use, one per graph.
 
-    Every file is checked against the manifest's SHA-256 when it is first loaded (`tokenizer.json` at
-    once, a graph and its external data when its session opens): a changed file is refused, not run.
+    Every file a graph needs (`integrity.needed_files`) is checked against the manifest's SHA-256 before
+    it is used (`tokenizer.json` and `preprocess.json` at once, a graph and its external data when its
+    session opens): a changed file is refused, not run.
     `check_sha256=False` skips that for callers that have already checked the files; the cost is the
     time to hash them, which `bench/hash_cost.py` measures per GB."""
 
@@ -62,14 +63,17 @@ class Model:
         path = self.folder / tokenizer.TOKENIZER
         if not path.is_file():
             raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx")
-        self._check(tokenizer.TOKENIZER)
+        self._checked: set[str] = set()
+        self._check(integrity.needed_files(self.manifest, []))
         self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
         self._sessions: dict[str, ort.InferenceSession] = {}
 
-    def _check(self, *file_names: str) -> None:
+    def _check(self, file_names: list[str]) -> None:
         if self.check_sha256:
             for file_name in file_names:
-                integrity.check_file(self.manifest, self.folder, file_name)
+                if file_name not in self._checked:
+                    integrity.check_file(self.manifest, self.folder, file_name)
+                    self._checked.add(file_name)
 
     def session(self, graph: str) -> ort.InferenceSession:
         if graph not in self._sessions:
@@ -77,7 +81,7 @@ class Model:
             if spec is None:
                 raise ClipOnnxError(f"{self.folder} has no {graph} graph (exported with --graphs "
                                     f"{','.join(self.manifest['graphs'])}); export it with that graph")
-            self._check(spec["file"], *spec["external_data"])
+            self._check(integrity.needed_files(self.manifest, [graph]))
             path = self.folder / spec["file"]
             try:
                 self._sessions[graph] = ort.InferenceSession(str(path), providers=self.providers)

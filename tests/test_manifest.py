@@ -9,7 +9,8 @@ import pytest
 from clip_onnx import integrity, manifest
 from clip_onnx.errors import ClipOnnxError
 
-FILES = {"g.onnx": b"graph bytes " * 100, "tokenizer.json": b'{"model": "bpe"}'}
+FILES = {"g.onnx": b"graph bytes " * 100, "g.onnx.data": b"weights " * 300, "tokenizer.json": b'{"model": "bpe"}',
+         "preprocess.json": b'{"resolution": 224}'}
 
 
 @pytest.fixture
@@ -20,7 +21,9 @@ def folder(tmp_path):
 
 
 def recorded() -> dict:
-    return {"files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in FILES.items()}}
+    return {"files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in FILES.items()},
+            "graphs": {"g": {"file": "g.onnx", "external_data": ["g.onnx.data"]}},
+            "tokenizer": {"file": "tokenizer.json"}, "preprocessing": {"file": "preprocess.json"}}
 
 
 def test_untouched_files_pass(folder):
@@ -34,6 +37,15 @@ def test_a_same_size_change_is_caught_by_the_sha256(folder, name):
     (folder / name).write_bytes(bytes(data))
     with pytest.raises(ClipOnnxError, match=f"{name} does not match the SHA-256"):
         integrity.check_files(recorded(), folder)
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_a_needed_file_the_manifest_does_not_list_is_refused(folder, name):
+    """A manifest whose graph or consumer file has no SHA-256 recorded cannot vouch for it."""
+    data = recorded()
+    del data["files"][name]
+    with pytest.raises(ClipOnnxError, match=f"{name} is not listed in"):
+        integrity.check_files(data, folder)
 
 
 def test_a_size_change_is_caught(folder):

@@ -112,7 +112,8 @@ def test_missing_graph_and_files_are_named(case, tmp_path):
     (partial / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ClipOnnxError, match="tokenizer.json"):
         Model(partial)
-    (partial / "tokenizer.json").write_bytes((folder / "tokenizer.json").read_bytes())
+    for name in ("tokenizer.json", "preprocess.json"):
+        (partial / name).write_bytes((folder / name).read_bytes())
     with pytest.raises(ClipOnnxError, match="no forward graph"):
         Model(partial).forward(np.zeros((1, 3, 32, 32), np.float32), ["x"])
 
