@@ -80,12 +80,14 @@ def _place(source: Path, target: Path) -> None:
 
 
 def _split(source: Path, target: Path, part_bytes: int) -> list[Path]:
-    """`source` as `<target>.part-NN` files of `part_bytes`, copied in chunks, never held in memory whole."""
+    """`source` as `<target>.part-NN` files of `part_bytes`, copied in chunks, never held in memory whole.
+    Numbers are zero-padded to one width (at least 2), so `cat <target>.part-*` joins them in order."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    width = max(2, len(str(-(-source.stat().st_size // part_bytes) - 1)))
     parts = []
     with open(source, "rb") as f:
         while chunk := f.read(min(CHUNK, part_bytes)):
-            part = target.with_name(f"{target.name}.part-{len(parts):02d}")
+            part = target.with_name(f"{target.name}.part-{len(parts):0{width}d}")
             with open(part, "wb") as out:
                 written = 0
                 while chunk:
