@@ -35,6 +35,8 @@ CATEGORIES = {
     "flag": (r"[\U0001F1E6-\U0001F1FF]{2}|\U000e007f", 4),
     "html entity": (r"&(#x?[0-9a-f]+|[a-z]+);", 25),
     "double-escaped entity": (r"&amp;(amp|#|lt)", 4),
+    # ftfy unescapes HTML only in text without tags: here CLIP's two html.unescape calls do all of it
+    "tags with a double-escaped entity": (r"<[a-z/][^>]*>.*&amp;(amp|lt|gt|quot|eacute|#)", 4),
     "tab or newline": (r"[\t\n\r]", 8),
     "unusual space": (r"[\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff\x0b\x0c\x85]", 15),
     "leading or trailing whitespace": (r"^\s|\s$", 8),
