@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_onnx.errors import ClipOnnxError, InconclusiveError, UsageError, VerificationError
+from clip_onnx.errors import ClipOnnxError, UsageError
 from clip_onnx.model import Model, softmax, unit
 
 EXAMPLES = """\
@@ -25,10 +25,8 @@ examples:
   clip-onnx embed -m ViT-B-32 --image cat.jpg --text "a cat" -o embeddings.npz
 """
 # Expected failures, most specific first: the one line printed and the exit code.
-EXITS = ((UsageError, "clip-onnx: error: {}", 2), (VerificationError, "clip-onnx: verification failed: {}", 3),
-         (InconclusiveError, "clip-onnx: verification {}", 4), (ClipOnnxError, "clip-onnx: error: {}", 1))
-# What the exporter's commands import that a runtime-only install lacks.
-EXPORT_MODULES = ("torch", "torchvision", "clip", "onnx", "onnxscript")
+EXITS = ((UsageError, "clip-onnx: error: {}", 2), (ClipOnnxError, "clip-onnx: error: {}", 1))
+INTERRUPTED = "clip-onnx: interrupted ({})"
 
 
 def _labels(value: str) -> list[str]:
@@ -92,6 +90,8 @@ def _embed(args: argparse.Namespace) -> None:
         if not args.output.parent.is_dir():
             raise ClipOnnxError(f"--output {args.output}: the folder {args.output.parent} does not exist; create it "
                                 f"or name another")
+        if args.output.exists() and not args.output.is_file():
+            raise ClipOnnxError(f"--output {args.output}: is not a regular file (a folder or a device); name a file")
     model = _open(args)
     arrays = {}
     if args.image:
@@ -107,9 +107,24 @@ def _embed(args: argparse.Namespace) -> None:
         json.dump(document, sys.stdout)
         print()
     elif args.output.suffix == ".npz":
-        np.savez(args.output, **arrays)
+        _write_whole(args.output, lambda f: np.savez(f, **arrays))
     else:
-        args.output.write_text(json.dumps(document) + "\n")
+        _write_whole(args.output, lambda f: f.write((json.dumps(document) + "\n").encode()))
+
+
+def _write_whole(path: Path, write: Callable) -> None:
+    """`write(file)` into a hidden file beside `path`, renamed to `path` only once complete: a full disk,
+    an error or Ctrl-C leaves no partial file under the name."""
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with open(partial, "wb") as f:
+            write(f)
+        os.replace(partial, path)
+    except OSError as error:
+        raise ClipOnnxError(f"--output {path}: cannot be written ({error.strerror or error}); choose another "
+                            f"path, or free some space") from None
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
@@ -158,37 +173,33 @@ def _terminate(signum: int, _frame: object) -> None:
     raise Terminated(signum)
 
 
-def run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
-    """Run one command; expected failures become one line on stderr and an exit code. SIGTERM and
-    SIGHUP end it as Ctrl-C does, with 128 + the signal's number."""
+def run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace,
+        exits: tuple = EXITS, interrupted: str = INTERRUPTED) -> int:
+    """Run one command; expected failures become one line on stderr and an exit code (`exits`: error
+    class, line, code, most specific first). SIGTERM and SIGHUP end it as Ctrl-C does, with 128 + the
+    signal's number and the line `interrupted`."""
     previous = {signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return _run(handler, args)
+        return _run(handler, args, exits, interrupted)
     finally:
         for signum, handling in previous.items():
             signal.signal(signum, handling)
 
 
-def _run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
+def _run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace, exits: tuple,
+         interrupted: str) -> int:
     try:
         handler(args)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except ClipOnnxError as error:
-        line, code = next((line, code) for kind, line, code in EXITS if isinstance(error, kind))
+        line, code = next((line, code) for kind, line, code in exits if isinstance(error, kind))
         print(line.format(error), file=sys.stderr)
         return code
-    except ModuleNotFoundError as error:
-        if error.name not in EXPORT_MODULES:
-            raise
-        print(f"clip-onnx: error: `clip-onnx {args.command}` needs {error.name}, which a runtime-only install "
-              "lacks; pip install 'clip-onnx[export]'", file=sys.stderr)
-        return 1
     except KeyboardInterrupt as interrupt:
         signum = interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT
-        print(f"clip-onnx: interrupted ({signal.Signals(signum).name}); no partial file was left under a final "
-              f"name", file=sys.stderr)
+        print(interrupted.format(signal.Signals(signum).name), file=sys.stderr)
         return 128 + signum
     return 0
 

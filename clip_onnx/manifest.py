@@ -13,6 +13,8 @@ from clip_onnx.errors import ClipOnnxError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+# The versions this runtime reads; a manifest of any other is refused, never half-understood.
+FORMAT_VERSIONS = (1,)
 
 
 def read(folder: Path) -> dict:
@@ -20,6 +22,12 @@ def read(folder: Path) -> dict:
     if not path.is_file():
         raise ClipOnnxError(f"{folder} has no {MANIFEST}; point at a folder written by `clip-onnx export`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ClipOnnxError(f"{path} is not valid JSON ({error}); export the variant again") from None
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if version not in FORMAT_VERSIONS:
+        raise ClipOnnxError(f"{path}: format_version {version}, but this clip-onnx reads "
+                            f"{', '.join(map(str, FORMAT_VERSIONS))}; pip install --upgrade clip-onnx, or use files "
+                            f"of a release with format_version {FORMAT_VERSION}")
+    return data

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, MIN_OPSET, PRECISIONS
-from clip_onnx.errors import InconclusiveError, UsageError, VerificationError
+from clip_onnx.errors import UsageError
 from clip_onnx import cli as runtime_cli
+from exporter.errors import EXITS, INTERRUPTED, InconclusiveError, VerificationError, needs_export_extra
 from exporter.tolerances import TOLERANCES
 from exporter.variants import VARIANTS, folder_name, get_variant
 
@@ -110,12 +111,13 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     verify.add_argument("--checkpoint", type=Path,
                         help="the checkpoint a --checkpoint export came from, if it moved since")
     _add_weight_options(verify)
-    return {"list": _list, "export": _export, "verify": _verify}
+    return {name: needs_export_extra(name, handler) for name, handler in
+            (("list", _list), ("export", _export), ("verify", _verify))}
 
 
 def _list(args: argparse.Namespace) -> None:
-    shown = [v for v in VARIANTS.values() if v.published or args.all]
-    counts = [v.architecture.parameter_count() for v in shown]  # needs torch: fail before printing anything
+    shown = [v for v in VARIANTS.values() if v.published or args.all]  # reads the pins: fails before printing
+    counts = [v.architecture.parameter_count() for v in shown]
     print(f"{'name':<16} {'family':<7} {'resolution':>10} {'embed':>6} {'parameters':>11} {'fp32 MB':>8}  weights")
     for variant, count in zip(shown, counts):
         arch = variant.architecture
@@ -125,25 +127,25 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from exporter import pipeline, weights
-
     if args.checkpoint and args.variant:
         raise UsageError("give a variant or --checkpoint, not both")
     if args.release and (args.checkpoint or args.weights == "random"):
         raise UsageError("--release exports OpenAI's pinned weights of a variant; drop --checkpoint or --weights random")
+    if not args.checkpoint and not args.variant:
+        raise UsageError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
+    variant = get_variant(args.variant) if args.variant else None  # refused before torch is imported
+    from exporter import pipeline, weights
+
     if args.checkpoint:
         name = args.name or args.checkpoint.stem
         loaded = weights.load_checkpoint(args.checkpoint)
-    elif args.variant:
-        variant = get_variant(args.variant)
+    else:
         name = variant.name
         if args.weights == "random":
             loaded = weights.random_weights(variant, args.seed)
         else:
             loaded = weights.load_variant(variant, release=args.release, revision=args.revision,
                                           cache_dir=args.cache_dir, url_base=args.url_base)
-    else:
-        raise UsageError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
     if loaded.source["kind"] == "random":
         print(f"note: {name} gets seeded random weights (seed {args.seed}): a pipeline demo, not a usable model")
     pipeline.export(loaded, folder_name(name), args.output, precision=args.precision, opset=args.opset,
@@ -167,4 +169,4 @@ def main(argv: list[str] | None = None) -> int:
     root, commands = runtime_cli.parser(DESCRIPTION, EXAMPLES)
     handlers = {**add_commands(commands), **runtime_cli.add_commands(commands)}
     args = root.parse_args(argv)
-    return runtime_cli.run(handlers[args.command], args)
+    return runtime_cli.run(handlers[args.command], args, EXITS + runtime_cli.EXITS, INTERRUPTED)

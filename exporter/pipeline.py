@@ -8,6 +8,7 @@ unverified file; on any failure or Ctrl-C the staging folder is removed.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -20,7 +21,8 @@ import torch
 from clip_onnx import integrity, preprocess
 from clip_onnx import manifest as consumer_manifest
 from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS, export_folder
-from clip_onnx.errors import ClipOnnxError, InconclusiveError, VerificationError
+from clip_onnx.errors import ClipOnnxError
+from exporter.errors import InconclusiveError, VerificationError
 from exporter import manifest, memory, quantize, tokenizer
 from exporter.export import export_graph, fold_batch_norms, to_precision, weight_bytes
 from exporter.variants import OPENAI_URL_BASE, Architecture, folder_name, get_variant
@@ -200,6 +202,13 @@ def verify_folder(folder: Path, checkpoint: Path | None = None, cache_dir: Path 
     data = consumer_manifest.read(folder)
     integrity.check_files(data, folder)
     weights = load_source(data["source"], data.get("variant"), checkpoint, cache_dir, url_base)
+    built = json.loads(json.dumps(Architecture.of(weights.model).to_json()))  # tuples as the manifest's lists
+    if built != data["architecture"]:
+        differs = ", ".join(f"{key} {built.get(key)} where the graphs have {value}"
+                            for key, value in data["architecture"].items() if built.get(key) != value)
+        raise VerificationError(f"{folder}: the weights its {consumer_manifest.MANIFEST} names are not the ones "
+                                f"its graphs were exported from ({differs}); restore the manifest written with the "
+                                f"graphs, or export again")
     model = weights.model.to(_device(device))
     graphs = list(data["graphs"])
     log("computing PyTorch float32 reference outputs")

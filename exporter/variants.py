@@ -48,10 +48,34 @@ class Architecture:
         return clip_model.CLIP(**dataclasses.asdict(self)).eval()
 
     def parameter_count(self) -> int:
-        import torch
+        """The number of parameters of `build()`, counted from the architecture without torch (so
+        `clip-onnx list` answers at once); tests/test_cli.py holds it equal to torch's count."""
+        def blocks(width: int, layers: int) -> int:  # residual attention blocks: attention, MLP, 2 LayerNorms
+            return layers * (12 * width * width + 13 * width)
 
-        with torch.device("meta"):
-            return sum(p.numel() for p in self.build().parameters())
+        text = (self.vocab_size * self.transformer_width + self.context_length * self.transformer_width
+                + blocks(self.transformer_width, self.transformer_layers) + 2 * self.transformer_width
+                + self.transformer_width * self.embed_dim + 1)  # ..., ln_final, text_projection, logit_scale
+        width = self.vision_width
+        if isinstance(self.vision_layers, int):  # VisionTransformer
+            grid = self.image_resolution // self.vision_patch_size
+            visual = (3 * self.vision_patch_size ** 2 * width + width + (grid * grid + 1) * width + 4 * width
+                      + blocks(width, self.vision_layers) + width * self.embed_dim)
+            return text + visual
+        # ModifiedResNet: three-convolution stem, bottleneck layers, attention pooling
+        half = width // 2
+        visual = 3 * half * 9 + half * half * 9 + half * width * 9 + 2 * (half + half + width)
+        inplanes = width
+        for index, count in enumerate(self.vision_layers):
+            planes = width * 2 ** index
+            for block in range(count):
+                visual += inplanes * planes + planes * planes * 9 + planes * 4 * planes + 2 * (planes + planes + 4 * planes)
+                if block == 0 and (index > 0 or inplanes != 4 * planes):  # downsample: 1x1 convolution and BatchNorm
+                    visual += inplanes * 4 * planes + 2 * 4 * planes
+                inplanes = 4 * planes
+        dim, grid = width * 32, self.image_resolution // 32
+        visual += (grid * grid + 1) * dim + 3 * (dim * dim + dim) + dim * self.embed_dim + self.embed_dim
+        return text + visual
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> Architecture:

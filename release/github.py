@@ -20,7 +20,8 @@ from collections.abc import Callable
 from email.message import Message
 from pathlib import Path
 
-from clip_onnx.errors import ClipOnnxError, first_problem
+from clip_onnx.errors import ClipOnnxError
+from release.problems import first_problem
 
 API = "https://api.github.com"
 MISSING, EXTRA = "is missing", "is not part of this release"

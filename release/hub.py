@@ -20,7 +20,8 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from clip_onnx.errors import ClipOnnxError, first_problem
+from clip_onnx.errors import ClipOnnxError
+from release.problems import first_problem
 from clip_onnx.integrity import sha256_file
 
 BRANCH = "main"

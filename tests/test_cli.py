@@ -47,6 +47,24 @@ def test_list_names_the_openai_variants_and_test_configurations_only_on_request(
     assert result.returncode == 0 and all(name in result.stdout for name in VARIANTS)
 
 
+def test_list_and_argument_errors_answer_without_importing_torch():
+    probe = ("import sys\nfrom exporter.cli import main\n"
+             "codes = [main(['list', '--all']), main(['export', 'ViT-B/99']), main(['export'])]\n"
+             "print(codes, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "[0, 1, 2] False", result.stdout + result.stderr
+    assert "unknown variant 'ViT-B/99'" in result.stderr and "name a variant" in result.stderr
+
+
+def test_the_parameter_counts_list_shows_are_torchs():
+    import torch
+
+    for variant in VARIANTS.values():
+        with torch.device("meta"):
+            counted = sum(p.numel() for p in variant.architecture.build().parameters())
+        assert variant.architecture.parameter_count() == counted, variant.name
+
+
 def test_installed_command_and_help_teach_usage():
     result = subprocess.run([str(Path(sys.executable).parent / "clip-onnx"), "export", "--help"],
                             capture_output=True, text=True)
@@ -66,7 +84,7 @@ def test_export_then_verify_end_to_end(tmp_path):
     assert set(os.listdir(folder)) == names and os.listdir(out) == ["tiny-ViT"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["source"] == {"kind": "random", "seed": 0, "variant": "tiny-ViT"}
-    assert manifest["verification"]["passed"]
+    assert manifest["verification"]["status"] == "passed"
     assert manifest["tokenizer"]["start_token_id"] == 49406 and manifest["tokenizer"]["end_token_id"] == 49407
     assert manifest["preprocessing"]["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
     assert set(manifest["files"]) == names - {"manifest.json"}
@@ -75,6 +93,14 @@ def test_export_then_verify_end_to_end(tmp_path):
     verified = run("verify", str(folder))
     assert verified.returncode == 0, verified.stderr
     assert "verified" in verified.stdout
+
+    # a manifest whose source names another variant's weights: refused before any comparison, exit 3
+    other = json.loads((folder / "manifest.json").read_text())
+    other["source"]["variant"] = "tiny-RN"
+    (folder / "manifest.json").write_text(json.dumps(other))
+    assert_clean_error(run("verify", str(folder)), 3, "are not the ones its graphs were exported from (",
+                       "family ResNet where the graphs have ViT")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
     assert_clean_error(run("export", "tiny-ViT", "--weights", "random", "-o", str(out)), 1, "already exists", "--force")
 
@@ -167,7 +193,7 @@ def test_a_signal_mid_export_leaves_nothing(tmp_path, signum):
     # was printed; the cause inside CPython was not pinned down). A shell shows both as the same
     # status; either way our handler must have run.
     assert child.returncode in (128 + signum, -signum), stderr
-    assert f"interrupted ({signum.name})" in stderr and "Traceback" not in stderr
+    assert f"interrupted ({signum.name}); no partial file was left under a final name" in stderr and "Traceback" not in stderr
     assert nothing_left(out)
 
 

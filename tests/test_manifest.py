@@ -74,3 +74,11 @@ def test_reading_a_manifest_names_a_missing_or_broken_file(tmp_path):
         manifest.read(tmp_path)
     (tmp_path / "manifest.json").write_text('{"format_version": 1}')
     assert manifest.read(tmp_path) == {"format_version": 1}
+
+
+@pytest.mark.parametrize("text", ['{"format_version": 999}', '{"format_version": "1"}', '{}', '[1]'])
+def test_a_format_version_this_runtime_does_not_read_is_refused(tmp_path, text):
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(ClipOnnxError, match=r"manifest.json: format_version .*, but this clip-onnx reads 1; "
+                                            r"pip install --upgrade clip-onnx"):
+        manifest.read(tmp_path)

@@ -78,9 +78,11 @@ def test_a_base_install_runs_the_runtime_without_torch(wheel, tmp_path):
     result = subprocess.run([python, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", "the base install pulled in an exporter library"
-    for command in (["list"], ["export", "ViT-B/32"]):
+    for command in (["export", "ViT-B/32"], ["verify", str(tmp_path)]):
         result = subprocess.run([script, *command], capture_output=True, text=True)
         assert result.returncode == 1 and result.stdout == ""
         assert "pip install 'clip-onnx[export]'" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([script, "list"], capture_output=True, text=True)  # counted without torch
+    assert result.returncode == 0 and "ViT-L/14@336px" in result.stdout, result.stderr
     result = subprocess.run([script, "classify", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--labels" in result.stdout

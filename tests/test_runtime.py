@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -214,6 +216,32 @@ def test_embed_command_writes_npz_and_json(case, tmp_path, capsys):
     assert "nothing to embed" in capsys.readouterr().err
     assert main(["embed", "-m", str(folder), "--text", "a cat", "-o", str(tmp_path / "e.txt")]) == 2
     assert ".npz or .json" in capsys.readouterr().err and not (tmp_path / "e.txt").exists()
+
+
+@pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_embed_output_that_cannot_be_written_is_one_line_and_leaves_no_file(case, tmp_path, capsys, monkeypatch,
+                                                                             failure):
+    """A full disk, a read-only file system, no permission: one line, exit 1, nothing under the name and
+    no hidden partial file beside it."""
+    folder, images, _ = case
+
+    def fail(file, **arrays):
+        file.write(b"PK partial bytes")
+        raise OSError(failure, os.strerror(failure))
+
+    monkeypatch.setattr(np, "savez", fail)
+    code = main(["embed", "-m", str(folder), "--text", "a cat", "-o", str(tmp_path / "e.npz")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the note that the weights are random
+    assert code == 1 and err.startswith(f"clip-onnx: error: --output {tmp_path / 'e.npz'}: cannot be written "
+                                        f"({os.strerror(failure)})")
+    assert os.listdir(tmp_path) == []
+
+
+def test_embed_output_that_is_a_folder_is_refused_before_any_work(case, tmp_path, capsys):
+    (tmp_path / "x.npz").mkdir()
+    assert main(["embed", "-m", str(case[0]), "--text", "a cat", "-o", str(tmp_path / "x.npz")]) == 1
+    assert "is not a regular file" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "x.npz") == []
 
 
 def test_runtime_and_its_commands_need_no_torch(case):
