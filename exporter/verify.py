@@ -134,7 +134,7 @@ class Comparison:
     def input_dependence(self, tolerance: Tolerance) -> str | None:
         """Whether the input-dependent part matches: "passed", "failed", "too small" to judge (at or below
         the tolerance itself), or None where it does not apply (logits, single rows)."""
-        if self.centered_scale is None or self.centered_min_cosine is None:
+        if self.centered_scale is None:  # `compare` sets both or neither
             return None
         if self.centered_scale <= tolerance.max_relative:
             return "too small"
@@ -172,9 +172,8 @@ def compare(graph: str, input_set: str, actual: list[np.ndarray], expected: list
     agreement = float(np.mean(zero_shot(actual, graph, partner) == zero_shot(expected, graph, partner)))
     centered_scale = centered_cosine = None
     if GRAPHS[graph].output_kind == "embeddings" and len(expected[0]) > 1:
-        # NxD -> NxD minus the batch's mean row
-        a_centered = actual[0].astype(np.float64) - actual[0].mean(axis=0, dtype=np.float64)
-        e_centered = expected[0].astype(np.float64) - expected[0].mean(axis=0, dtype=np.float64)
+        a64, e64 = actual[0].astype(np.float64), expected[0].astype(np.float64)
+        a_centered, e_centered = a64 - a64.mean(axis=0), e64 - e64.mean(axis=0)  # NxD minus the mean row (1xD)
         centered_scale = float(np.abs(e_centered).max()) / scale
         centered_cosine = row_cosine(a_centered, e_centered)
     return Comparison(graph, input_set, abs_diff, abs_diff / scale, cosine, agreement == 1.0, agreement,

@@ -82,3 +82,19 @@ def test_a_format_version_this_runtime_does_not_read_is_refused(tmp_path, text):
     with pytest.raises(ClipOnnxError, match=r"manifest.json: format_version .*, but this clip-onnx reads 1; "
                                             r"pip install --upgrade clip-onnx"):
         manifest.read(tmp_path)
+
+
+def test_the_files_each_graph_needs_come_from_the_manifest():
+    data = recorded()
+    data["graphs"]["h"] = {"file": "h.onnx"}  # no external data (a key older writers may leave out)
+    assert integrity.needed_files(data, ["g", "h"]) == ["g.onnx", "g.onnx.data", "h.onnx", "tokenizer.json",
+                                                        "preprocess.json"]
+    assert integrity.needed_files(data, ["h"]) == ["h.onnx", "tokenizer.json", "preprocess.json"]
+
+
+def test_a_manifest_without_its_consumer_files_is_named():
+    data = recorded()
+    del data["preprocessing"]
+    with pytest.raises(ClipOnnxError, match="^manifest.json names no tokenizer or preprocessing file; export the "
+                                            "variant again with this clip-onnx$"):
+        integrity.needed_files(data, ["g"])

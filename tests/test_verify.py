@@ -259,3 +259,75 @@ def test_agreement_is_waived_only_for_a_checkpoint_whose_partner_inputs_are_alik
     assert checkpoint.misses(flipped) == {} and checkpoint.status == "passed"
     assert set(Report("fp32", TOLERANCES["fp32"], photos_alike, [flipped], strict=False).misses(flipped)) == {"agreement"}
     assert set(Report("fp32", TOLERANCES["fp32"], captions_alike, [flipped], strict=True).misses(flipped)) == {"agreement"}
+
+
+def test_the_input_dependent_part_is_measured_on_embedding_batches_of_two_or_more_rows():
+    two = np.array([[1.0, 2.0], [3.0, -1.0]], dtype=np.float32)
+    assert compare("visual", "unit", [two], [two], PARTNER[:2, :2], 3.0).centered_min_cosine == pytest.approx(1.0)
+    one = compare("visual", "single", [two[:1]], [two[:1]], PARTNER[:2, :2], 3.0)
+    assert one.centered_scale is None and one.centered_min_cosine is None
+    logits = compare("forward", "unit", [two, two.T], [two, two.T], None, 100.0)
+    assert logits.centered_scale is None and logits.centered_min_cosine is None
+
+
+def test_the_input_dependent_part_is_relative_to_the_output_scale():
+    """Rows that differ by 5e-4 around a mean of magnitude 10: 5e-5 of the scale, within fp32's 1e-4, so
+    too small to judge; the same rows judged in absolute terms would have 'passed'."""
+    near = np.array([[10.0, 5.0, 3.0]] * 3) + np.array([[5e-4, 0.0, 0.0], [0.0, 5e-4, 0.0], [0.0, 0.0, 5e-4]])
+    report = alike_report(near, near, strict=False)
+    assert report.comparisons[0].centered_scale == pytest.approx(5e-4 * 2 / 3 / 10, rel=1e-3)
+    assert report.status == "inconclusive"
+
+
+def test_the_input_dependent_bounds_are_inclusive():
+    """A centred part exactly at the relative tolerance is too small to judge; a centred cosine exactly
+    at the limit passes."""
+    fp32 = TOLERANCES["fp32"]
+    at_scale = Comparison("visual", "photos", 0.0, 0.0, 1.0, True, 1.0, centered_scale=fp32.max_relative,
+                          centered_min_cosine=1.0)
+    at_cosine = Comparison("visual", "photos", 0.0, 0.0, 1.0, True, 1.0, centered_scale=0.5,
+                           centered_min_cosine=fp32.min_cosine)
+    alike = {"photos": 0.9995, "captions": 0.5}
+    assert Report("fp32", fp32, alike, [at_scale], strict=False).status == "inconclusive"
+    assert Report("fp32", fp32, alike, [at_cosine], strict=False).status == "passed"
+
+
+def test_a_single_row_set_does_not_decide_a_checkpoints_verdict():
+    """The single-image set has no input-dependent part; beside a judged photos set it changes nothing."""
+    single = compare("visual", "single", [COLLAPSED[:1]], [COLLAPSED[:1]], PARTNER, float(np.abs(COLLAPSED).max()))
+    photos = alike_report(COLLAPSED, COLLAPSED, strict=False).comparisons[0]
+    report = Report("fp32", TOLERANCES["fp32"], {"photos": max_pairwise_cosine(COLLAPSED)}, [single, photos], strict=False)
+    assert report.status == "passed"
+
+
+def test_a_failure_and_an_inconclusive_verdict_name_every_criterion_and_every_alike_input():
+    result = compare("visual", "unit", [REF[::-1].copy()], [REF], PARTNER, float(np.abs(REF).max()))
+    report = judged(result)
+    misses = report.misses(result)
+    assert set(misses) == {"cosine", "relative", "agreement"}
+    assert report.problem().endswith(f"visual on unit: {misses['cosine']}, {misses['relative']}, {misses['agreement']}")
+    both = Report("fp32", TOLERANCES["fp32"], {"photos": 0.9991, "captions": 0.9995},
+                  [compare("visual", "photos", [REF], [REF], PARTNER, 3.0)], strict=True)
+    assert ("different photos give embeddings with cosine 0.99910 >= 0.999, different captions give embeddings "
+            "with cosine 0.99950 >= 0.999") in both.problem()
+    constant = np.array([[10.0, 5.0, 3.0]] * 3) + np.array([[1e-6, 0.0, 0.0], [0.0, 1e-6, 0.0], [0.0, 0.0, 0.0]])
+    inconclusive = alike_report(constant, constant, strict=False)
+    assert inconclusive.problem().startswith(f"inconclusive: different photos give embeddings with cosine "
+                                             f"{inconclusive.discrimination['photos']:.5f} >= 0.999, and ")
+
+
+def test_the_manifest_record_is_the_whole_report():
+    result = compare("visual", "photos", [REF], [REF], PARTNER, 3.0)
+    record = judged(result).to_json()
+    assert record == {
+        "passed": True, "status": "passed", "precision": "fp32",
+        "tolerance": {"min_cosine": 0.99999, "max_relative": 1e-4, "min_agreement": 1.0},
+        "reference": "PyTorch float32 (clip.model.CLIP)", "distinct_inputs_required": True,
+        "discrimination_max_cosine": {"photos": 0.5, "captions": 0.5, "limit": MAX_INPUT_COSINE},
+        "comparisons": [{"graph": "visual", "input_set": "photos", "max_abs_diff": 0.0, "max_relative_diff": 0.0,
+                         "min_cosine": pytest.approx(1.0), "argmax_agrees": True, "argmax_agreement": 1.0,
+                         "centered_scale": result.centered_scale, "centered_min_cosine": pytest.approx(1.0),
+                         "misses": []}],
+    }
+    failed = judged(compare("visual", "photos", [REF * 1.01], [REF], PARTNER, 3.0)).to_json()
+    assert failed["passed"] is False and failed["status"] == "failed" and failed["comparisons"][0]["misses"] == ["relative"]
