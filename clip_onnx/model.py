@@ -23,7 +23,7 @@ from PIL import Image
 from clip_onnx import integrity, manifest, preprocess, tokenizer
 from clip_onnx.errors import ClipOnnxError
 
-ImageInput = str | Path | Image.Image
+ImageInput = preprocess.ImageSource
 
 
 def unit(embeds: np.ndarray) -> np.ndarray:
@@ -90,20 +90,25 @@ class Model:
                 raise ClipOnnxError(f"onnxruntime cannot load {path} ({first}); download or export it again") from None
         return self._sessions[graph]
 
-    def pixels(self, images: ImageInput | Sequence[ImageInput] | np.ndarray) -> np.ndarray:
-        """Image files or PIL images through CLIP's preprocessing; an array passes as already preprocessed.
-        One path or image is a batch of one."""
-        if isinstance(images, np.ndarray):
-            return images.astype(np.float32, copy=False)
-        if isinstance(images, (str, Path, Image.Image)):
-            images = [images]
+    def pixels(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
+        """Images through CLIP's preprocessing: paths, the bytes of an image file, binary file objects,
+        PIL images or uint8 arrays [H, W, 3] (RGB) or [H, W] (grey); one of them is a batch of one. A
+        float32 array [N, 3, R, R] passes as already preprocessed."""
+        if isinstance(images, np.ndarray) and images.dtype == np.float32:
+            expected = (3, self.resolution, self.resolution)
+            if images.ndim != 4 or images.shape[1:] != expected:
+                raise ClipOnnxError(f"preprocessed pixels must be float32 [N, {', '.join(map(str, expected))}], not "
+                                    f"{list(images.shape)}; or pass images (paths, PIL images, uint8 arrays)")
+            return images
+        if isinstance(images, (str, bytes, bytearray)) or not isinstance(images, Sequence):
+            images = [images]  # one image
         return preprocess.load(images, self.resolution)
 
     def tokens(self, texts: str | Sequence[str], truncate: bool = False) -> np.ndarray:
         """One text or a sequence of texts as CLIP's token ids; a single string is one text, not its characters."""
         return tokenizer.encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts), truncate)
 
-    def encode_image(self, images: ImageInput | Sequence[ImageInput] | np.ndarray) -> np.ndarray:
+    def encode_image(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """`CLIP.encode_image`: [N, embed_dim] float32, not normalised."""
         pixels = self.pixels(images)
         if len(pixels) == 0:
@@ -117,12 +122,12 @@ class Model:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         return self.session("transformer").run(None, {"text": tokens})[0]
 
-    def similarity(self, images: ImageInput | Sequence[ImageInput] | np.ndarray, texts: str | Sequence[str],
+    def similarity(self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str],
                    truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """`CLIP.forward` from the two encoder graphs: (logits_per_image, logits_per_text)."""
         return logits(self.encode_image(images), self.encode_text(texts, truncate), self.logit_scale)
 
-    def forward(self, images: ImageInput | Sequence[ImageInput] | np.ndarray, texts: str | Sequence[str],
+    def forward(self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str],
                 truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """`CLIP.forward` by the forward graph: (logits_per_image, logits_per_text)."""
         outputs = self.session("forward").run(None, {"image": self.pixels(images), "text": self.tokens(texts, truncate)})

@@ -8,9 +8,11 @@ and `spec()` writes the same rules down for implementations in other languages.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO, Union
 
 import numpy as np
 import PIL
@@ -144,22 +146,51 @@ def preprocess(image: Image.Image, resolution: int) -> np.ndarray:
     return (pixels - _MEAN32) / _STD32
 
 
-def _load_file(path: str | Path, resolution: int) -> np.ndarray:
+def _describe(source: object) -> str:
+    """How an error names an image: its path, or what was passed."""
+    if isinstance(source, (str, Path)):
+        return f"image {source}"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"image bytes ({len(source)} bytes)"
+    return f"image {getattr(source, 'name', type(source).__name__)}"
+
+
+def _load_file(source: str | Path | bytes | BinaryIO, resolution: int) -> np.ndarray:
+    """A path, the bytes of a file, or a readable binary file object, decoded by Pillow."""
+    opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
-        with Image.open(path) as image:
+        with Image.open(opened) as image:
             return preprocess(image, resolution)
     except FileNotFoundError:
-        raise ClipOnnxError(f"image {path} does not exist; check the path") from None
+        raise ClipOnnxError(f"{_describe(source)} does not exist; check the path") from None
+    except Image.DecompressionBombError as error:
+        raise ClipOnnxError(f"{_describe(source)} is too large to decode safely ({error}); resize it first, or raise "
+                            f"PIL.Image.MAX_IMAGE_PIXELS if you trust the file") from None
     except OSError as error:  # Pillow's UnidentifiedImageError, truncated files, folders, permissions
         raise ClipOnnxError(
-            f"image {path} could not be read ({error}); pass a file Pillow can open, such as JPEG or PNG"
+            f"{_describe(source)} could not be read ({error}); pass a file Pillow can open, such as JPEG or PNG"
         ) from None
 
 
-def load(images: Iterable[str | Path | Image.Image], resolution: int) -> np.ndarray:
-    """File paths or PIL images as one float32 batch [N, 3, R, R], each through `preprocess`."""
-    arrays = [
-        preprocess(item, resolution) if isinstance(item, Image.Image) else _load_file(item, resolution)
-        for item in images
-    ]
+ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]
+
+
+def load(images: Iterable[ImageSource], resolution: int) -> np.ndarray:
+    """Images as one float32 batch [N, 3, R, R], each through `preprocess`: file paths, the bytes of an
+    image file, binary file objects, PIL images, or uint8 arrays [H, W, 3] (RGB) or [H, W] (grey)."""
+    arrays = []
+    for item in images:
+        if isinstance(item, np.ndarray):
+            if item.dtype != np.uint8 or not (item.ndim == 2 or (item.ndim == 3 and item.shape[2] == 3)):
+                raise ClipOnnxError(f"an image array must be uint8 [H, W, 3] (RGB) or [H, W] (grey), not "
+                                    f"{item.dtype} {list(item.shape)}; pass preprocessed pixels as one float32 "
+                                    f"[N, 3, R, R] array instead")
+            item = Image.fromarray(item)
+        if isinstance(item, Image.Image):
+            arrays.append(preprocess(item, resolution))
+        elif isinstance(item, (str, Path, bytes, bytearray, memoryview)) or hasattr(item, "read"):
+            arrays.append(_load_file(item, resolution))
+        else:
+            raise ClipOnnxError(f"cannot read an image from a {type(item).__name__}; pass a path, bytes, a binary "
+                                f"file object, a PIL image or a uint8 array")
     return np.stack(arrays) if arrays else np.zeros((0, 3, resolution, resolution), dtype=np.float32)
