@@ -7,13 +7,15 @@ unverified file; on any failure or Ctrl-C the staging folder is removed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -26,7 +28,7 @@ from exporter.errors import InconclusiveError, VerificationError
 from exporter import manifest, memory, quantize, tokenizer
 from exporter.export import export_graph, fold_batch_norms, to_precision, weight_bytes
 from exporter.variants import OPENAI_URL_BASE, Architecture, folder_name, get_variant
-from exporter.verify import References, Report, check, providers
+from exporter.verify import References, Report, check, providers, tokenize
 from exporter.weights import Weights, load_checkpoint, load_hub, load_url, random_weights
 
 Log = Callable[[str], None]
@@ -40,13 +42,36 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@contextlib.contextmanager
+def _writer_lock(out_dir: Path, folder: Path) -> Iterator[None]:
+    """Hold `<out>/.<folder>.lock` exclusively while an export writes `folder`: a second export of the same
+    folder is refused at once. The lock is the open file descriptor's (flock), so a killed export leaves no
+    lock behind, only the empty file, which the next export reuses and removes."""
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(out_dir / f".{folder.name}.lock", "a+")
+    except OSError as error:
+        raise ClipOnnxError(f"cannot create output folder {out_dir}: {error.strerror}; choose another --output") from None
+    try:
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ClipOnnxError(f"another export is writing {folder} now; wait for it to finish, or choose "
+                                    f"another --output") from None
+            try:
+                yield
+            finally:
+                Path(lock.name).unlink(missing_ok=True)  # while still held: no other export holds this file
+    finally:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed first export leaves no empty folder behind
+
+
 def _prepare_output(out_dir: Path, folder: Path, force: bool, needed_bytes: int) -> None:
     if folder.exists() and not force:
         raise ClipOnnxError(f"{folder} already exists; pass --force to replace it, or choose another --output")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ClipOnnxError(f"cannot create output folder {out_dir}: {error.strerror}; choose another --output") from None
     free = shutil.disk_usage(out_dir).free
     if free < needed_bytes:
         raise ClipOnnxError(f"{out_dir} has {free / 1e9:.2f} GB free but this export needs about "
@@ -103,58 +128,61 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
     if verify:
         providers(device)  # fail now, not after the export, if onnxruntime cannot run on `device`
     architecture = Architecture.of(model)
+    if verify and extra_texts:
+        tokenize(extra_texts, architecture.context_length, truncate)  # an over-long text fails before any write
     # forward holds every weight, visual + transformer hold them once more
     needed = weight_bytes(model) * (0.5 if precision == "fp16" else 1) * (2 if "forward" in graphs else 1) * 1.1
-    _prepare_output(out_dir, folder, force, int(needed))
-    remove_stale_partials(out_dir, log)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=out_dir))
-    except OSError as error:
-        raise _translate_os_error(error, out_dir) from None
-    try:
-        references = None
-        if verify:
-            log("computing PyTorch float32 reference outputs")
-            references = References.compute(model, graphs, extra_texts, truncate)
-        logit_scale = float(model.logit_scale.detach().float())
-        to_precision(fold_batch_norms(model), precision)
-        memory.trim()  # the folded and converted weights replaced others
-        graph_files = {}
-        for index, key in enumerate(graphs, 1):
-            spec = GRAPHS[key]
-            started = time.perf_counter()
-            log(f"[{index}/{len(graphs)}] exporting {spec.file_name(name)} ({precision}, opset {opset})")
-            graph_files[key] = export_graph(model, spec, staging / spec.file_name(name), opset)
-            if precision == "int8":
-                graph_files[key] = quantize.quantize(graph_files[key][0])
-            log(f"      done in {time.perf_counter() - started:.1f} s")
-        memory.release(model)  # the weights live in the graphs now: free them before onnxruntime loads those
-        stray = set(os.listdir(staging)) - {f.name for files in graph_files.values() for f in files}
-        if stray:
-            raise ClipOnnxError(f"the exporter wrote files no graph refers to: {', '.join(sorted(stray))}")
-        report = None
-        if references is not None:
-            report = check(references, {k: files[0] for k, files in graph_files.items()}, precision, device, log,
-                           strict=weights.source["kind"] != "checkpoint")
-            log(report.table())
-            if report.status == "failed":
-                raise VerificationError(f"{folder.name}: {report.problem()}; nothing was written to {folder}")
-        consumer_files = [tokenizer.write(staging, architecture.context_length),
-                          preprocess.write(staging, architecture.image_resolution)]
-        data = manifest.build(name, architecture, weights.source, precision, opset, graph_files,
-                              consumer_files, logit_scale, report.to_json() if report else None)
-        manifest.write(data, staging)
-        _move_into_place(staging, folder)
-        if report is not None and report.status == "inconclusive":
-            raise InconclusiveError(f"{report.problem()}. The files are in {folder}; their manifest records "
-                                    f"the verdict, and releases refuse them")
-    except OSError as error:
-        raise _translate_os_error(error, out_dir) from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    log(f"wrote {folder}")
-    return folder
+    with _writer_lock(out_dir, folder):
+        _prepare_output(out_dir, folder, force, int(needed))
+        remove_stale_partials(out_dir, log)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=out_dir))
+        except OSError as error:
+            raise _translate_os_error(error, out_dir) from None
+        try:
+            references = None
+            if verify:
+                log("computing PyTorch float32 reference outputs")
+                references = References.compute(model, graphs, extra_texts, truncate)
+            logit_scale = float(model.logit_scale.detach().float())
+            to_precision(fold_batch_norms(model), precision)
+            memory.trim()  # the folded and converted weights replaced others
+            graph_files = {}
+            for index, key in enumerate(graphs, 1):
+                spec = GRAPHS[key]
+                started = time.perf_counter()
+                log(f"[{index}/{len(graphs)}] exporting {spec.file_name(name)} ({precision}, opset {opset})")
+                graph_files[key] = export_graph(model, spec, staging / spec.file_name(name), opset)
+                if precision == "int8":
+                    graph_files[key] = quantize.quantize(graph_files[key][0])
+                log(f"      done in {time.perf_counter() - started:.1f} s")
+            memory.release(model)  # the weights live in the graphs now: free them before onnxruntime loads those
+            stray = set(os.listdir(staging)) - {f.name for files in graph_files.values() for f in files}
+            if stray:
+                raise ClipOnnxError(f"the exporter wrote files no graph refers to: {', '.join(sorted(stray))}")
+            report = None
+            if references is not None:
+                report = check(references, {k: files[0] for k, files in graph_files.items()}, precision, device, log,
+                               strict=weights.source["kind"] != "checkpoint")
+                log(report.table())
+                if report.status == "failed":
+                    raise VerificationError(f"{folder.name}: {report.problem()}; nothing was written to {folder}")
+            consumer_files = [tokenizer.write(staging, architecture.context_length),
+                              preprocess.write(staging, architecture.image_resolution)]
+            data = manifest.build(name, architecture, weights.source, precision, opset, graph_files,
+                                  consumer_files, logit_scale, report.to_json() if report else None)
+            manifest.write(data, staging)
+            _move_into_place(staging, folder)
+            if report is not None and report.status == "inconclusive":
+                raise InconclusiveError(f"{report.problem()}. The files are in {folder}; their manifest records "
+                                        f"the verdict, and releases refuse them")
+        except OSError as error:
+            raise _translate_os_error(error, out_dir) from None
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        log(f"wrote {folder}")
+        return folder
 
 
 def _move_into_place(staging: Path, folder: Path) -> None:

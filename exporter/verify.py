@@ -47,8 +47,19 @@ def tokenize(texts: list[str], context_length: int = 77, truncate: bool = False)
     """`clip.tokenize`, turning its over-length error into an actionable one."""
     try:
         return clip.tokenize(texts, context_length=context_length, truncate=truncate).to(TEXT_DTYPE)
-    except RuntimeError as error:
-        raise ClipOnnxError(f"{error}; shorten the text or pass --truncate to cut it at {context_length} tokens") from None
+    except RuntimeError:
+        long = next(t for t in texts if _too_long(t, context_length))
+        shown = long if len(long) <= 60 else long[:60] + "..."
+        raise ClipOnnxError(f"--text {shown!r} is longer than {context_length} tokens; shorten it or pass --truncate "
+                            f"to cut it") from None
+
+
+def _too_long(text: str, context_length: int) -> bool:
+    try:
+        clip.tokenize([text], context_length=context_length)
+    except RuntimeError:
+        return True
+    return False
 
 
 def photos(resolution: int) -> torch.Tensor:

@@ -213,6 +213,23 @@ def test_a_killed_exports_hidden_folder_is_removed_by_the_next(tmp_path):
     assert f"removed {stale}, left by an export (process {dead.pid}) that no longer runs" in lines
 
 
+def test_a_second_export_of_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    """The first export's lock (flock on `.tiny-RN.lock`) is held here; the second refuses at once and
+    writes nothing. A lock file left by a killed export (no holder) blocks nothing and is removed."""
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".tiny-RN.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = run("export", "tiny-RN", "--weights", "random", "-o", str(out), "--graphs", "transformer")
+        assert_clean_error(refused, 1, f"another export is writing {out / 'tiny-RN'} now; wait for it to finish")
+        assert os.listdir(out) == [".tiny-RN.lock"]
+    pipeline.export(random_weights(get_variant("tiny-RN")), "tiny-RN", out, graphs=["transformer"], verify=False,
+                    log=lambda _: None)
+    assert os.listdir(out) == ["tiny-RN"]
+
+
 def test_subset_without_verification(tmp_path):
     result = run("export", "tiny-RN", "--weights", "random", "-o", str(tmp_path), "--graphs", "transformer",
                  "--no-verify")
@@ -223,10 +240,12 @@ def test_subset_without_verification(tmp_path):
 
 def test_user_texts_longer_than_the_context_need_truncate(tmp_path):
     long = "a photo of " + "a very very long caption " * 30
-    refused = run("export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path), "--graphs", "transformer",
-                  "--text", long)
-    assert_clean_error(refused, 1, "too long", "--truncate")
-    assert nothing_left(tmp_path)
+    out = tmp_path / "dist"
+    refused = run("export", "tiny-ViT", "--weights", "random", "-o", str(out), "--graphs", "transformer",
+                  "--text", "a short one", "--text", long)
+    assert_clean_error(refused, 1, f"--text {long[:60] + '...'!r} is longer than 77 tokens; shorten it or pass "
+                                   f"--truncate")
+    assert long not in refused.stderr and not out.exists()  # not even an empty -o folder
     accepted = run("export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path), "--graphs", "transformer",
                    "--text", long, "--text", "a second caption", "--truncate")
     assert accepted.returncode == 0, accepted.stderr
