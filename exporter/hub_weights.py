@@ -12,7 +12,9 @@ import contextlib
 import functools
 import json
 import os
+import socket
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,6 +96,19 @@ def _evict(repo: str, commit: str, cache_dir: Path | None) -> None:
     info.delete_revisions(commit).execute()
 
 
+def unreachable(url: str) -> str | None:
+    """Why `url` cannot be reached, found without trying it: HF_HUB_OFFLINE, or a host name that does not
+    resolve (no network). Then a source answers from its cache at once instead of after retries."""
+    if hub_constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        return "HF_HUB_OFFLINE is set"
+    host = urllib.parse.urlsplit(url).hostname or url
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as error:
+        return f"{host} cannot be resolved ({getattr(error, 'strerror', None) or error})"
+    return None
+
+
 def _one_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
@@ -107,13 +122,16 @@ def fetch(pin: HubPin, revision: str | None = None, cache_dir: Path | None = Non
     deletes the cached revision and raises."""
     revision = revision or pin.revision
     endpoint = endpoint or os.environ.get("HF_ENDPOINT")  # read per call, so a process can point at a mirror
+    offline = unreachable(endpoint or hub_constants.ENDPOINT)
     remove_orphans(pin.repo, cache_dir)
     try:
         with _plain_http(), (contextlib.nullcontext() if progress else disable_progress_bars()):
             path = Path(huggingface_hub.hf_hub_download(pin.repo, pin.file, revision=revision, cache_dir=cache_dir,
-                                                        endpoint=endpoint))
+                                                        endpoint=endpoint, local_files_only=offline is not None))
     except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError, ValueError) as error:
-        raise SourceError(f"{pin.repo}: {_one_line(error)}") from None
+        if offline is not None:
+            raise SourceError(f"the Hub's {pin.repo}: not in the local cache, and {offline}") from None
+        raise SourceError(f"the Hub's {pin.repo}: {_one_line(error)}") from None
     commit = path.parent.name  # the cache keeps files under snapshots/<commit id>/
     sha256, size = sha256_file(path), path.stat().st_size
     if revision == pin.revision and pin.sha256 is not None and (sha256, size) != (pin.sha256, pin.bytes):

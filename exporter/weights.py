@@ -64,6 +64,9 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
             return target
         warnings.warn(f"{target} does not match its SHA-256; downloading it again")
         target.unlink()
+    offline = hub_weights.unreachable(url)
+    if offline is not None:
+        raise SourceError(f"{url}: not in {cache_dir}, and {offline}")
     partial = target.with_name(target.name + ".part")
     start = partial.stat().st_size if partial.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
@@ -83,10 +86,9 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
         have = partial.stat().st_size if partial.exists() else 0
-        raise SourceError(
-            f"download of {url} failed after {have} bytes ({reason}); run the same command again to resume, "
-            f"or point --url-base at a mirror"
-        ) from None
+        again = "run the same command again to resume" if have else "run the same command again"
+        raise SourceError(f"download of {url} failed after {have} bytes ({reason}); {again}, or point --url-base "
+                          f"at a mirror") from None
     got_bytes = partial.stat().st_size
     if total is not None and got_bytes < total:
         raise SourceError(
@@ -169,8 +171,11 @@ def load_variant(variant: Variant, *, release: bool = False, revision: str | Non
             return attempt()
         except SourceError as error:
             failures.append(str(error))
-    raise ClipOnnxError(f"no source gave {variant.name}'s weights: {'; '.join(failures)}"
-                        + ("" if release else "; check the network, or pass --url-base MIRROR or --checkpoint FILE"))
+    # one line per source, then what to do
+    advice = "" if release else ("\n  without them: --weights random (a pipeline demo), --checkpoint FILE (weights "
+                                 "you have), or --url-base MIRROR")
+    raise ClipOnnxError(f"no source gave {variant.name}'s weights:\n" + "\n".join(f"  - {f}" for f in failures)
+                        + advice)
 
 
 def random_weights(variant: Variant, seed: int = 0) -> Weights:

@@ -171,6 +171,12 @@ def test_cli_falls_back_to_a_mirror_and_rejects_a_wrong_file(serve, checkpoint, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert openai.requests[0][0] == mirror.requests[0][0] == f"/{variant.sha256}/RN50.pt"
-    assert err[-1].startswith("clip-onnx: error: no source gave RN50's weights: timm/resnet50_clip.openai: ")
-    assert "404" in err[-1] and "SHA-256 mismatch" in err[-1]
+    assert err[-5:] == [  # each source on its own line, then what to do
+        "clip-onnx: error: no source gave RN50's weights:",
+        "  - the Hub's timm/resnet50_clip.openai: 404 Client Error.",
+        f"  - download of {openai.base}/{variant.sha256}/RN50.pt failed after 0 bytes (Not Found); run the same "
+        f"command again, or point --url-base at a mirror",
+        err[-2], "  without them: --weights random (a pipeline demo), --checkpoint FILE (weights you have), or "
+                 "--url-base MIRROR"]
+    assert err[-2].startswith(f"  - SHA-256 mismatch for {mirror.base}/{variant.sha256}/RN50.pt: ")
     assert os.listdir(tmp_path / "cache") == [] and not (tmp_path / "out").exists()

@@ -167,18 +167,46 @@ def test_partial_downloads_of_killed_runs_are_removed(served, tmp_path):
     assert not orphan.exists() and live.exists()
 
 
-def test_when_every_source_fails_one_line_names_each(hub, openai_url, monkeypatch, tmp_path, capsys):
+def test_when_every_source_fails_each_has_its_line(hub, openai_url, monkeypatch, tmp_path, capsys):
     set_pin(monkeypatch, HubPin(REPO, FILE, None, None, None))
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     code = cli.main(["export", "tiny-ViT", "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
-    err = capsys.readouterr().err
-    assert code == 1 and len(err.strip().splitlines()) == 2, err  # the unpinned warning, then the error
-    assert err.startswith("clip-onnx: warning: tiny-ViT's Hub file is not pinned")
-    error = err.strip().splitlines()[1]
-    assert error.startswith("clip-onnx: error: no source gave tiny-ViT's weights: ")
-    assert f"{REPO}: " in error and f"{openai_url.base}/{'ab' * 32}/tiny-ViT.pt" in error and "404" in error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 5, err  # the unpinned warning, then the error: a line per source, the advice
+    assert err[0].startswith("clip-onnx: warning: tiny-ViT's Hub file is not pinned")
+    assert err[1] == "clip-onnx: error: no source gave tiny-ViT's weights:"
+    assert err[2].startswith(f"  - the Hub's {REPO}: ") and "404" in err[2]
+    assert err[3].startswith(f"  - download of {openai_url.base}/{'ab' * 32}/tiny-ViT.pt failed after 0 bytes "
+                             f"(Not Found)")
+    assert err[4].startswith("  without them: --weights random")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE", "unresolvable"])
+def test_offline_every_source_answers_from_its_cache_without_a_request(offline, hub, openai_url, monkeypatch,
+                                                                      tmp_path, capsys):
+    """No network (a host that does not resolve) or HF_HUB_OFFLINE: no source sends a request or retries;
+    each says it is not cached and why, and the advice names --weights random and --checkpoint."""
+    set_pin(monkeypatch, HubPin(REPO, FILE, None, None, None))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    if offline == "HF_HUB_OFFLINE":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        monkeypatch.setenv("HF_ENDPOINT", "http://no-such-hub.invalid")
+        monkeypatch.setattr(weights, "OPENAI_URL_BASE", "http://no-such-cdn.invalid")
+        monkeypatch.setattr(variants, "_openai_urls",
+                            lambda: {"tiny-ViT": f"{variants.OPENAI_URL_BASE}/{'ab' * 32}/tiny-ViT.pt"})
+        reason = "cannot be resolved"
+    code = cli.main(["export", "tiny-ViT", "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[1] == "clip-onnx: error: no source gave tiny-ViT's weights:", err
+    assert err[2].startswith(f"  - the Hub's {REPO}: not in the local cache, and ") and reason in err[2]
+    assert f"tiny-ViT.pt: not in {tmp_path / 'cache'}, and " in err[3] and reason in err[3]
+    assert "--weights random" in err[4] and "--checkpoint FILE" in err[4]
+    assert hub.requests == [] and openai_url.requests == []
 
 
 def test_outside_a_release_the_openai_url_is_the_fallback(hub, monkeypatch, model, tmp_path):
@@ -194,7 +222,8 @@ def test_outside_a_release_the_openai_url_is_the_fallback(hub, monkeypatch, mode
         loaded = weights.load_variant(get_variant("tiny-ViT"), cache_dir=tmp_path / "cache", progress=False)
         assert loaded.source == {"kind": "openai", "url": f"{server.base}/{sha}/tiny-ViT.pt", "sha256": sha,
                                  "bytes": len(payload)}
-        with pytest.raises(ClipOnnxError, match=f"no source gave tiny-ViT's weights: {REPO}: .*$") as refused:
+        with pytest.raises(ClipOnnxError, match=f"^no source gave tiny-ViT's weights:\n  - the Hub's {REPO}: [^\n]*$"
+                           ) as refused:
             weights.load_variant(get_variant("tiny-ViT"), release=True, progress=False)
         assert "tiny-ViT.pt" not in str(refused.value)
         assert len(server.requests) == 1, "a release run asked OpenAI's URL"
