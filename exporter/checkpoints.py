@@ -10,6 +10,7 @@ checkpoint is read and anything CLIP's modules do not compute exactly is refused
 from __future__ import annotations
 
 import json
+import pickletools
 import warnings
 import zipfile
 from pathlib import Path
@@ -61,6 +62,19 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
                             f"Download or save it again") from None
 
 
+# Pickle instructions that import or call Python objects: what a code-running pickle is made of.
+CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def _pickle_calls_code(path: Path) -> bool:
+    """Whether `path` is a bare pickle (not torch.save's zip) that imports or calls objects; read, never run."""
+    try:
+        with open(path, "rb") as f:
+            return any(op.name in CODE_OPCODES for op, _, _ in pickletools.genops(f))
+    except Exception:  # not a pickle: truncated or another format
+        return False
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, by its format: safetensors by its suffix, else TorchScript or
     `torch.save` (`weights_only=True`)."""
@@ -79,7 +93,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file; its texts advise unsafe loading
-        if "Unsupported global" in str(error):
+        if "Unsupported global" in str(error) or _pickle_calls_code(path):
             raise ClipOnnxError(
                 f"checkpoint {path} holds Python objects besides tensors, which clip-onnx does not unpickle (loading "
                 f"them could run code); save the weights alone with torch.save(model.state_dict()) or as "

@@ -57,7 +57,11 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
     Bytes go to `<file>.part` first; an interrupted download resumes from it (HTTP Range), and only
     a file whose SHA-256 matches is renamed to its final name.
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ClipOnnxError(f"the cache folder {cache_dir} cannot be made ({error.strerror}); pass --cache-dir FOLDER "
+                            f"or set CLIP_ONNX_CACHE to a folder you can write") from None
     target = cache_dir / url.rsplit("/", 1)[-1]
     if target.is_file():
         if sha256_file(target) == sha256:

@@ -180,3 +180,11 @@ def test_cli_falls_back_to_a_mirror_and_rejects_a_wrong_file(serve, checkpoint, 
                  "--url-base MIRROR"]
     assert err[-2].startswith(f"  - SHA-256 mismatch for {mirror.base}/{variant.sha256}/RN50.pt: ")
     assert os.listdir(tmp_path / "cache") == [] and not (tmp_path / "out").exists()
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    for cache in (tmp_path / "a-file", tmp_path / "a-file" / "below"):
+        with pytest.raises(ClipOnnxError, match=f"^the cache folder {cache} cannot be made .*; pass --cache-dir "
+                                                f"FOLDER or set CLIP_ONNX_CACHE"):
+            download("http://127.0.0.1:9/x/none.pt", "0" * 64, cache, progress=False)

@@ -90,6 +90,17 @@ def test_checkpoint_loading_never_runs_pickled_code(tmp_path):
     assert not marker.exists() and "weights_only" not in str(error.value)
 
 
+def test_a_plain_pickle_that_would_run_code_is_named_as_such(tmp_path):
+    """Not torch.save's zip layout but a bare pickle (protocol 4) of a code-running object."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Payload(marker), protocol=4))
+    with pytest.raises(ClipOnnxError, match="holds Python objects besides tensors, which clip-onnx does not unpickle"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(ClipOnnxError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
