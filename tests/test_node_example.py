@@ -2,28 +2,44 @@
 vectors (tests/vectors.py) the Rust crate answers to as well: token ids, and pixels file by file for
 every kind of image (PNG in every mode and depth, JPEG baseline, progressive, 4:4:4, grey and CMYK,
 WebP, GIF, TIFF), each reported and each bit for bit; embeddings and logits within the float32
-tolerance; a bad file named in one line.
+tolerance; a bad file named in one line. Then the example's own node:test suites
+(examples/node/test/*.test.mjs, also `npm test`) against the same vectors plus what `write_node_vectors`
+adds: the integrity check (every file the graphs need, an external-data file included, refused after
+one changed byte, by `loadModel` and the CLI; an untouched copy loads), a sparse file over 2 GiB hashed
+with bounded memory, token ids and `clean` against Python, pixels bit for bit.
+
+Vectors for running those suites by hand (or for the mutation run, docs in examples/node/test/README.md):
+    .venv/bin/python -m tests.test_node_example /tmp/clip-node-vectors   # prints CLIP_ONNX_VECTORS=...
 
 Needs Node.js and npm; skipped without them, except on CI (CI=true), where a skip would hide a broken
 example. Installs the example's pinned packages with `npm ci` when node_modules is missing or stale."""
 
 from __future__ import annotations
 
+import hashlib
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from PIL import Image
 
+from clip_onnx import preprocess
 from clip_onnx.model import Model, logits
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.verify import row_cosine
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "node"
 FP32 = TOLERANCES["fp32"]
+LARGE = 2**31 + 4096  # a sparse file over 2 GiB: past every 32-bit size and Buffer limit
+SUITES = sorted(path.name for path in (EXAMPLE / "test").glob("*.test.mjs"))
 # Token ids and pixels through the library functions, pixels one file at a time (an error is that
 # file's result), at a given resolution.
 PROBE = """
@@ -58,7 +74,8 @@ def installed() -> None:
     installed_lock = EXAMPLE / "node_modules" / ".package-lock.json"
     if not installed_lock.is_file() or installed_lock.stat().st_mtime < (EXAMPLE / "package-lock.json").stat().st_mtime:
         # The CPU binaries ship inside onnxruntime-node; the variable skips its download of CUDA extras.
-        result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE, capture_output=True, text=True,
+        # --omit=dev: the mutation tool (StrykerJS) is not needed to test.
+        result = subprocess.run(["npm", "ci", "--omit=dev", "--no-audit", "--no-fund"], cwd=EXAMPLE, capture_output=True, text=True,
                                 env={**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}, timeout=600)
         assert result.returncode == 0, f"npm ci in {EXAMPLE} failed:\n{result.stderr[-3000:]}"
 
@@ -86,12 +103,16 @@ def test_token_ids_and_pixels_equal_python_file_by_file(vectors, tmp_path):
     assert errors == {}, errors
 
     expected = np.fromfile(vectors["token_ids"], dtype=np.int32).reshape(ids.shape)
-    changes = np.array(vectors["cleaning_changes"])
-    # Texts that CLIP's cleaning leaves alone must give Python's ids; the others may differ where
-    # ftfy repairs them (no JavaScript port).
-    assert (ids[~changes] == expected[~changes]).all()
-    print(f"token ids: {(~changes).sum()} of {len(changes)} texts compared exactly, all equal; "
-          f"{int((ids[changes] == expected[changes]).all(axis=1).sum())} of the {int(changes.sum())} that cleaning changes equal")
+    changes = np.array(vectors["ftfy_changes"])
+    # Every text ftfy leaves alone must give Python's ids (the double HTML unescape is ported); the
+    # others may differ where ftfy repairs them (no JavaScript port).
+    compared = {text for text, changed in zip(vectors["texts"], changes) if not changed}
+    assert set(vectors["html_texts"]) <= compared  # which a consumer unescaping once gets wrong
+    wrong = [text for text, a, b in zip(vectors["texts"], ids, expected) if text in compared and (a != b).any()]
+    assert wrong == [], f"{len(wrong)} texts ftfy leaves alone get other ids than Python's: {wrong[:5]}"
+    print(f"token ids: {(~changes).sum()} of {len(changes)} texts compared exactly, all equal "
+          f"({len(vectors['html_texts'])} HTML texts among them); "
+          f"{int((ids[changes] == expected[changes]).all(axis=1).sum())} of the {int(changes.sum())} that ftfy changes equal")
 
     for resolution, file in vectors["pixels"].items():  # the PNGs at several sizes, upsampling included
         reference = np.fromfile(file, dtype=np.float32).reshape(len(images), -1)
@@ -148,3 +169,92 @@ def test_a_bad_file_is_one_line_naming_it(vectors, index, says):
                             cwd=EXAMPLE, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stderr.strip() == result.stderr.strip().splitlines()[0]
     assert result.stderr.startswith(f"{path}: ") and says in result.stderr
+
+
+def write_node_vectors(shared: Path, root: Path) -> Path:
+    """`root/node-vectors.json`: the shared vectors plus, under "node", what the example's node:test
+    suites need beyond them: a copy of the first export whose visual graph keeps its weights in an
+    external-data file (manifest updated to the new sizes and hashes), a sparse file over 2 GiB with
+    the SHA-256 Python computes reading it as a stream, and `html.unescape` twice of every text ftfy
+    leaves alone."""
+    vectors = json.loads(Path(shared).read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    copy = root / "external-data"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(vectors["exports"][0]["folder"], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    visual = copy / manifest["graphs"]["visual"]["file"]
+    data = visual.with_name(f"{visual.name}.data")
+    onnx.save_model(onnx.load(str(visual)), str(visual), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name)  # tensors of 1 KiB and more: ORT must read small shape tensors inline
+    manifest["graphs"]["visual"]["external_data"] = [data.name]
+    for path in (visual, data):
+        manifest["files"][path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    # Python's pixels where the vectors' own have no case: an image whose shorter side already is R (LA
+    # and RGBA: Pillow does not resize, so nothing is premultiplied), sizes where both resampling pass
+    # orders are candidates (height - h == 2 * (width - w)), and CMYK with black (Pillow's RGB->CMYK
+    # writes K = 0 only)
+    named = {Path(file).name: file for file in vectors["images"]}
+    cmyk = root / "cmyk-black.tiff"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 50, 4), dtype=np.uint8), mode="CMYK").save(cmyk)
+    extra = [(named["rgba.png"], 97), (named["la.png"], 45), (named["odd-rgb.png"], 36), (named["rgba.png"], 96),
+             (named["la.png"], 44), (str(cmyk), 224), (str(cmyk), 40)]
+    extra_pixels = [{"file": file, "resolution": r,
+                     "pixels": str(_save_pixels(preprocess.load([file], r), root / f"extra-{n}.bin"))}
+                    for n, (file, r) in enumerate(extra)]
+
+    large = root / "large.bin"
+    with open(large, "wb") as f:
+        f.truncate(LARGE)
+    vectors["node"] = {
+        "external_data": str(copy),
+        "large_file": {"path": str(large), "bytes": LARGE, "sha256": _sha256(large)},
+        "extra_pixels": extra_pixels,
+        "unescaped": {text: html.unescape(html.unescape(text))
+                      for text, changed in zip(vectors["texts"], vectors["ftfy_changes"]) if not changed},
+    }
+    path = root / "node-vectors.json"
+    path.write_text(json.dumps(vectors, indent=1, ensure_ascii=False))
+    return path
+
+
+def _save_pixels(array: np.ndarray, path: Path) -> Path:
+    np.ascontiguousarray(array, dtype=np.float32).tofile(path)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def node_vectors(vectors, shared_vectors, tmp_path_factory) -> Path:
+    return write_node_vectors(shared_vectors, tmp_path_factory.mktemp("node-vectors"))
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_node_suite(node_vectors, suite):
+    """One of examples/node/test/*.test.mjs with `node --test`: every test must run (none skipped) and pass."""
+    result = subprocess.run(["node", "--test", "--test-reporter=tap", f"test/{suite}"], cwd=EXAMPLE,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "CLIP_ONNX_VECTORS": str(node_vectors)})
+    counts = {key: int(value) for key, value in re.findall(r"^# (tests|pass|fail|skipped|todo|cancelled) (\d+)$",
+                                                            result.stdout, re.MULTILINE)}
+    print(result.stdout[-4000:])
+    assert result.returncode == 0, f"node --test test/{suite} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    assert counts.get("pass", 0) > 0 and counts["pass"] == counts["tests"], counts
+
+
+if __name__ == "__main__":
+    # python -m tests.test_node_example OUT: the shared vectors and the Node suites' own, for `npm test`
+    # or the mutation run by hand.
+    from tests import vectors as shared_module
+
+    out = Path(sys.argv[1]).resolve()
+    print(f"CLIP_ONNX_VECTORS={write_node_vectors(shared_module.write(out / 'shared'), out / 'node')}")

@@ -10,19 +10,23 @@ so every language answers to one truth. `write(root)` returns `root/vectors.json
   progressive, grey and CMYK; WebP lossy and lossless; GIF; TIFF; 16-bit PNGs) with Pillow's pixels;
   `bad_images`: an empty file, a truncated JPEG and a text file named `.png`;
 - `pixels`: Python's float32 [N, 3, R, R] for the PNGs at several resolutions;
-- `texts` and `token_ids` (int32 [N, 77], truncated), with whether CLIP's cleaning changes each text;
+- `texts` and `token_ids` (int32 [N, 77], truncated), with whether `ftfy.fix_text` changes each text
+  (`ftfy_changes`), and `html_texts`: texts ftfy leaves alone (HTML with tags) whose second unescape
+  still changes them, so a consumer that unescapes once gets other ids;
 - `broken`: folders with a missing external-data file, a truncated graph and a changed byte;
 - `classify`: `clip-onnx classify`'s output for the PNGs.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import ftfy
 import numpy as np
 import onnx
 import skimage.data
@@ -188,8 +192,9 @@ def write(root: Path) -> Path:
         "jpeg_pixels": _save(preprocess.load([jpeg], 224), root / "jpeg-pixels.bin", np.float32),
         "texts": texts, "embedded_texts": TEXTS,
         "token_ids": _save(tokenizer.encode(model.tokenizer, texts, truncate=True), root / "token-ids.bin", np.int32),
-        # the texts whose ids a consumer without ftfy must still match exactly: CLIP's cleaning changes nothing
-        "cleaning_changes": [tokenizer.clean(t) != t for t in texts],
+        # the texts whose ids a consumer without ftfy must still match exactly: ftfy.fix_text changes nothing
+        "ftfy_changes": [ftfy.fix_text(t) != t for t in texts],
+        "html_texts": [t for t in texts if ftfy.fix_text(t) == t and html.unescape(html.unescape(t)) != html.unescape(t)],
         "broken": _broken(first, root / "broken"),
         "labels": LABELS, "classify": classify,
     }

@@ -4,10 +4,20 @@
 // (clip_onnx.preprocess) for PNG, JPEG, WebP, GIF and TIFF files (docs/consumers.md lists the
 // exceptions), token ids (clip_onnx.tokenizer) for texts that ftfy leaves alone.
 //
-//   ONNXRUNTIME_NODE_INSTALL=skip npm ci    (the CPU binaries ship in onnxruntime-node; skips CUDA extras)
-//   node clip.mjs FOLDER --image cat.png --text "a cat" --text "a dog" [--truncate] [--json]
-import { readFileSync } from "node:fs";
+// loadModel first checks the files the two graphs need (each graph's file and external data,
+// tokenizer.json, preprocess.json) against manifest.json: size, then SHA-256, hashed as a stream. A
+// changed, truncated or missing file is refused in one line naming it; { checkSha256: false }
+// (--no-sha256-check) skips the check for files you have already checked.
+//
+//   ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev    (the CPU binaries ship in onnxruntime-node; skips CUDA extras)
+//   node clip.mjs FOLDER --image cat.png --text "a cat" --text "a dog" [--truncate] [--json] [--no-sha256-check]
+//
+// Tests: test/*.test.mjs (node:test), run by tests/test_node_example.py against the shared test vectors.
+import { createHash } from "node:crypto";
+import { createReadStream, readFileSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import path from "node:path";
+import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -16,11 +26,75 @@ import { decodeHTML } from "entities";
 import ort from "onnxruntime-node";
 import sharp from "sharp";
 
+const MANIFEST = "manifest.json";
+// The manifest format_versions this consumer reads (clip_onnx/manifest.py says when the version rises).
+export const FORMAT_VERSIONS = [1];
+const AGAIN = "download or export the variant again";
 const readJson = (folder, name) => JSON.parse(readFileSync(path.join(folder, name), "utf8"));
 
-export async function loadModel(folder) {
-  const manifest = readJson(folder, "manifest.json");
-  const tokenizer = readJson(folder, "tokenizer.json");
+// The files the given graphs need, as the Python runtime and the Rust crate define them: each graph's
+// file and every file of its external data, then manifest.tokenizer.file and manifest.preprocessing.file.
+export function neededFiles(manifest, graphs) {
+  const names = graphs.flatMap((graph) => {
+    const spec = manifest.graphs?.[graph];
+    if (!spec) throw new Error(`${MANIFEST} lists no ${graph} graph; export the variant with it`);
+    return [spec.file, ...spec.external_data];
+  });
+  return [...new Set([...names, manifest.tokenizer.file, manifest.preprocessing.file])];
+}
+
+// SHA-256 of a file, hex, read as a stream: memory stays at a few chunks whatever the file's size.
+export async function sha256File(file) {
+  const hash = createHash("sha256");
+  await pipeline(createReadStream(file), async (chunks) => {
+    for await (const chunk of chunks) hash.update(chunk);
+  });
+  return hash.digest("hex");
+}
+
+// Each named file is a plain file in `folder` with the size (checked first) and SHA-256 that
+// manifest.files records; the first that is not is an Error of one line naming it.
+export async function checkFiles(folder, manifest, names) {
+  for (const name of names) {
+    if (typeof name !== "string" || path.basename(name) !== name) {
+      throw new Error(`${path.join(folder, MANIFEST)} names ${JSON.stringify(name)}, not a file of the folder; ${AGAIN}`);
+    }
+    const file = path.join(folder, name);
+    const facts = manifest.files?.[name];
+    if (!facts) throw new Error(`${file} is not listed in ${path.join(folder, MANIFEST)}; ${AGAIN}`);
+    let info;
+    try {
+      info = await stat(file);
+    } catch (error) {
+      throw new Error(error.code === "ENOENT" ? `${file} is missing; ${AGAIN}` : `${file} cannot be read (${error.code}); ${AGAIN}`);
+    }
+    if (!info.isFile()) throw new Error(`${file} is not a file; ${AGAIN}`);
+    if (info.size !== facts.bytes) {
+      throw new Error(`${file} has ${info.size} bytes where ${MANIFEST} records ${facts.bytes}: it is incomplete or changed; ${AGAIN}`);
+    }
+    if ((await sha256File(file)) !== facts.sha256) {
+      throw new Error(`${file} does not match its SHA-256 in ${MANIFEST}: it changed since export; ${AGAIN}`);
+    }
+  }
+}
+
+// The visual and transformer graphs, the tokenizer and the preprocessing rules of an exported folder;
+// every file they need is checked against manifest.json first unless checkSha256 is false.
+export async function loadModel(folder, { checkSha256 = true } = {}) {
+  let manifest;
+  try {
+    manifest = readJson(folder, MANIFEST);
+  } catch (error) {
+    throw new Error(error.code === "ENOENT" ? `${folder} has no ${MANIFEST}; point at a folder written by \`clip-onnx export\``
+      : `${path.join(folder, MANIFEST)} cannot be read (${error.message.split("\n")[0]}); ${AGAIN}`);
+  }
+  if (!FORMAT_VERSIONS.includes(manifest.format_version)) {
+    throw new Error(`${path.join(folder, MANIFEST)}: format_version ${manifest.format_version}, but this clip.mjs reads `
+      + `${FORMAT_VERSIONS.join(", ")}; update clip.mjs from the release that made the files`);
+  }
+  const graphs = ["visual", "transformer"];
+  if (checkSha256) await checkFiles(folder, manifest, neededFiles(manifest, graphs));
+  const tokenizer = readJson(folder, manifest.tokenizer.file);
   const session = (graph) => ort.InferenceSession.create(path.join(folder, manifest.graphs[graph].file));
   return {
     manifest,
@@ -28,15 +102,15 @@ export async function loadModel(folder) {
     // Tokenizers.js ignores the file's padding and truncation settings: tokenize() applies them.
     contextLength: tokenizer.padding.strategy.Fixed,
     padId: tokenizer.padding.pad_id,
-    preprocess: readJson(folder, "preprocess.json"),
-    visual: await session("visual"),
-    transformer: await session("transformer"),
+    preprocess: readJson(folder, manifest.preprocessing.file),
+    visual: await session(graphs[0]),
+    transformer: await session(graphs[1]),
   };
 }
 
 // clip_onnx.tokenizer.clean without ftfy.fix_text (no JavaScript port): mojibake, curly quotes,
 // ligatures and full-width forms stay as they are. Like CLIP, HTML entities are decoded twice.
-const clean = (text) => decodeHTML(decodeHTML(text));
+export const clean = (text) => decodeHTML(decodeHTML(text));
 
 // clip.tokenize: int32 [N, contextLength], zero padded. A text longer than that is an error unless
 // `truncate`, which keeps its first tokens and the end token, as the Rust tokenizers' truncation does.
@@ -322,12 +396,13 @@ async function main() {
       text: { type: "string", multiple: true, default: [] },
       truncate: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
+      "no-sha256-check": { type: "boolean", default: false },
     },
   });
   if (positionals.length !== 1 || !values.image.length || !values.text.length) {
-    throw new Error('usage: node clip.mjs FOLDER --image a.png [--image ...] --text "a cat" [--text ...] [--truncate] [--json]');
+    throw new Error('usage: node clip.mjs FOLDER --image a.png [--image ...] --text "a cat" [--text ...] [--truncate] [--json] [--no-sha256-check]');
   }
-  const model = await loadModel(positionals[0]);
+  const model = await loadModel(positionals[0], { checkSha256: !values["no-sha256-check"] });
   const imageEmbeds = await encodeImage(model, values.image);
   const textEmbeds = await encodeText(model, values.text, { truncate: values.truncate });
   const perImage = logits(model, imageEmbeds, textEmbeds);

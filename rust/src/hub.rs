@@ -2,47 +2,89 @@
 //! against the release's `manifest.json` before it is kept. Plain HTTP to the Hub's documented
 //! endpoint `{endpoint}/{repo}/resolve/{revision}/{path}`, so any mirror speaking it works.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::{error, manifest, Error, Result};
 
 pub const ENDPOINT: &str = "https://huggingface.co";
+/// The most a manifest may weigh (they are a few KiB): a larger body is not a manifest.
+const MANIFEST_LIMIT: u64 = 16 << 20;
 
-fn get(url: &str, token: Option<&str>) -> Result<Vec<u8>> {
+fn get(url: &str, token: Option<&str>) -> Result<Box<dyn Read + Send + Sync>> {
     let mut request = ureq::get(url);
     if let Some(token) = token {
         request = request.set("Authorization", &format!("Bearer {token}"));
     }
     let response = request.call().map_err(|e| Error(format!("GET {url}: {e}")))?;
-    let mut body = Vec::new();
-    response.into_reader().read_to_end(&mut body).map_err(|e| Error(format!("GET {url}: {e}; try again")))?;
-    Ok(body)
+    Ok(response.into_reader())
+}
+
+/// Stream `body` into `partial` in 1 MiB pieces, hashing as it goes, never past `limit` bytes (one more is
+/// read to notice a longer body). Returns its SHA-256 and size.
+fn save(body: &mut dyn Read, partial: &Path, limit: u64, url: &str) -> Result<(String, u64)> {
+    let written = |e: std::io::Error| Error(format!("{}: cannot be written ({e})", partial.display()));
+    let mut file = File::create(partial).map_err(written)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    let mut body = body.take(limit + 1);
+    loop {
+        let read = body.read(&mut buffer).map_err(|e| Error(format!("GET {url}: {e}; try again")))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        file.write_all(&buffer[..read]).map_err(written)?;
+        size += read as u64;
+    }
+    file.sync_all().map_err(written)?;
+    Ok((manifest::hex(&hasher.finalize()), size))
 }
 
 /// Download `{precision}/` of `repo` at `revision` into `target/{precision}`: its manifest first, then every
-/// file it lists, each written under a temporary name and renamed only once its SHA-256 matches.
-/// Returns the folder, ready for `Model::load`. `endpoint`: None for huggingface.co (or `HF_ENDPOINT`).
+/// file it lists, each streamed to a temporary name while it is hashed (memory stays the same whatever the
+/// file's size) and renamed only once its size and SHA-256 match. A file already in the folder is hashed
+/// again and kept only if it matches; otherwise it is downloaded again. Returns the folder, ready for
+/// `Model::load`. `endpoint`: None for huggingface.co (or `HF_ENDPOINT`).
 pub fn download(repo: &str, revision: &str, precision: &str, target: &Path, endpoint: Option<&str>) -> Result<PathBuf> {
     let endpoint = endpoint.map(str::to_string).or_else(|| std::env::var("HF_ENDPOINT").ok()).unwrap_or_else(|| ENDPOINT.into());
     let token = std::env::var("HF_TOKEN").ok();
     let folder = target.join(precision);
     std::fs::create_dir_all(&folder).map_err(|e| Error(format!("{}: cannot be created ({e})", folder.display())))?;
     let url = |path: &str| format!("{}/{repo}/resolve/{revision}/{precision}/{path}", endpoint.trim_end_matches('/'));
-    let manifest_bytes = get(&url(manifest::MANIFEST), token.as_deref())?;
-    let parsed: serde_json::Value = serde_json::from_slice(&manifest_bytes)
+    let mut manifest_bytes = Vec::new();
+    get(&url(manifest::MANIFEST), token.as_deref())?
+        .take(MANIFEST_LIMIT)
+        .read_to_end(&mut manifest_bytes)
+        .map_err(|e| Error(format!("GET {}: {e}; try again", url(manifest::MANIFEST))))?;
+    let parsed: Value = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| Error(format!("{repo}@{revision}: {precision}/manifest.json is not JSON ({e})")))?;
     let files = parsed["files"].as_object().ok_or_else(|| Error(format!("{repo}@{revision}: the manifest lists no files")))?;
     for (name, expected) in files {
+        let name = manifest::file_name(name)?;
+        let refused = |why: &str| format!("{repo}@{revision}: {precision}/{name} {why}; refused (nothing kept)");
+        let (Some(sha256), Some(bytes)) = (expected["sha256"].as_str(), expected["bytes"].as_u64()) else {
+            return error(refused("has no sha256 and bytes in its manifest"));
+        };
         let path = folder.join(name);
-        if path.exists() && manifest::sha256_file(&path).ok().as_deref() == expected["sha256"].as_str() {
-            continue; // already here and intact
+        if manifest::check_file(&parsed, &folder, name).is_ok() {
+            continue; // already here, and its size and SHA-256 match
         }
         let partial = folder.join(format!(".{name}.partial"));
-        std::fs::write(&partial, get(&url(name), token.as_deref())?).map_err(|e| Error(format!("{}: cannot be written ({e})", partial.display())))?;
-        if manifest::sha256_file(&partial)?.as_str() != expected["sha256"].as_str().unwrap_or_default() {
+        let outcome = match save(&mut *get(&url(name), token.as_deref())?, &partial, bytes, &url(name)) {
+            Err(e) => Err(e),
+            Ok((_, size)) if size != bytes => error(refused(&format!("is not the {bytes} bytes its manifest says"))),
+            Ok((digest, _)) if digest != sha256 => error(refused("does not match the SHA-256 in its manifest")),
+            Ok(_) => Ok(()),
+        };
+        if let Err(e) = outcome {
             let _ = std::fs::remove_file(&partial);
-            return error(format!("{repo}@{revision}: {precision}/{name} does not match the SHA-256 in its manifest; refused (nothing kept)"));
+            return Err(e);
         }
         std::fs::rename(&partial, &path).map_err(|e| Error(format!("{}: {e}", path.display())))?;
     }

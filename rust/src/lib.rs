@@ -10,11 +10,12 @@
 //!
 //! This example is the one the model cards and docs/consumers.md show (release/cards.py reads it here).
 //!
-//! Modules, one concern each: `manifest` (the contract file and every file's SHA-256), `preprocess`
-//! (CLIP's pixels exactly as Pillow computes them), `tokenize` (CLIP's cleaning and the shipped
-//! tokenizer.json), `model` (ONNX Runtime sessions, embeddings, scores), `hub` (a release's files,
-//! downloaded at a pinned revision and checked).
+//! Modules, one concern each: `manifest` (the contract file, the files a graph needs, each checked by
+//! size and SHA-256), `preprocess` (CLIP's pixels exactly as Pillow computes them), `tokenize` (CLIP's
+//! HTML unescaping and the shipped tokenizer.json), `model` (ONNX Runtime sessions, embeddings, scores),
+//! `hub` (a release's files, streamed at a pinned revision and checked).
 
+mod entities;
 pub mod hub;
 pub mod manifest;
 pub mod model;

@@ -1,115 +1,329 @@
 //! `clip-onnx classify IMAGE... -m FOLDER --labels "a cat,a dog"`: what the Python `clip-onnx classify`
 //! prints, from Rust. `clip-onnx download REPO --revision COMMIT -o DIR`: one variant's release files.
+//!
+//! Every failure is one line on stderr, `clip-onnx: error: ...`, with nothing on stdout, and exits 2 for a
+//! usage error (an unknown or missing argument, a value its option refuses) or 1 for the rest (a folder, a
+//! file, an image or a text that cannot be used), as the Python CLI does. Usage errors are found before
+//! anything is read; nothing is written by `classify`.
 
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clip_onnx::{hub, Model};
 
-const USAGE: &str = "usage:
-  clip-onnx classify IMAGE... -m FOLDER --labels \"a cat,a dog\" [--template \"a photo of {}.\"] [--top N] [--truncate]
+const HELP: &str = "clip-onnx: OpenAI CLIP from the ONNX folders clip-onnx exports, without Python.
+
+usage:
+  clip-onnx classify IMAGE... -m FOLDER --labels \"a cat,a dog\" [--template \"a photo of {}.\"] [--top N] [--truncate] [--no-sha256-check]
   clip-onnx download REPO --revision COMMIT_OR_TAG [--precision fp32|fp16] -o DIR [--endpoint URL]
 
-FOLDER is an exported variant (manifest.json, graphs, tokenizer.json); every file's SHA-256 is checked first.
-ORT_DYLIB_PATH must name libonnxruntime 1.18 or newer (the onnxruntime Python wheel ships one in onnxruntime/capi/).";
+classify prints, per image, its most likely labels with softmax probabilities:
+  IMAGE...            PNG or JPEG files
+  -m, --model FOLDER  an exported variant (manifest.json, graphs, tokenizer.json, preprocess.json); every
+                      file its graphs need is checked against the manifest's SHA-256 first
+  --labels LABELS     comma-separated labels, e.g. \"a cat,a dog\"
+  --template TEXT     the caption made of each label, {} where the label goes (default: the label as is)
+  --top N             labels shown per image, 1 or more (default: 5)
+  --truncate          cut captions longer than 77 tokens instead of failing
+  --no-sha256-check   skip the SHA-256 check (for files already checked)
 
-struct Args {
-    positional: Vec<String>,
-    options: Vec<(String, String)>,
-    truncate: bool,
+download fetches one precision of a release at a pinned revision into DIR/PRECISION, checks every file's
+size and SHA-256, and prints that folder (--endpoint, else HF_ENDPOINT, else https://huggingface.co).
+
+examples:
+  clip-onnx download org/clip-onnx-ViT-B-32 --revision v1.0.0 -o models
+  clip-onnx classify cat.png dog.jpg -m models/fp32 --labels \"a cat,a dog\" --template \"a photo of {}.\"
+
+ORT_DYLIB_PATH must name libonnxruntime 1.18 or newer (the onnxruntime Python wheel ships one in
+onnxruntime/capi/). Exit status: 0 done, 1 an error, 2 a usage error; each error is one line on stderr.";
+
+/// Why the program stops early: a usage error (exit 2), any other error (exit 1), or stdout closed by its
+/// reader (`| head`: exit 141, silently, as the Python CLI does).
+enum Stop {
+    Usage(String),
+    Error(String),
+    ClosedPipe,
 }
 
-fn parse(argv: &[String]) -> Result<Args, String> {
-    let mut args = Args { positional: Vec::new(), options: Vec::new(), truncate: false };
-    let mut i = 0;
-    while i < argv.len() {
-        let arg = &argv[i];
-        if arg == "--truncate" {
-            args.truncate = true;
-        } else if arg == "-h" || arg == "--help" {
-            return Err(String::new());
-        } else if arg.starts_with('-') {
-            let value = argv.get(i + 1).ok_or(format!("{arg} needs a value"))?;
-            args.options.push((arg.clone(), value.clone()));
-            i += 1;
-        } else {
+impl From<clip_onnx::Error> for Stop {
+    fn from(error: clip_onnx::Error) -> Stop {
+        Stop::Error(error.0)
+    }
+}
+
+fn usage<T>(message: impl Into<String>) -> Result<T, Stop> {
+    Err(Stop::Usage(message.into()))
+}
+
+/// A value as Python's repr quotes it, so the messages read as the Python CLI's do.
+fn repr(value: &str) -> String {
+    if value.contains('\'') && !value.contains('"') {
+        format!("\"{value}\"")
+    } else {
+        format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
+/// One command's arguments: its positionals (the command first), its options' values (the last one of an
+/// option counts) and its flags.
+struct Args {
+    positional: Vec<OsString>,
+    options: Vec<(&'static str, String)>,
+    flags: Vec<&'static str>,
+}
+
+/// Options taking a value, each with its other spelling (the first name is the one messages use).
+const CLASSIFY_OPTIONS: [&[&str]; 4] = [&["-m", "--model"], &["--labels"], &["--template"], &["--top"]];
+const CLASSIFY_FLAGS: [&str; 2] = ["--truncate", "--no-sha256-check"];
+const DOWNLOAD_OPTIONS: [&[&str]; 4] = [&["--revision"], &["--precision"], &["-o", "--output"], &["--endpoint"]];
+
+/// Parse `argv` (after the command) as argparse would: `--option value` or `--option=value`, a value that
+/// looks like an option refused, `--` ending the options, anything unknown refused.
+fn parse(argv: &[OsString], options: &[&[&'static str]], flags: &[&'static str]) -> Result<Args, Stop> {
+    let mut args = Args { positional: Vec::new(), options: Vec::new(), flags: Vec::new() };
+    let mut rest = argv.iter();
+    while let Some(arg) = rest.next() {
+        let Some(text) = arg.to_str().filter(|a| a.starts_with('-') && *a != "-" && !is_number(a)) else {
             args.positional.push(arg.clone());
+            continue;
+        };
+        if text == "--" {
+            args.positional.extend(rest.by_ref().cloned());
+            break;
         }
-        i += 1;
+        let (name, inline) = match text.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+            _ => (text, None),
+        };
+        if let Some(&flag) = flags.iter().find(|&&f| f == name) {
+            if let Some(value) = inline {
+                return usage(format!("argument {flag}: ignored explicit argument {}", repr(value)));
+            }
+            args.flags.push(flag);
+        } else if let Some(names) = options.iter().find(|names| names.contains(&name)) {
+            let shown = names.join("/");
+            let value = match inline {
+                Some(value) => value.to_string(),
+                None => match rest.next() {
+                    Some(value) if !value.to_str().is_some_and(|v| v.starts_with('-') && v != "-" && !is_number(v)) => value
+                        .to_str()
+                        .ok_or_else(|| Stop::Usage(format!("argument {shown}: {} is not valid UTF-8", value.to_string_lossy())))?
+                        .to_string(),
+                    _ => return usage(format!("argument {shown}: expected one argument")),
+                },
+            };
+            args.options.push((names[0], value));
+        } else {
+            return usage(format!("unrecognized arguments: {text}"));
+        }
     }
     Ok(args)
 }
 
+/// A negative number (`-3`, `-.5`, `-2.5`) is a value, not an option: argparse's rule when no option looks like one.
+fn is_number(arg: &str) -> bool {
+    let Some(number) = arg.strip_prefix('-') else { return false };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+    !number.is_empty() && !fraction.is_empty() && [whole, fraction].iter().all(|part| part.chars().all(|c| c.is_ascii_digit()))
+}
+
 impl Args {
-    fn get(&self, names: &[&str]) -> Option<&str> {
-        self.options.iter().rev().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str())
+    fn get(&self, name: &str) -> Option<&str> {
+        self.options.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
-    fn require(&self, names: &[&str]) -> Result<&str, String> {
-        self.get(names).ok_or(format!("{} is required", names.join("/")))
+    fn flag(&self, name: &str) -> bool {
+        self.flags.contains(&name)
     }
 }
 
-fn classify(args: &Args) -> Result<(), String> {
-    let images = &args.positional[1..];
-    if images.is_empty() {
-        return Err("give at least one IMAGE".into());
+/// `--top`: a whole number, 1 or more (Python's `whole_number(1)`).
+fn top(value: &str) -> Result<usize, Stop> {
+    let digits = value.trim();
+    let number: i128 = digits
+        .strip_prefix('+')
+        .unwrap_or(digits)
+        .replace('_', "")
+        .parse()
+        .map_err(|_| Stop::Usage(format!("argument --top: invalid whole number value: {}", repr(value))))?;
+    if number < 1 {
+        return usage(format!("argument --top: {number} is less than 1"));
     }
-    let labels: Vec<&str> = args.require(&["--labels"])?.split(',').map(str::trim).filter(|l| !l.is_empty()).collect();
+    Ok(usize::try_from(number).unwrap_or(usize::MAX))
+}
+
+/// `--labels`: comma-separated, each trimmed, blanks dropped; at least one.
+fn labels(value: &str) -> Result<Vec<String>, Stop> {
+    let labels: Vec<String> = value.split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if labels.is_empty() {
-        return Err("--labels names no label; give comma-separated labels".into());
+        return usage(format!("argument --labels: {} names no label; give comma-separated labels", repr(value)));
     }
-    let template = args.get(&["--template"]).unwrap_or("{}");
-    if template.matches("{}").count() != 1 {
-        return Err(format!("--template {template:?} must hold {{}} exactly once, where the label goes"));
+    Ok(labels)
+}
+
+/// `--template`: Python's `str.format` with one `{}` field and `{{`, `}}` for literal braces; the text
+/// before and after the field.
+fn template(value: &str) -> Result<(String, String), Stop> {
+    let refused = || {
+        Stop::Usage(format!(
+            "argument --template: {} must hold {{}} exactly once, where the label goes, and no other {{...}} field; \
+             write a literal brace as {{{{ or }}}}",
+            repr(value)
+        ))
+    };
+    let (mut before, mut after, mut fields) = (String::new(), String::new(), 0);
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        let literal = match (c, chars.peek()) {
+            ('{', Some('{')) | ('}', Some('}')) => {
+                chars.next();
+                c
+            }
+            ('{', Some('}')) => {
+                chars.next();
+                fields += 1;
+                continue;
+            }
+            ('{', _) | ('}', _) => return Err(refused()),
+            _ => c,
+        };
+        if fields == 0 { &mut before } else { &mut after }.push(literal);
     }
-    let top: usize = args.get(&["--top"]).unwrap_or("5").parse().map_err(|_| "--top must be a whole number".to_string())?;
-    let model = Model::load(args.require(&["-m", "--model"])?).map_err(|e| e.to_string())?;
-    let captions: Vec<String> = labels.iter().map(|label| template.replacen("{}", label, 1)).collect();
+    if fields != 1 {
+        return Err(refused());
+    }
+    Ok((before, after))
+}
+
+fn classify(argv: &[OsString]) -> Result<(), Stop> {
+    let args = parse(argv, &CLASSIFY_OPTIONS, &CLASSIFY_FLAGS)?;
+    let top = top(args.get("--top").unwrap_or("5"))?;
+    let labels = args.get("--labels").map(labels).transpose()?;
+    let (before, after) = template(args.get("--template").unwrap_or("{}"))?;
+    let images: Vec<PathBuf> = args.positional.iter().map(PathBuf::from).collect();
+    let missing: Vec<&str> = [("IMAGE", !images.is_empty()), ("--labels", labels.is_some()), ("-m/--model", args.get("-m").is_some())]
+        .into_iter()
+        .filter(|(_, given)| !given)
+        .map(|(name, _)| name)
+        .collect();
+    if !missing.is_empty() {
+        return usage(format!("the following arguments are required: {}", missing.join(", ")));
+    }
+    let labels = labels.unwrap_or_default();
+    let folder = args.get("-m").unwrap_or_default();
+    // a path that is no file is refused before the model's files are hashed (seconds for the large variants)
+    for image in &images {
+        match std::fs::metadata(image) {
+            Err(e) => return Err(Stop::Error(format!("image {}: cannot be read ({e}); check the path", image.display()))),
+            Ok(meta) if meta.is_dir() => {
+                return Err(Stop::Error(format!("image {}: is a folder, not an image file; give PNG or JPEG files", image.display())))
+            }
+            Ok(_) => {}
+        }
+    }
+    let model = if args.flag("--no-sha256-check") { Model::load_unchecked(folder) } else { Model::load(folder) }?;
+    let captions: Vec<String> = labels.iter().map(|label| format!("{before}{label}{after}")).collect();
     let captions: Vec<&str> = captions.iter().map(String::as_str).collect();
-    let logits = model.logits(
-        &model.encode_image(images).map_err(|e| e.to_string())?,
-        &model.encode_text(&captions, args.truncate).map_err(|e| e.to_string())?,
-    );
+    // texts first: an over-long caption is found before any image is decoded or run
+    let text_embeds = model.encode_text(&captions, args.flag("--truncate"))?;
+    let logits = model.logits(&model.encode_image(&images)?, &text_embeds);
+    let mut lines = Vec::new();
     for (image, row) in images.iter().zip(logits) {
         let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let exp: Vec<f32> = row.iter().map(|x| (x - max).exp()).collect();
         let sum: f32 = exp.iter().sum();
         let mut order: Vec<usize> = (0..labels.len()).collect();
         order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
-        let shown: Vec<String> = order.iter().take(top.max(1)).map(|&i| format!("{} {:.3}", labels[i], exp[i] / sum)).collect();
-        println!("{image}: {}", shown.join(", "));
+        let shown: Vec<String> = order.iter().take(top).map(|&i| format!("{} {:.3}", labels[i], exp[i] / sum)).collect();
+        lines.push(format!("{}: {}", image.display(), shown.join(", ")));
     }
-    Ok(())
+    print(&lines)
 }
 
-fn download(args: &Args) -> Result<(), String> {
-    let repo = args.positional.get(1).ok_or("give the Hub REPO, e.g. org/clip-onnx-ViT-B-32")?;
+fn download(argv: &[OsString]) -> Result<(), Stop> {
+    let args = parse(argv, &DOWNLOAD_OPTIONS, &[])?;
+    let precision = args.get("--precision").unwrap_or("fp32");
+    if !["fp32", "fp16"].contains(&precision) {
+        return usage(format!("argument --precision: invalid choice: {} (choose from 'fp32', 'fp16')", repr(precision)));
+    }
+    if args.positional.len() > 1 {
+        return usage(format!("unrecognized arguments: {}", args.positional[1].to_string_lossy()));
+    }
+    let repo = args.positional.first().and_then(|r| r.to_str());
+    let missing: Vec<&str> = [("REPO", repo.is_some()), ("--revision", args.get("--revision").is_some()), ("-o/--output", args.get("-o").is_some())]
+        .into_iter()
+        .filter(|(_, given)| !given)
+        .map(|(name, _)| name)
+        .collect();
+    if !missing.is_empty() {
+        return usage(format!("the following arguments are required: {} (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)", missing.join(", ")));
+    }
     let folder = hub::download(
-        repo,
-        args.require(&["--revision"])?,
-        args.get(&["--precision"]).unwrap_or("fp32"),
-        std::path::Path::new(args.require(&["-o", "--output"])?),
-        args.get(&["--endpoint"]),
-    )
-    .map_err(|e| e.to_string())?;
-    println!("{}", folder.display());
-    Ok(())
+        repo.unwrap_or_default(),
+        args.get("--revision").unwrap_or_default(),
+        precision,
+        std::path::Path::new(args.get("-o").unwrap_or_default()),
+        args.get("--endpoint"),
+    )?;
+    print(&[folder.display().to_string()])
+}
+
+/// Lines on stdout; a reader that went away (`| head`) stops the program quietly rather than panicking.
+fn print(lines: &[String]) -> Result<(), Stop> {
+    let mut stdout = std::io::stdout().lock();
+    let written = lines.iter().try_for_each(|line| writeln!(stdout, "{line}")).and_then(|()| stdout.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Stop::ClosedPipe),
+        Err(e) => Err(Stop::Error(format!("stdout: cannot be written ({e})"))),
+        Ok(()) => Ok(()),
+    }
+}
+
+fn run(argv: &[OsString]) -> Result<(), Stop> {
+    if argv.iter().any(|a| a == "-h" || a == "--help") {
+        return print(&[HELP.to_string()]);
+    }
+    match argv.first().map(|c| c.to_string_lossy()) {
+        None => usage("the following arguments are required: COMMAND (classify or download)"),
+        Some(command) if command == "classify" => classify(&argv[1..]),
+        Some(command) if command == "download" => download(&argv[1..]),
+        Some(command) => usage(format!("argument COMMAND: invalid choice: {} (choose from 'classify', 'download')", repr(&command))),
+    }
+}
+
+/// One line on stderr, whatever the message holds.
+fn error_line(message: &str) -> String {
+    let flat: Vec<&str> = message.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect();
+    format!("clip-onnx: error: {}", flat.join(" "))
+}
+
+/// One line on stderr; a closed stderr is no reason to panic.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let result = parse(&argv).and_then(|args| match args.positional.first().map(String::as_str) {
-        Some("classify") => classify(&args),
-        Some("download") => download(&args),
-        _ => Err(String::new()),
-    });
+    // a bug is one line too, never a backtrace: the hook replaces Rust's panic message
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let what = payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        say(&error_line(&format!("internal error{at}: {}; please report it", what.unwrap_or_default())));
+    }));
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let Ok(result) = std::panic::catch_unwind(|| run(&argv)) else {
+        return ExitCode::from(1); // the hook said what
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) if message.is_empty() => {
-            println!("{USAGE}");
+        Err(Stop::ClosedPipe) => ExitCode::from(141),
+        Err(Stop::Usage(message)) => {
+            say(&format!("{}; see clip-onnx --help", error_line(&message)));
             ExitCode::from(2)
         }
-        Err(message) => {
-            eprintln!("clip-onnx: error: {message}");
+        Err(Stop::Error(message)) => {
+            say(&error_line(&message));
             ExitCode::from(1)
         }
     }

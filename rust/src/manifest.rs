@@ -1,4 +1,5 @@
-//! `manifest.json`: the contract beside the graphs, and every file's SHA-256 checked before use.
+//! `manifest.json`: the contract beside the graphs, and the files a graph needs, each checked by size and
+//! SHA-256 before use.
 
 use std::fs::File;
 use std::io::Read;
@@ -13,6 +14,12 @@ pub const MANIFEST: &str = "manifest.json";
 /// The `format_version`s this crate reads (clip_onnx/manifest.py says when it rises).
 pub const FORMAT_VERSIONS: [u64; 1] = [1];
 
+/// A SHA-256 as lowercase hex, as the manifest writes it.
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of a file, read in 1 MiB pieces: memory stays the same whatever the file's size.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(|e| Error(format!("{}: cannot be read ({e})", path.display())))?;
     let mut hasher = Sha256::new();
@@ -24,7 +31,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 /// The manifest of `folder`.
@@ -34,27 +41,148 @@ pub fn read(folder: &Path) -> Result<Value> {
         Error(format!("{}: no readable {MANIFEST} ({e}); give a folder written by `clip-onnx export` or downloaded from a release", folder.display()))
     })?;
     let manifest: Value = serde_json::from_str(&text).map_err(|e| Error(format!("{}: not valid JSON ({e})", path.display())))?;
-    let version = manifest["format_version"].as_u64().unwrap_or(0);
-    if !FORMAT_VERSIONS.contains(&version) {
-        return error(format!("{}: format_version {version}, this crate reads {FORMAT_VERSIONS:?}; use a matching release", path.display()));
+    let version = &manifest["format_version"];
+    if !version.as_u64().is_some_and(|v| FORMAT_VERSIONS.contains(&v)) {
+        let reads: Vec<String> = FORMAT_VERSIONS.iter().map(u64::to_string).collect();
+        return error(format!(
+            "{}: format_version {version}, but this clip-onnx crate reads {}; upgrade the clip-onnx crate (depend on a \
+             newer tag of it), or use files of a release with format_version {}",
+            path.display(),
+            reads.join(", "),
+            FORMAT_VERSIONS[FORMAT_VERSIONS.len() - 1]
+        ));
     }
     Ok(manifest)
 }
 
-/// Every file the manifest lists, by size and SHA-256: a missing, truncated or altered file is an error naming it.
-pub fn check_files(manifest: &Value, folder: &Path) -> Result<()> {
-    let files = manifest["files"].as_object().ok_or_else(|| Error(format!("{}: {MANIFEST} lists no files", folder.display())))?;
-    for (name, expected) in files {
-        let path = folder.join(name);
-        let bytes = std::fs::metadata(&path)
-            .map_err(|_| Error(format!("{}: missing; the manifest lists it (download it beside {MANIFEST})", path.display())))?
-            .len();
-        if Some(bytes) != expected["bytes"].as_u64() {
-            return error(format!("{}: {bytes} bytes, the manifest says {}; download it again", path.display(), expected["bytes"]));
-        }
-        if Some(sha256_file(&path)?.as_str()) != expected["sha256"].as_str() {
-            return error(format!("{}: does not match the SHA-256 in {MANIFEST}; download it again", path.display()));
+/// A name the manifest gives a file: one plain file name inside the folder, never a path out of it.
+pub fn file_name(name: &str) -> Result<&str> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) || name.contains('\0') {
+        return error(format!("{MANIFEST} names a file {name:?}, which is not a file name in its folder; download the release again"));
+    }
+    Ok(name)
+}
+
+/// The files `graphs` need, as the manifest names them: each graph's `file` and its `external_data`, the
+/// tokenizer's `file` and the preprocessing's `file`. Sorted, each once. These, and only these, are what
+/// `Model::load` checks for its graphs; a file the manifest lists that no graph needs (the forward graph
+/// `<name>.onnx`) may be absent.
+pub fn needed_files(manifest: &Value, graphs: &[&str]) -> Result<Vec<String>> {
+    let lacks = |what: String| Error(format!("{MANIFEST} lacks {what}; export the variant again, or download a release made by clip-onnx"));
+    let mut names = Vec::new();
+    for &graph in graphs {
+        let spec = &manifest["graphs"][graph];
+        let file = spec["file"].as_str().ok_or_else(|| lacks(format!("graphs.{graph}.file (this folder has no {graph} graph)")))?;
+        names.push(file_name(file)?.to_string());
+        let external = spec["external_data"].as_array().ok_or_else(|| lacks(format!("graphs.{graph}.external_data")))?;
+        for name in external {
+            let name = name.as_str().ok_or_else(|| lacks(format!("a file name in graphs.{graph}.external_data")))?;
+            names.push(file_name(name)?.to_string());
         }
     }
+    for section in ["tokenizer", "preprocessing"] {
+        let file = manifest[section]["file"].as_str().ok_or_else(|| lacks(format!("{section}.file")))?;
+        names.push(file_name(file)?.to_string());
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// One file against the manifest's record of it: listed, present, its size, then its SHA-256 (streamed).
+/// Each refusal is one line naming the file and saying what to do.
+pub fn check_file(manifest: &Value, folder: &Path, name: &str) -> Result<()> {
+    let path = folder.join(file_name(name)?);
+    let expected = &manifest["files"][name];
+    if !expected.is_object() {
+        return error(format!("{}: not listed in {MANIFEST}, so it cannot be checked; download the release again", path.display()));
+    }
+    let bytes = std::fs::metadata(&path)
+        .map_err(|_| Error(format!("{}: missing; the manifest lists it (download it again, beside {MANIFEST})", path.display())))?
+        .len();
+    if Some(bytes) != expected["bytes"].as_u64() {
+        return error(format!("{}: {bytes} bytes, the manifest says {}; download it again", path.display(), expected["bytes"]));
+    }
+    if Some(sha256_file(&path)?.as_str()) != expected["sha256"].as_str() {
+        return error(format!("{}: does not match the SHA-256 in {MANIFEST}; download it again", path.display()));
+    }
     Ok(())
+}
+
+/// Every file `graphs` need (`needed_files`), each by `check_file`: a missing, truncated or altered one is an error naming it.
+pub fn check_graphs(manifest: &Value, folder: &Path, graphs: &[&str]) -> Result<()> {
+    for name in needed_files(manifest, graphs)? {
+        check_file(manifest, folder, &name)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest() -> Value {
+        json!({
+            "graphs": {
+                "visual": {"file": "m_visual.onnx", "external_data": ["m_visual.onnx.data"]},
+                "transformer": {"file": "m_transformer.onnx", "external_data": []},
+                "forward": {"file": "m.onnx", "external_data": ["m.onnx.data"]},
+            },
+            "tokenizer": {"file": "tokenizer.json"},
+            "preprocessing": {"file": "preprocess.json"},
+        })
+    }
+
+    #[test]
+    fn the_needed_files_are_the_graphs_their_external_data_the_tokenizer_and_preprocess_json() {
+        let needed = needed_files(&manifest(), &["visual", "transformer"]).unwrap();
+        assert_eq!(needed, ["m_transformer.onnx", "m_visual.onnx", "m_visual.onnx.data", "preprocess.json", "tokenizer.json"]);
+        assert_eq!(needed_files(&manifest(), &["forward"]).unwrap(), ["m.onnx", "m.onnx.data", "preprocess.json", "tokenizer.json"]);
+        assert_eq!(needed_files(&manifest(), &["visual", "visual"]).unwrap().len(), 4, "each file once");
+    }
+
+    #[test]
+    fn a_manifest_without_a_needed_entry_is_an_error_naming_it() {
+        for (pointer, names) in [
+            ("/graphs/visual/file", "graphs.visual.file"),
+            ("/graphs/visual/external_data", "graphs.visual.external_data"),
+            ("/tokenizer/file", "tokenizer.file"),
+            ("/preprocessing/file", "preprocessing.file"),
+        ] {
+            let mut m = manifest();
+            *m.pointer_mut(pointer).unwrap() = Value::Null;
+            let message = needed_files(&m, &["visual"]).unwrap_err().0;
+            assert!(message.contains(names), "{message}");
+        }
+        let mut m = manifest();
+        m["graphs"]["visual"]["external_data"] = json!([7]);
+        assert!(needed_files(&m, &["visual"]).unwrap_err().0.contains("a file name in graphs.visual.external_data"));
+        assert!(needed_files(&manifest(), &["text"]).unwrap_err().0.contains("no text graph"));
+    }
+
+    #[test]
+    fn a_name_that_leaves_the_folder_is_refused() {
+        for name in ["", ".", "..", "../x", "a/b", "a\\b", "/etc/passwd", "a\0b"] {
+            assert!(file_name(name).is_err(), "{name:?} was accepted");
+        }
+        assert_eq!(file_name("ViT-B-32_visual.onnx.data").unwrap(), "ViT-B-32_visual.onnx.data");
+        let mut m = manifest();
+        m["tokenizer"]["file"] = json!("../tokenizer.json");
+        assert!(needed_files(&m, &[]).unwrap_err().0.contains("\"../tokenizer.json\", which is not a file name"));
+        m["tokenizer"]["file"] = json!("tokenizer.json");
+        m["graphs"]["visual"]["external_data"] = json!(["/tmp/x"]);
+        assert!(needed_files(&m, &["visual"]).is_err());
+    }
+
+    #[test]
+    fn sha256_file_is_the_sha256_of_the_bytes() {
+        let path = std::env::temp_dir().join(format!("clip-onnx-sha-{}", std::process::id()));
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(sha256_file(&path).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        std::fs::write(&path, vec![7u8; (1 << 20) + 3]).unwrap(); // more than one read
+        assert_eq!(sha256_file(&path).unwrap(), hex(&Sha256::digest(vec![7u8; (1 << 20) + 3])));
+        std::fs::remove_file(&path).unwrap();
+        assert!(sha256_file(&path).unwrap_err().0.contains("cannot be read"));
+    }
 }

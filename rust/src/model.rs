@@ -32,6 +32,9 @@ fn environment() -> Result<&'static Environment> {
         .map_err(|e| Error(e.clone()))
 }
 
+/// The graphs a `Model` runs: `encode_image` and `encode_text`. The forward graph is never needed.
+pub const GRAPHS: [&str; 2] = ["visual", "transformer"];
+
 pub struct Model {
     pub folder: PathBuf,
     pub manifest: Value,
@@ -44,7 +47,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// Load a folder after checking every file against its manifest's SHA-256.
+    /// Load a folder after checking the files its graphs need (`manifest::needed_files` of `GRAPHS`: the
+    /// graphs, their external data, tokenizer.json and preprocess.json) by size and SHA-256; a missing or
+    /// changed one is an `Err` of one line naming it.
     pub fn load(folder: impl AsRef<Path>) -> Result<Model> {
         Model::open(folder.as_ref(), true)
     }
@@ -57,7 +62,7 @@ impl Model {
     fn open(folder: &Path, check: bool) -> Result<Model> {
         let manifest = manifest::read(folder)?;
         if check {
-            manifest::check_files(&manifest, folder)?;
+            manifest::check_graphs(&manifest, folder, &GRAPHS)?;
         }
         let environment = environment()?;
         let session = |graph: &str| -> Result<Mutex<Session>> {
@@ -73,7 +78,8 @@ impl Model {
         let number = |key: &str, field: &str| manifest[key][field].as_f64().ok_or_else(|| Error(format!("{}: manifest.json lacks {key}.{field}", folder.display())));
         Ok(Model {
             folder: folder.to_path_buf(),
-            tokenizer: tokenize::load(folder)?,
+            // the file the manifest names, which the check above covered
+            tokenizer: tokenize::load_file(&folder.join(manifest::file_name(manifest["tokenizer"]["file"].as_str().unwrap_or(tokenize::TOKENIZER))?))?,
             resolution: number("preprocessing", "resolution")? as usize,
             context_length: number("tokenizer", "context_length")? as usize,
             logit_scale: number("logit_scale", "exp")? as f32,

@@ -1,24 +1,110 @@
 //! CLIP's tokenizer: the shipped `tokenizer.json` (normalisation, BPE, start and end tokens, padding),
-//! after the cleaning it cannot express. CLIP unescapes HTML twice, as here; ftfy's other repairs
-//! (mojibake, curly quotes, ligatures) have no Rust port and are left out: texts that ftfy would change
-//! may get other ids than in Python (the file itself applies ftfy's NFC and the whitespace rules).
+//! after the cleaning it cannot express. CLIP unescapes HTML twice with Python's `html.unescape`, ported
+//! here exactly (`unescape`); ftfy's other repairs (mojibake, curly quotes, ligatures) have no Rust port and
+//! are left out: texts that ftfy would change may get other ids than in Python (the file itself applies
+//! ftfy's NFC and the whitespace rules).
 
 use std::path::Path;
 
 use tokenizers::Tokenizer;
 
+use crate::entities::{HTML5, INVALID_CHARREFS, INVALID_CODEPOINTS};
 use crate::{error, Error, Result};
 
 pub const TOKENIZER: &str = "tokenizer.json";
 
+/// CLIP's `basic_clean` without ftfy: `html.unescape(html.unescape(text))`.
 pub fn clean(text: &str) -> String {
-    let once = html_escape::decode_html_entities(text);
-    html_escape::decode_html_entities(&once).into_owned()
+    unescape(&unescape(text))
 }
 
+fn named(name: &str) -> Option<&'static str> {
+    HTML5.binary_search_by(|(key, _)| key.as_bytes().cmp(name.as_bytes())).ok().map(|i| HTML5[i].1)
+}
+
+/// Python's `html.unescape`, exactly: every match of `&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)`
+/// replaced as `html._replace_charref` does (HTML5's named references, with and without `;`, the longest
+/// known prefix of an unknown name, Windows-1252 for `&#128;`..`&#159;`, U+FFFD for surrogates and numbers
+/// past U+10FFFF, nothing for the code points HTML5 forbids).
+pub fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((before, after)) = rest.split_once('&') {
+        out.push_str(before);
+        match reference(after) {
+            Some((replacement, used)) => {
+                out.push_str(&replacement);
+                rest = &after[used..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The character reference at the start of `s` (the text after an `&`): its replacement and its length in bytes.
+fn reference(s: &str) -> Option<(String, usize)> {
+    let bytes = s.as_bytes();
+    if bytes.first() == Some(&b'#') {
+        let (radix, start) = if matches!(bytes.get(1), Some(b'x' | b'X')) { (16, 2) } else { (10, 1) };
+        let digits = bytes[start..].iter().take_while(|b| (**b as char).is_digit(radix)).count();
+        if digits == 0 {
+            return None; // `&#` and `&#x` without digits are left as they are
+        }
+        // saturated past U+10FFFF, where every number means U+FFFD
+        let number = bytes[start..start + digits].iter().fold(0u32, |n, b| (n * radix + (*b as char).to_digit(radix).unwrap_or(0)).min(0x110000));
+        let used = start + digits + usize::from(bytes.get(start + digits) == Some(&b';'));
+        let replacement = if let Ok(i) = INVALID_CHARREFS.binary_search_by_key(&number, |&(n, _)| n) {
+            INVALID_CHARREFS[i].1.to_string()
+        } else if (0xD800..=0xDFFF).contains(&number) || number > 0x10FFFF {
+            '\u{FFFD}'.to_string()
+        } else if INVALID_CODEPOINTS.binary_search(&number).is_ok() {
+            String::new()
+        } else {
+            char::from_u32(number).map(String::from).unwrap_or_default()
+        };
+        return Some((replacement, used));
+    }
+    // a name: up to 32 characters other than tab, newline, form feed, space, `<`, `&`, `#` and `;`, then an optional `;`
+    let mut end = 0;
+    for (count, c) in s.chars().enumerate() {
+        if count == 32 || matches!(c, '\t' | '\n' | '\x0C' | ' ' | '<' | '&' | '#' | ';') {
+            break;
+        }
+        end += c.len_utf8();
+    }
+    if end == 0 {
+        return None;
+    }
+    if bytes.get(end) == Some(&b';') {
+        end += 1;
+    }
+    let name = &s[..end];
+    if let Some(value) = named(name) {
+        return Some((value.to_string(), end));
+    }
+    // the longest prefix of two or more characters that is a name, the rest kept as it is
+    let bounds: Vec<usize> = name.char_indices().map(|(i, _)| i).skip(2).collect();
+    for &cut in bounds.iter().rev() {
+        if let Some(value) = named(&name[..cut]) {
+            return Some((format!("{value}{}", &name[cut..]), end));
+        }
+    }
+    Some((format!("&{name}"), end))
+}
+
+/// The folder's `tokenizer.json`.
 pub fn load(folder: &Path) -> Result<Tokenizer> {
-    let path = folder.join(TOKENIZER);
-    Tokenizer::from_file(&path).map_err(|e| Error(format!("{}: not a tokenizer file ({e}); download it again", path.display())))
+    load_file(&folder.join(TOKENIZER))
+}
+
+/// A tokenizer file (`Model` loads the one its manifest names, the file it checked).
+pub fn load_file(path: &Path) -> Result<Tokenizer> {
+    Tokenizer::from_file(path).map_err(|e| Error(format!("{}: not a tokenizer file ({e}); download it again", path.display())))
 }
 
 /// `clip.tokenize(texts, truncate)`: int32 ids [N, context_length], zero padded. A text longer than the

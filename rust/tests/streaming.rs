@@ -1,0 +1,196 @@
+//! Files over 2 GiB are hashed and downloaded in bounded memory, and the download keeps only what its
+//! manifest says: a tiny HTTP server in a thread serves zeros, nothing else is needed (no vectors, no ONNX
+//! Runtime). Peak memory is the process's VmHWM (Linux); elsewhere it is printed as unknown.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use clip_onnx::{hub, manifest};
+use sha2::{Digest, Sha256};
+
+/// 2 GiB and 4 KiB: past every 32-bit size.
+const BIG: u64 = (1 << 31) + 4096;
+/// The SHA-256 of BIG zero bytes (`head -c 2147487744 /dev/zero | sha256sum`).
+const BIG_SHA256: &str = "d702231a97a4e742e747bd3fdc81d8d1b604378660d5fc38934b865ca2a9d6d1";
+const MIB: u64 = 1 << 20;
+
+enum Body {
+    Text(String),
+    Zeros(u64),
+}
+
+/// Serves `routes` (path, body) over HTTP/1.1 on loopback, one connection at a time; logs every path asked for.
+fn serve(routes: Vec<(String, Body)>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let asked = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let path = request.split(' ').nth(1).unwrap_or("").to_string();
+            asked.lock().unwrap().push(path.clone());
+            let mut stream = stream;
+            let _ = match routes.iter().find(|(p, _)| *p == path).map(|(_, body)| body) {
+                None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                Some(Body::Text(text)) => stream.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len()).as_bytes(),
+                ),
+                Some(Body::Zeros(size)) => (|| -> std::io::Result<()> {
+                    stream.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n").as_bytes())?;
+                    let zeros = vec![0u8; MIB as usize];
+                    let mut left = *size;
+                    while left > 0 {
+                        let n = left.min(MIB);
+                        stream.write_all(&zeros[..n as usize])?;
+                        left -= n;
+                    }
+                    Ok(())
+                })(),
+            };
+        }
+    });
+    (endpoint, log)
+}
+
+fn manifest_of(files: &[(&str, u64, &str)]) -> Body {
+    let files: serde_json::Map<String, serde_json::Value> =
+        files.iter().map(|(name, bytes, sha256)| (name.to_string(), serde_json::json!({"sha256": sha256, "bytes": bytes}))).collect();
+    Body::Text(serde_json::json!({"format_version": 1, "files": files}).to_string())
+}
+
+fn route(repo: &str, name: &str) -> String {
+    format!("/{repo}/resolve/v1/fp32/{name}")
+}
+
+/// The process's peak resident memory in bytes (VmHWM), where Linux reports it.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// A folder under the temporary directory, removed when dropped, a failing test's included (a 2 GiB file).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(what: &str) -> Scratch {
+    let folder = std::env::temp_dir().join(format!("clip-onnx-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    Scratch(folder)
+}
+
+fn assert_bounded(before: Option<u64>, what: &str) {
+    match (before, peak_memory()) {
+        (Some(before), Some(after)) => {
+            println!("memory: {what}: peak resident memory grew by {} MiB", (after - before) / MIB);
+            assert!(after - before < 256 * MIB, "{what}: peak memory grew by {} MiB", (after - before) / MIB);
+        }
+        _ => println!("memory: {what}: peak memory unknown on this system"),
+    }
+}
+
+#[test]
+fn files_over_2_gib_are_hashed_and_downloaded_in_bounded_memory() {
+    let scratch = scratch("big");
+    let folder = &scratch.0;
+    let before = peak_memory();
+    // a sparse file: 2 GiB of zeros that take no disk
+    let sparse = folder.join("sparse.bin");
+    std::fs::File::create(&sparse).unwrap().set_len(BIG).unwrap();
+    assert_eq!(manifest::sha256_file(&sparse).unwrap(), BIG_SHA256);
+    std::fs::remove_file(&sparse).unwrap();
+    assert_bounded(before, "sha256_file of a 2 GiB file");
+
+    let (endpoint, _) = serve(vec![
+        (route("org/big", "manifest.json"), manifest_of(&[("big.bin", BIG, BIG_SHA256)])),
+        (route("org/big", "big.bin"), Body::Zeros(BIG)),
+    ]);
+    let downloaded = hub::download("org/big", "v1", "fp32", folder, Some(&endpoint)).unwrap();
+    assert_eq!(std::fs::metadata(downloaded.join("big.bin")).unwrap().len(), BIG);
+    assert!(downloaded.join("manifest.json").exists());
+    std::fs::remove_dir_all(downloaded).unwrap();
+    assert_bounded(before, "hub::download of a 2 GiB file");
+}
+
+fn zeros_sha256(size: usize) -> String {
+    manifest::hex(&Sha256::digest(vec![0u8; size]))
+}
+
+fn files_in(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_body_longer_or_shorter_than_the_manifest_says_is_refused_and_nothing_is_kept() {
+    let small = 1000;
+    let sha = zeros_sha256(small);
+    let (endpoint, _) = serve(vec![
+        // the first `small` bytes of the longer body are exactly the file the manifest describes
+        (route("org/long", "manifest.json"), manifest_of(&[("a.bin", small as u64, &sha)])),
+        (route("org/long", "a.bin"), Body::Zeros(5 * MIB)),
+        (route("org/short", "manifest.json"), manifest_of(&[("a.bin", small as u64 + 1, &sha)])),
+        (route("org/short", "a.bin"), Body::Zeros(small as u64)),
+        (route("org/wrong", "manifest.json"), manifest_of(&[("a.bin", small as u64, &zeros_sha256(small + 1))])),
+        (route("org/wrong", "a.bin"), Body::Zeros(small as u64)),
+    ]);
+    for (repo, says) in [
+        ("org/long", "fp32/a.bin is not the 1000 bytes its manifest says; refused (nothing kept)"),
+        ("org/short", "fp32/a.bin is not the 1001 bytes its manifest says; refused (nothing kept)"),
+        ("org/wrong", "fp32/a.bin does not match the SHA-256 in its manifest; refused (nothing kept)"),
+    ] {
+        let scratch = scratch(&repo.replace('/', "-"));
+        let target = &scratch.0;
+        let message = hub::download(repo, "v1", "fp32", target, Some(&endpoint)).err().expect("a wrong body was kept").0;
+        assert_eq!(message, format!("{repo}@v1: {says}"));
+        assert!(files_in(&target.join("fp32")).is_empty(), "{repo}: {:?} left behind", files_in(&target.join("fp32")));
+    }
+}
+
+#[test]
+fn an_intact_file_is_not_downloaded_again_and_a_name_outside_the_folder_is_refused() {
+    let content = vec![0u8; 3000];
+    let sha = zeros_sha256(content.len());
+    let (endpoint, log) = serve(vec![
+        (route("org/ok", "manifest.json"), manifest_of(&[("a.bin", 3000, &sha), ("b.bin", 3000, &sha)])),
+        (route("org/ok", "a.bin"), Body::Zeros(3000)),
+        (route("org/ok", "b.bin"), Body::Zeros(3000)),
+        (route("org/evil", "manifest.json"), manifest_of(&[("../escaped.bin", 3000, &sha)])),
+        (route("org/evil", "../escaped.bin"), Body::Zeros(3000)),
+        (route("org/bare", "manifest.json"), Body::Text(r#"{"format_version": 1, "files": {"a.bin": {"bytes": 3000}}}"#.into())),
+        (route("org/bare", "a.bin"), Body::Zeros(3000)),
+    ]);
+    let intact = scratch("intact");
+    let target = &intact.0;
+    std::fs::create_dir_all(target.join("fp32")).unwrap();
+    std::fs::write(target.join("fp32").join("a.bin"), &content).unwrap();
+    let folder = hub::download("org/ok", "v1", "fp32", target, Some(&endpoint)).unwrap();
+    assert_eq!(files_in(&folder), ["a.bin", "b.bin", "manifest.json"]);
+    assert_eq!(std::fs::read(folder.join("b.bin")).unwrap(), content);
+    let asked = log.lock().unwrap().clone();
+    assert_eq!(asked, [route("org/ok", "manifest.json"), route("org/ok", "b.bin")], "the intact a.bin was fetched again");
+
+    let scratch = scratch("evil");
+    let evil = &scratch.0;
+    let message = hub::download("org/evil", "v1", "fp32", evil, Some(&endpoint)).err().expect("a name outside the folder was written").0;
+    assert!(message.contains("\"../escaped.bin\", which is not a file name in its folder"), "{message}");
+    assert!(!evil.join("escaped.bin").exists());
+    let message = hub::download("org/bare", "v1", "fp32", evil, Some(&endpoint)).err().expect("a file without a SHA-256 was kept").0;
+    assert_eq!(message, "org/bare@v1: fp32/a.bin has no sha256 and bytes in its manifest; refused (nothing kept)");
+    assert!(files_in(&evil.join("fp32")).is_empty());
+}
