@@ -280,6 +280,17 @@ def test_embed_output_that_cannot_be_written_is_one_line_and_leaves_no_file(case
     assert os.listdir(tmp_path) == []
 
 
+def test_ctrl_c_while_embed_writes_exits_130_and_leaves_no_file(case, tmp_path, capsys, monkeypatch):
+    def interrupted(file, **arrays):
+        file.write(b"PK partial bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    code = main(["embed", "-m", str(case[0]), "--text", "a cat", "-o", str(tmp_path / "e.npz")])
+    assert code == 130 and capsys.readouterr().err.strip().splitlines()[-1].startswith("clip-onnx: interrupted (SIGINT)")
+    assert os.listdir(tmp_path) == []
+
+
 def test_embed_output_that_is_a_folder_is_refused_before_any_work(case, tmp_path, capsys):
     (tmp_path / "x.npz").mkdir()
     assert main(["embed", "-m", str(case[0]), "--text", "a cat", "-o", str(tmp_path / "x.npz")]) == 1
