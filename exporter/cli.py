@@ -134,7 +134,7 @@ def _export(args: argparse.Namespace) -> None:
     if not args.checkpoint and not args.variant:
         raise UsageError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
     variant = get_variant(args.variant) if args.variant else None  # refused before torch is imported
-    from exporter import pipeline, weights
+    from exporter import weights  # the exporter itself (onnx, onnxscript) only once the weights are here
 
     if args.checkpoint:
         name = args.name or args.checkpoint.stem
@@ -148,6 +148,8 @@ def _export(args: argparse.Namespace) -> None:
                                           cache_dir=args.cache_dir, url_base=args.url_base)
     if loaded.source["kind"] == "random":
         print(f"note: {name} gets seeded random weights (seed {args.seed}): a pipeline demo, not a usable model")
+    from exporter import pipeline
+
     pipeline.export(loaded, folder_name(name), args.output, precision=args.precision, opset=args.opset,
                     graphs=args.graphs, verify=args.verify, force=args.force, device=args.device,
                     extra_texts=args.text, truncate=args.truncate)
