@@ -60,7 +60,8 @@ class Model:
         self.resolution: int = self.manifest["preprocessing"]["resolution"]
         self.logit_scale: float = self.manifest["logit_scale"]["exp"]
         self.embed_dim: int = self.manifest["architecture"]["embed_dim"]
-        path = self.folder / tokenizer.TOKENIZER
+        tokenizer_file, _ = integrity.consumer_files(self.manifest)
+        path = self.folder / tokenizer_file  # the file the manifest names, which the check covers
         if not path.is_file():
             raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx")
         self._checked: set[str] = set()

@@ -217,6 +217,18 @@ def test_files_are_checked_against_the_manifest_before_they_are_loaded(case, tmp
     assert unchecked.encode_text("a cat").shape == (1, unchecked.embed_dim)
 
 
+def test_the_tokenizer_loaded_is_the_file_the_manifest_names_and_the_check_covers(case, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(case[0], folder)
+    (folder / "tokenizer.json").rename(folder / "tok.json")
+    (folder / "tokenizer.json").write_text("not a tokenizer, and not checked")
+    data = json.loads((folder / "manifest.json").read_text())
+    data["tokenizer"]["file"] = "tok.json"
+    data["files"]["tok.json"] = data["files"].pop("tokenizer.json")
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert np.array_equal(Model(folder).encode_text("a cat"), Model(case[0]).encode_text("a cat"))
+
+
 def test_a_corrupt_graph_is_one_line_not_a_traceback(case, tmp_path, capsys):
     folder = tmp_path / "copy"
     shutil.copytree(case[0], folder)
