@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import tokenizers
-from PIL import Image
 
 from clip_onnx import integrity, manifest, preprocess, tokenizer
 from clip_onnx.errors import ClipOnnxError
