@@ -196,20 +196,22 @@ fn template(value: &str) -> Result<(String, String), Stop> {
     Ok((before, after))
 }
 
+/// argparse's refusal of missing required arguments: every one not `given`, named in one line (then `hint`).
+fn required(arguments: &[(&str, bool)], hint: &str) -> Result<(), Stop> {
+    let missing: Vec<&str> = arguments.iter().filter(|(_, given)| !given).map(|(name, _)| *name).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    usage(format!("the following arguments are required: {}{hint}", missing.join(", ")))
+}
+
 fn classify(argv: &[OsString]) -> Result<(), Stop> {
     let args = parse(argv, &CLASSIFY_OPTIONS, &CLASSIFY_FLAGS)?;
     let top = top(args.get("--top").unwrap_or("5"))?;
     let labels = args.get("--labels").map(labels).transpose()?;
     let (before, after) = template(args.get("--template").unwrap_or("{}"))?;
     let images: Vec<PathBuf> = args.positional.iter().map(PathBuf::from).collect();
-    let missing: Vec<&str> = [("IMAGE", !images.is_empty()), ("--labels", labels.is_some()), ("-m/--model", args.get("-m").is_some())]
-        .into_iter()
-        .filter(|(_, given)| !given)
-        .map(|(name, _)| name)
-        .collect();
-    if !missing.is_empty() {
-        return usage(format!("the following arguments are required: {}", missing.join(", ")));
-    }
+    required(&[("IMAGE", !images.is_empty()), ("--labels", labels.is_some()), ("-m/--model", args.get("-m").is_some())], "")?;
     let labels = labels.unwrap_or_default();
     let folder = args.get("-m").unwrap_or_default();
     // a path that is no file is refused before the model's files are hashed (seconds for the large variants)
@@ -251,14 +253,10 @@ fn download(argv: &[OsString]) -> Result<(), Stop> {
         return usage(format!("unrecognized arguments: {}", args.positional[1].to_string_lossy()));
     }
     let repo = args.positional.first().and_then(|r| r.to_str());
-    let missing: Vec<&str> = [("REPO", repo.is_some()), ("--revision", args.get("--revision").is_some()), ("-o/--output", args.get("-o").is_some())]
-        .into_iter()
-        .filter(|(_, given)| !given)
-        .map(|(name, _)| name)
-        .collect();
-    if !missing.is_empty() {
-        return usage(format!("the following arguments are required: {} (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)", missing.join(", ")));
-    }
+    required(
+        &[("REPO", repo.is_some()), ("--revision", args.get("--revision").is_some()), ("-o/--output", args.get("-o").is_some())],
+        " (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)",
+    )?;
     let folder = hub::download(
         repo.unwrap_or_default(),
         args.get("--revision").unwrap_or_default(),
