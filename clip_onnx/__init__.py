@@ -2,7 +2,7 @@
 
     from clip_onnx import Model
     model = Model("ViT-B-32")   # a folder written by `clip-onnx export` or downloaded from a release
-    probabilities = model.similarity(["cat.jpg"], ["a cat", "a dog"])
+    probabilities = model.probabilities(["cat.jpg"], ["a cat", "a dog"])   # softmax of CLIP.forward's logits
 
 Modules, one concern each: `model` (load a folder, embed, score), `tokenizer` and `preprocess` (CLIP's
 text and image inputs, equal to CLIP's own), `manifest` (the contract file), `integrity` (SHA-256 checks),

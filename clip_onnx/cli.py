@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from clip_onnx.errors import ClipOnnxError, UsageError
-from clip_onnx.model import Model, softmax, unit
+from clip_onnx.model import Model, unit
 
 EXAMPLES = """\
 examples:
@@ -74,9 +74,9 @@ def _open(args: argparse.Namespace) -> Model:
 
 def _classify(args: argparse.Namespace) -> None:
     model = _open(args)
-    per_image, _ = model.similarity(args.images, [args.template.format(label) for label in args.labels],
+    per_image = model.probabilities(args.images, [args.template.format(label) for label in args.labels],
                                     args.truncate)
-    for image, probabilities in zip(args.images, softmax(per_image)):
+    for image, probabilities in zip(args.images, per_image):
         best = probabilities.argsort()[::-1][:args.top]
         print(f"{image}: " + ", ".join(f"{args.labels[i]} {probabilities[i]:.3f}" for i in best))
 
@@ -85,7 +85,7 @@ def _embed(args: argparse.Namespace) -> None:
     if not args.image and not args.text:
         raise UsageError("nothing to embed; give --image FILE and/or --text CAPTION")
     if args.output is not None:
-        if args.output.suffix not in (".npz", ".json"):
+        if args.output.suffix.lower() not in (".npz", ".json"):
             raise UsageError(f"--output {args.output}: name a .npz or .json file")
         if not args.output.parent.is_dir():
             raise ClipOnnxError(f"--output {args.output}: the folder {args.output.parent} does not exist; create it "
@@ -106,7 +106,7 @@ def _embed(args: argparse.Namespace) -> None:
     if args.output is None:
         json.dump(document, sys.stdout)
         print()
-    elif args.output.suffix == ".npz":
+    elif args.output.suffix.lower() == ".npz":
         _write_whole(args.output, lambda f: np.savez(f, **arrays))
     else:
         _write_whole(args.output, lambda f: f.write((json.dumps(document) + "\n").encode()))

@@ -30,7 +30,7 @@ def consumer_files(manifest: dict) -> list[str]:
         return [manifest["tokenizer"]["file"], manifest["preprocessing"]["file"]]
     except (KeyError, TypeError):
         raise ClipOnnxError(f"{MANIFEST} names no tokenizer or preprocessing file; export the variant again "
-                            f"with this clip-onnx") from None
+                            f"with this clip-onnx", "bad_manifest") from None
 
 
 def needed_files(manifest: dict, graphs: Iterable[str]) -> list[str]:
@@ -47,11 +47,11 @@ def check_file(manifest: dict, folder: Path, file_name: str) -> None:
     facts = manifest["files"].get(file_name)
     path = folder / file_name
     if facts is None:
-        raise ClipOnnxError(f"{path} is not listed in {folder / MANIFEST}; export the variant again")
+        raise ClipOnnxError(f"{path} is not listed in {folder / MANIFEST}; export the variant again", "changed_file")
     if not path.is_file():
-        raise ClipOnnxError(f"{path} is missing; export the variant again")
+        raise ClipOnnxError(f"{path} is missing; export the variant again", "missing_file")
     if path.stat().st_size != facts["bytes"] or sha256_file(path) != facts["sha256"]:
-        raise ClipOnnxError(f"{path} does not match the SHA-256 in {MANIFEST}; it changed since export")
+        raise ClipOnnxError(f"{path} does not match the SHA-256 in {MANIFEST}; it changed since export", "changed_file")
 
 
 def check_files(manifest: dict, folder: Path) -> None:

@@ -4,7 +4,7 @@ Needs only onnxruntime, numpy, Pillow, tokenizers and ftfy (the plain `pip insta
 importing this module never imports torch. Tokens come from the folder's `tokenizer.json` and pixels
 from `clip_onnx.preprocess`, both proven equal to CLIP's own in the tests.
 
-Which graphs to load: `similarity` rebuilds `CLIP.forward` from the two encoders and the manifest's
+Which graphs to load: `logits` (and `probabilities`, its softmax) rebuilds `CLIP.forward` from the two encoders and the manifest's
 `logit_scale`, so a program that embeds texts once and scores many images (zero-shot
 classification, search) never needs `<name>.onnx`, the largest file. `forward` runs that file, for
 consumers that want one call per image batch and text batch.
@@ -12,7 +12,7 @@ consumers that want one call per image batch and text batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import onnxruntime as ort
 import tokenizers
 
 from clip_onnx import integrity, manifest, preprocess, tokenizer
-from clip_onnx.errors import ClipOnnxError
+from clip_onnx.errors import ClipOnnxError, UsageError
 
 ImageInput = preprocess.ImageSource
 
@@ -52,8 +52,8 @@ class Model:
 
     def __init__(self, folder: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",),
                  check_sha256: bool = True):
+        self.manifest = manifest.read(folder)
         self.folder = Path(folder)
-        self.manifest = manifest.read(self.folder)
         self.providers = list(providers)
         self.check_sha256 = check_sha256
         self.resolution: int = self.manifest["preprocessing"]["resolution"]
@@ -62,7 +62,7 @@ class Model:
         tokenizer_file, _ = integrity.consumer_files(self.manifest)
         path = self.folder / tokenizer_file  # the file the manifest names, which the check covers
         if not path.is_file():
-            raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx")
+            raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx", "missing_file")
         self._checked: set[str] = set()
         self._check(integrity.needed_files(self.manifest, []))
         self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
@@ -106,7 +106,18 @@ class Model:
 
     def tokens(self, texts: str | Sequence[str], truncate: bool = False) -> np.ndarray:
         """One text or a sequence of texts as CLIP's token ids; a single string is one text, not its characters."""
-        return tokenizer.encode(self.tokenizer, [texts] if isinstance(texts, str) else list(texts), truncate)
+        if not isinstance(truncate, bool):
+            raise ClipOnnxError(f"truncate is True or False, not {truncate!r}")
+        if isinstance(texts, str):
+            texts = [texts]
+        elif isinstance(texts, Iterable) and not isinstance(texts, (bytes, bytearray)):
+            texts = list(texts)
+        wrong = sorted({type(text).__name__ for text in texts if not isinstance(text, str)}) if isinstance(texts, list) \
+            else [type(texts).__name__]
+        if wrong:
+            advice = "; decode bytes first" if {"bytes", "bytearray"} & set(wrong) else ""
+            raise ClipOnnxError(f"texts are a str or a sequence of str, not {', '.join(wrong)}{advice}")
+        return tokenizer.encode(self.tokenizer, texts, truncate)
 
     def encode_image(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """`CLIP.encode_image`: [N, embed_dim] float32, not normalised."""
@@ -122,10 +133,18 @@ class Model:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         return self.session("transformer").run(None, {"text": tokens})[0]
 
-    def similarity(self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str],
-                   truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def logits(self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str],
+               truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """`CLIP.forward` from the two encoder graphs: (logits_per_image, logits_per_text)."""
         return logits(self.encode_image(images), self.encode_text(texts, truncate), self.logit_scale)
+
+    def probabilities(self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str],
+                      truncate: bool = False) -> np.ndarray:
+        """Per image, the softmax over `texts` of its logits: zero-shot classification, [N_images, N_texts]."""
+        per_image, _ = self.logits(images, texts, truncate)
+        if per_image.shape[1] == 0:
+            raise UsageError("probabilities over no texts: give at least one label")
+        return softmax(per_image)
 
     def forward(self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str],
                 truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:

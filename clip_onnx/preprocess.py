@@ -16,7 +16,7 @@ from typing import BinaryIO, Union
 
 import numpy as np
 import PIL
-from PIL import Image
+from PIL import Image, features
 
 from clip_onnx.errors import ClipOnnxError
 
@@ -25,6 +25,16 @@ PREPROCESS = "preprocess.json"
 # The Normalize arguments in openai/CLIP `clip/clip.py` `_transform`, per RGB channel.
 MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+# The image files every consumer reads, by Pillow's format names; within TIFF, these modes and
+# compressions. Any other file is refused alike by Python, Rust and Node; preprocess.json states the list.
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+BMP_BITS = (1, 8, 24, 32)  # uncompressed (BI_RGB) only
+TIFF_MODES = ("RGB", "L")
+TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_adobe_deflate")
+# Pillow's decompression-bomb limit at its defaults (an error above 2 * Image.MAX_IMAGE_PIXELS), the one
+# limit on width * height that every consumer enforces, whatever Image.MAX_IMAGE_PIXELS is set to here.
+MAX_PIXELS = 2 * 89_478_485
 
 # torchvision's Normalize casts mean and std to the image's dtype before subtracting and dividing.
 _MEAN32 = np.array(MEAN, dtype=np.float32).reshape(3, 1, 1)
@@ -110,6 +120,17 @@ def spec(resolution: int) -> dict:
         "dtype": "float32",
         "input": {
             "image": "the decoded image as it is: EXIF orientation is not applied",
+            "color_profile": "ignored: an embedded ICC profile does not change the decoded values",
+            "max_pixels": MAX_PIXELS,
+            "formats": {
+                "PNG": {"kinds": "every colour type and bit depth"},
+                "JPEG": {"decoder": f"libjpeg-turbo {features.version('libjpeg_turbo')}", "idct": "islow",
+                         "upsampling": "fancy", "kinds": "baseline, progressive, any subsampling, grey, CMYK"},
+                "WEBP": {"decoder": f"libwebp {features.version('webp')}", "kinds": "lossy, lossless, alpha"},
+                "GIF": {"frame": "first"},
+                "BMP": {"bits": list(BMP_BITS), "compression": ["raw"]},
+                "TIFF": {"modes": list(TIFF_MODES), "compression": list(TIFF_COMPRESSIONS)},
+            },
             "modes": {
                 "RGB": "8-bit channels, as above",
                 "L": "8-bit grayscale, resized as one channel, then copied to R, G and B",
@@ -137,6 +158,9 @@ def write(folder: Path, resolution: int) -> Path:
 
 def preprocess(image: Image.Image, resolution: int) -> np.ndarray:
     """One PIL image as CLIP's visual input: float32 [3, R, R], the same bits as `clip.clip._transform(R)`."""
+    if image.width == 0 or image.height == 0:
+        raise ClipOnnxError(f"an image of {image.width} x {image.height} pixels has nothing to resize; pass an "
+                            f"image with pixels", "unreadable_image")
     size = resized_size(*image.size, resolution)
     # Same call as torchvision: Pillow antialiases BICUBIC and forces NEAREST on "P" and "1" images.
     image = image.resize(size, Image.Resampling.BICUBIC)
@@ -155,21 +179,57 @@ def _describe(source: object) -> str:
     return f"image {getattr(source, 'name', type(source).__name__)}"
 
 
+def _bmp_kind(image: Image.Image) -> tuple[int, int]:
+    """(bits per pixel, compression) from the BMP's header: Pillow reads more kinds than the list holds.
+    Pillow seeks to the pixels itself when it decodes, so reading the header here changes nothing."""
+    image.fp.seek(14)
+    header = image.fp.read(20)
+    size = int.from_bytes(header[:4], "little")
+    if size == 12:  # OS/2 BITMAPCOREHEADER: no compression field
+        return int.from_bytes(header[10:12], "little"), 0
+    return int.from_bytes(header[14:16], "little"), int.from_bytes(header[16:20], "little")
+
+
+def _check_readable(image: Image.Image, source: object) -> None:
+    """A file of a listed format and kind (`FORMATS`), within `MAX_PIXELS`, before any pixel is decoded."""
+    if image.format not in FORMATS:
+        raise ClipOnnxError(f"{_describe(source)} is in the {image.format} format; clip-onnx reads {', '.join(FORMATS)}: "
+                            f"convert it to PNG", "unreadable_image")
+    if image.format == "TIFF" and (image.mode not in TIFF_MODES or image.info.get("compression") not in TIFF_COMPRESSIONS):
+        raise ClipOnnxError(f"{_describe(source)} is a TIFF of mode {image.mode} with {image.info.get('compression')} "
+                            f"compression; clip-onnx reads 8-bit RGB or grey TIFF, uncompressed, LZW or deflate: "
+                            f"convert it to PNG", "unreadable_image")
+    if image.format == "BMP" and _bmp_kind(image) not in [(bits, 0) for bits in BMP_BITS]:
+        bits, compression = _bmp_kind(image)
+        raise ClipOnnxError(f"{_describe(source)} is a BMP of {bits} bits per pixel with compression {compression}; "
+                            f"clip-onnx reads uncompressed BMP of {', '.join(map(str, BMP_BITS))} bits: convert it to "
+                            f"PNG", "unreadable_image")
+    if image.width * image.height > MAX_PIXELS:
+        raise ClipOnnxError(f"{_describe(source)} has more than {MAX_PIXELS} pixels, the limit every clip-onnx "
+                            f"consumer shares; resize it first", "unreadable_image")
+
+
 def _load_file(source: str | Path | bytes | BinaryIO, resolution: int) -> np.ndarray:
     """A path, the bytes of a file, or a readable binary file object, decoded by Pillow."""
     opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
         with Image.open(opened) as image:
+            _check_readable(image, source)
             return preprocess(image, resolution)
     except FileNotFoundError:
-        raise ClipOnnxError(f"{_describe(source)} does not exist; check the path") from None
-    except Image.DecompressionBombError as error:
-        raise ClipOnnxError(f"{_describe(source)} is too large to decode safely ({error}); resize it first, or raise "
-                            f"PIL.Image.MAX_IMAGE_PIXELS if you trust the file") from None
+        raise ClipOnnxError(f"{_describe(source)} does not exist; check the path", "missing_file") from None
+    except IsADirectoryError:
+        raise ClipOnnxError(f"{_describe(source)} is a folder, not an image; name an image file",
+                            "unreadable_image") from None
+    except ValueError as error:  # a closed file object
+        raise ClipOnnxError(f"{_describe(source)} could not be read ({error}); pass an open binary file",
+                            "unreadable_image") from None
+    except Image.DecompressionBombError as error:  # Pillow's check at open: MAX_PIXELS, unless Image.MAX_IMAGE_PIXELS is changed
+        raise ClipOnnxError(f"{_describe(source)} is too large to decode safely ({error}); resize it first",
+                            "unreadable_image") from None
     except OSError as error:  # Pillow's UnidentifiedImageError, truncated files, folders, permissions
-        raise ClipOnnxError(
-            f"{_describe(source)} could not be read ({error}); pass a file Pillow can open, such as JPEG or PNG"
-        ) from None
+        raise ClipOnnxError(f"{_describe(source)} could not be read ({error}); it is damaged, truncated or not an "
+                            f"image: clip-onnx reads {', '.join(FORMATS)}", "unreadable_image") from None
 
 
 ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]

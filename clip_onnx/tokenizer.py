@@ -31,6 +31,6 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], truncate: bool = False) -
             shown = text if len(text) <= 60 else text[:60] + "..."
             raise ClipOnnxError(
                 f"Input {shown!r} is too long for context length {context_length}; shorten it or pass "
-                f"truncate=True (--truncate on the command line) to keep its first {context_length - 2} tokens"
+                f"truncate=True (--truncate on the command line) to keep its first {context_length - 2} tokens", "text_too_long"
             )
     return np.array([encoding.ids for encoding in encodings], dtype=np.int32).reshape(len(texts), context_length)

@@ -7,6 +7,7 @@ Only `list`, `export` and `verify` need PyTorch (the `export` extra); they impor
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,11 +53,19 @@ def _graphs(value: str) -> list[str]:
     return graphs
 
 
+def _url(value: str) -> str:
+    """--url-base: an http or https URL with a host."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an http(s) URL; give e.g. https://mirror.example/clip")
+    return value
+
+
 def _add_weight_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="where checkpoints from OpenAI's URL or a mirror are kept (default: $CLIP_ONNX_CACHE "
                              "or ~/.cache/clip); Hub files stay in huggingface_hub's cache ($HF_HOME)")
-    parser.add_argument("--url-base", default=None,
+    parser.add_argument("--url-base", default=None, type=_url,
                         help="a mirror of OpenAI's URLs, tried after the Hub and OpenAI's URL; files are fetched "
                              "as <base>/<sha256>/<file> (default: $CLIP_ONNX_URL_BASE, else none)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -129,6 +138,10 @@ def _list(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     if args.checkpoint and args.variant:
         raise UsageError("give a variant or --checkpoint, not both")
+    if args.checkpoint and args.weights == "random":
+        raise UsageError("--checkpoint gives the weights; drop --weights random")
+    if args.name is not None and not args.name.strip():
+        raise UsageError("--name is empty; give the folder's name, or leave it out to use the checkpoint's")
     if args.release and (args.checkpoint or args.weights == "random"):
         raise UsageError("--release exports OpenAI's pinned weights of a variant; drop --checkpoint or --weights random")
     if not args.checkpoint and not args.variant:

@@ -10,6 +10,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+import ftfy
+
 from clip_onnx import preprocess
 from clip_onnx.contract import GRAPHS, io_contract
 from clip_onnx.integrity import sha256_file
@@ -75,6 +77,8 @@ def tokenizer(context_length: int, vocab_size: int) -> dict:
         "kind": "CLIP byte-level BPE (clip/bpe_simple_vocab_16e6.txt.gz, ftfy + html unescape + lowercase)",
         "file": TOKENIZER,
         "clean": "html.unescape(html.unescape(ftfy.fix_text(text))) before the tokenizer file (clip_onnx.tokenizer.clean)",
+        # the Rust and JavaScript ports of ftfy follow this version's behaviour (pinned in pyproject.toml)
+        "ftfy": ftfy.__version__,
         "context_length": context_length,
         "vocab_size": vocab_size,
         "start_token_id": start,

@@ -8,8 +8,12 @@ serves the command line of a torch-free (runtime-only) install.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clip_onnx.errors import ClipOnnxError
@@ -155,11 +159,17 @@ class Variant:
         return self.url().split("/")[-2]
 
 
+@functools.cache
 def _openai_urls() -> dict[str, str]:
-    """OpenAI's checkpoint URLs, from `clip` itself."""
-    from exporter._clip import clip
-
-    return clip.clip._MODELS
+    """OpenAI's checkpoint URLs: `clip/clip.py`'s `_MODELS` table, the single source, read from the
+    installed package's file rather than imported, because importing `clip` imports torch (seconds)."""
+    spec = importlib.util.find_spec("clip")
+    path = Path(spec.submodule_search_locations[0], "clip.py") if spec and spec.submodule_search_locations else None
+    body = ast.parse(path.read_text()).body if path and path.is_file() else []
+    for node in body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["_MODELS"]:
+            return ast.literal_eval(node.value)
+    raise ClipOnnxError("the installed clip package has no _MODELS table in clip/clip.py; reinstall the [export] extra")
 
 
 def folder_name(name: str) -> str:

@@ -16,16 +16,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 from tqdm import tqdm
 
 from clip_onnx.errors import ClipOnnxError
 from clip_onnx.integrity import sha256_file
-from exporter import checkpoints, hub_weights
+from exporter import hub_weights
 from exporter.hub_weights import SourceError
 from exporter.variants import OPENAI_URL_BASE, Architecture, Variant
 
 CHUNK = 1 << 20
+
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _checkpoints():
+    """`exporter.checkpoints` (torch) on first use: an offline export fails before torch is imported."""
+    from exporter import checkpoints
+
+    return checkpoints
 
 
 def default_cache_dir() -> Path:
@@ -111,7 +123,7 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
 
 def load_checkpoint(path: Path) -> Weights:
     path = Path(path)
-    model = checkpoints.load(path)
+    model = _checkpoints().load(path)
     return Weights(model, {"kind": "checkpoint", "path": str(path.resolve()), "sha256": sha256_file(path)})
 
 
@@ -128,6 +140,7 @@ def load_hub(variant: Variant, revision: str | None = None, cache_dir: Path | No
              endpoint: str | None = None, progress: bool = True) -> Weights:
     """The variant's pinned Hub file (or `revision`'s), hashed, as a CLIP model."""
     path, source = hub_weights.fetch(variant.hub, revision, cache_dir, endpoint, progress)
+    checkpoints = _checkpoints()
     state = checkpoints.read_state_dict(path)
     model = _checked(variant, checkpoints.model_from_state_dict(state, f"{variant.hub.repo}/{variant.hub.file}"),
                      f"{variant.hub.repo}/{variant.hub.file}")
@@ -137,6 +150,7 @@ def load_hub(variant: Variant, revision: str | None = None, cache_dir: Path | No
 def load_url(variant: Variant, url_base: str, cache_dir: Path | None = None, progress: bool = True) -> Weights:
     """OpenAI's TorchScript archive from `url_base` (OpenAI's or a mirror), its SHA-256 taken from its path."""
     path = download(variant.url(url_base), variant.sha256, cache_dir or default_cache_dir(), progress)
+    checkpoints = _checkpoints()
     model = _checked(variant, checkpoints.model_from_state_dict(checkpoints.read_state_dict(path), str(path)),
                      str(path))
     return Weights(model, {"kind": "openai", "url": variant.url(url_base), "sha256": variant.sha256,
@@ -191,6 +205,8 @@ def random_weights(variant: Variant, seed: int = 0) -> Weights:
     random (seeded), and convolutions get He initialisation (PyTorch's default shrinks the signal at
     every layer until the biases dominate), so different inputs give clearly different outputs.
     """
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = variant.architecture.build()

@@ -6,6 +6,7 @@ import collections
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,13 +48,17 @@ def test_list_names_the_openai_variants_and_test_configurations_only_on_request(
     assert result.returncode == 0 and all(name in result.stdout for name in VARIANTS)
 
 
-def test_list_and_argument_errors_answer_without_importing_torch():
+def test_list_argument_errors_and_an_offline_export_answer_without_importing_torch(tmp_path):
     probe = ("import sys\nfrom exporter.cli import main\n"
-             "codes = [main(['list', '--all']), main(['export', 'ViT-B/99']), main(['export'])]\n"
+             "codes = [main(['list', '--all']), main(['export', 'ViT-B/99']), main(['export']),\n"
+             f"         main(['export', 'ViT-B/32', '-o', {str(tmp_path / 'out')!r}])]\n"
              "print(codes, 'torch' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert result.stdout.strip().splitlines()[-1] == "[0, 1, 2] False", result.stdout + result.stderr
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=offline)
+    assert result.stdout.strip().splitlines()[-1] == "[0, 1, 2, 1] False", result.stdout + result.stderr
     assert "unknown variant 'ViT-B/99'" in result.stderr and "name a variant" in result.stderr
+    assert "no source gave ViT-B/32's weights" in result.stderr and "--weights random" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_parameter_counts_list_shows_are_torchs():
@@ -86,6 +91,8 @@ def test_export_then_verify_end_to_end(tmp_path):
     assert manifest["source"] == {"kind": "random", "seed": 0, "variant": "tiny-ViT"}
     assert manifest["verification"]["status"] == "passed"
     assert manifest["tokenizer"]["start_token_id"] == 49406 and manifest["tokenizer"]["end_token_id"] == 49407
+    pinned = re.search(r'"ftfy==([^"]+)"', (Path(__file__).parent.parent / "pyproject.toml").read_text()).group(1)
+    assert manifest["tokenizer"]["ftfy"] == pinned  # the version the ports of ftfy follow
     assert manifest["preprocessing"]["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
     assert set(manifest["files"]) == names - {"manifest.json"}
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in manifest["files"].values())
@@ -120,13 +127,16 @@ def test_export_then_verify_end_to_end(tmp_path):
     (["export", "RN50", "--checkpoint", "x.pt"], 2, ["give a variant or --checkpoint, not both"]),
     (["export", "RN50", "--weights", "random", "--seed", "-5"], 2, ["--seed", "-5 is less than 0"]),
     (["export", "--checkpoint", "/nonexistent.pt"], 1, ["does not exist"]),
-    (["verify", "/nonexistent"], 1, ["has no manifest.json"]),
+    (["verify", "/nonexistent"], 1, ["/nonexistent does not exist"]),
+    (["export", "ViT-B/32", "--url-base", "not a url"], 2, ["--url-base", "is not an http(s) URL"]),
+    (["export", "--checkpoint", "x.pt", "--weights", "random"], 2, ["drop --weights random"]),
+    (["export", "--checkpoint", "x.pt", "--name", " "], 2, ["--name is empty"]),
     (["export", "RN50", "--opset", "17"], 2, ["--opset", "18"]),
     (["export", "RN50", "--graphs", "visual,text"], 2, ["--graphs", "forward,visual,transformer"]),
     (["embed", "-m", "/nonexistent"], 2, ["nothing to embed"]),
     (["classify", "a.png", "-m", "/x", "--labels", "a", "--template", "{x} {}"], 2, ["--template", "exactly once"]),
 ], ids=["unknown-variant", "no-variant", "variant-and-checkpoint", "negative-seed", "missing-checkpoint",
-        "not-an-export", "opset-too-old", "unknown-graph", "nothing-to-embed", "template-field"])
+        "not-an-export", "url-base-not-a-url", "checkpoint-and-random", "empty-name", "opset-too-old", "unknown-graph", "nothing-to-embed", "template-field"])
 def test_bad_input_is_one_clear_line(tmp_path, args, code, fragments):
     result = run(*args, "-o", str(tmp_path / "out")) if args[0] == "export" else run(*args)
     if code == 2:  # a usage error: argparse's usage line plus one error line, or our one line

@@ -281,4 +281,5 @@ def test_the_pin_table_names_every_openai_variant_and_only_those():
 
     table = json.loads(hub_weights.PINS.read_text())
     assert set(table) == set(clip.clip._MODELS)
+    assert variants._openai_urls() == clip.clip._MODELS  # read from clip's file without importing it: the same table
     assert all(row["file"] == FILE and row["repo"].startswith("timm/") for row in table.values())

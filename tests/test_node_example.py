@@ -1,12 +1,15 @@
 """The Node.js example (examples/node/clip.mjs) against the Python runtime, through the shared test
 vectors (tests/vectors.py) the Rust crate answers to as well: token ids, and pixels file by file for
-every kind of image (PNG in every mode and depth, JPEG baseline, progressive, 4:4:4, grey and CMYK,
-WebP, GIF, TIFF), each reported and each bit for bit; embeddings and logits within the float32
-tolerance; a bad file named in one line. Then the example's own node:test suites
+every listed kind of image (`all_images`: PNG in every mode and depth, JPEG subsamplings, progressive,
+grey, CMYK, EXIF-rotated, with ICC profiles; WebP, GIF, BMP, TIFF), each reported and each bit for bit;
+every unlisted and bad image refused (kind unreadable_image, one line naming it); embeddings, logits and
+probabilities within the float32 tolerance. Then the example's own node:test suites
 (examples/node/test/*.test.mjs, also `npm test`) against the same vectors plus what `write_node_vectors`
 adds: the integrity check (every file the graphs need, an external-data file included, refused after
-one changed byte, by `loadModel` and the CLI; an untouched copy loads), a sparse file over 2 GiB hashed
-with bounded memory, token ids and `clean` against Python, pixels bit for bit.
+one changed byte, by `loadModel` and the CLI; an untouched copy loads), the shared `bad_inputs` table
+(each bad input an error of the kind Python and Rust give it, in one line naming the input), a sparse
+file over 2 GiB hashed with bounded memory, token ids and `clean` against Python on every text (CLIP's
+ftfy cleaning with ftfy-js, held to the shared `cleaning` sets: 10,663 texts), pixels bit for bit.
 
 Vectors for running those suites by hand (or for the mutation run, docs in examples/node/test/README.md):
     .venv/bin/python -m tests.test_node_example /tmp/clip-node-vectors   # prints CLIP_ONNX_VECTORS=...
@@ -17,7 +20,6 @@ example. Installs the example's pinned packages with `npm ci` when node_modules 
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import re
@@ -31,7 +33,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from clip_onnx import preprocess
+from clip_onnx import preprocess, tokenizer
 from clip_onnx.model import Model, logits
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.verify import row_cosine
@@ -50,7 +52,7 @@ const model = await loadModel(request.folder);
 const errors = {};
 for (const { resolution, file, out } of request.pixels) {
   const preprocess = { ...model.preprocess, resolution };
-  try { writeFileSync(out, await pixels({ ...model, preprocess }, [file])); } catch (error) { errors[file] = error.message; }
+  try { writeFileSync(out, await pixels({ ...model, preprocess }, [file])); } catch (error) { errors[file] = { kind: error.kind, message: error.message }; }
 }
 console.log(JSON.stringify({ ids: Array.from(tokenize(model, request.texts, { truncate: true })), errors }));
 """
@@ -104,15 +106,13 @@ def test_token_ids_and_pixels_equal_python_file_by_file(vectors, tmp_path):
 
     expected = np.fromfile(vectors["token_ids"], dtype=np.int32).reshape(ids.shape)
     changes = np.array(vectors["ftfy_changes"])
-    # Every text ftfy leaves alone must give Python's ids (the double HTML unescape is ported); the
-    # others may differ where ftfy repairs them (no JavaScript port).
-    compared = {text for text, changed in zip(vectors["texts"], changes) if not changed}
-    assert set(vectors["html_texts"]) <= compared  # which a consumer unescaping once gets wrong
-    wrong = [text for text, a, b in zip(vectors["texts"], ids, expected) if text in compared and (a != b).any()]
-    assert wrong == [], f"{len(wrong)} texts ftfy leaves alone get other ids than Python's: {wrong[:5]}"
-    print(f"token ids: {(~changes).sum()} of {len(changes)} texts compared exactly, all equal "
-          f"({len(vectors['html_texts'])} HTML texts among them); "
-          f"{int((ids[changes] == expected[changes]).all(axis=1).sum())} of the {int(changes.sum())} that ftfy changes equal")
+    # Every text must give Python's ids: clean() is ftfy.fix_text (ftfy-js) and the double HTML unescape,
+    # those ftfy repairs and the HTML texts (which a consumer unescaping once gets wrong) among them.
+    assert changes.any() and vectors["html_texts"]
+    wrong = [text for text, a, b in zip(vectors["texts"], ids, expected) if (a != b).any()]
+    assert wrong == [], f"{len(wrong)} of {len(ids)} texts get other ids than Python's: {wrong[:5]}"
+    print(f"token ids: all {len(ids)} texts equal Python's ({int(changes.sum())} that ftfy changes, "
+          f"{len(vectors['html_texts'])} HTML texts among them)")
 
     for resolution, file in vectors["pixels"].items():  # the PNGs at several sizes, upsampling included
         reference = np.fromfile(file, dtype=np.float32).reshape(len(images), -1)
@@ -129,6 +129,22 @@ def test_token_ids_and_pixels_equal_python_file_by_file(vectors, tmp_path):
                                      f"mean |diff| {difference.mean():.4f}, max {difference.max():.4f}"))
     print("\n".join(report))
     assert all(line.endswith("bit-identical") for line in report), report
+    assert len(report) == len(everything) == len(set(everything))
+    print(f"{len(everything)} files of every listed kind compared bit for bit at R=224, 0 skipped")
+
+
+def test_unlisted_and_bad_images_are_refused(vectors, tmp_path):
+    """Every file outside preprocess.json's list (format, TIFF kind) and every damaged one (empty, not an
+    image, each format cut in half, over max_pixels): kind unreadable_image, one line naming the file."""
+    refused = vectors["unlisted_images"] + vectors["bad_images"]
+    _, found, errors = _pixels(vectors, tmp_path, [(224, f) for f in refused])
+    assert found == {}, f"decoded where Python refuses: {sorted(f for _, f in found)}"
+    wrong = {file: error for file, error in errors.items()
+             if error["kind"] != "unreadable_image" or not error["message"].startswith(file) or "\n" in error["message"]}
+    assert wrong == {} and len(errors) == len(refused)
+    print("\n".join(error["message"] for error in errors.values()))
+    print(f"{len(refused)} files refused ({len(vectors['unlisted_images'])} unlisted, {len(vectors['bad_images'])} bad), "
+          f"each unreadable_image naming the file")
 
 
 def test_cli_embeddings_match_python(vectors):
@@ -158,25 +174,63 @@ def test_cli_embeddings_match_python(vectors):
     assert np.abs(actual["logits_per_image"] - expected_logits).max() <= FP32.max_relative * model.logit_scale
 
 
-@pytest.mark.parametrize("index,says", [
-    (0, "an empty file"),
-    (1, "this JPEG file cannot be decoded"),
-    (2, "not an image format this example reads (PNG, JPEG, WebP, GIF, TIFF)"),
-], ids=["empty", "truncated-jpeg", "text-named-png"])
-def test_a_bad_file_is_one_line_naming_it(vectors, index, says):
-    path = vectors["bad_images"][index]
+PROBABILITIES = """
+import { readFileSync } from "node:fs";
+import { encodeImage, encodeText, loadModel, probabilities } from "./clip.mjs";
+const { folder, images, texts } = JSON.parse(readFileSync(0, "utf8"));
+const model = await loadModel(folder);
+const [imageEmbeds, textEmbeds] = [await encodeImage(model, images), await encodeText(model, texts, { truncate: true })];
+let none;
+try { probabilities(model, imageEmbeds, []); } catch (error) { none = { kind: error.kind, message: error.message }; }
+console.log(JSON.stringify({ probabilities: probabilities(model, imageEmbeds, textEmbeds), none }));
+"""
+
+
+def test_probabilities_match_python(vectors):
+    """`probabilities` (per image, the softmax over the texts) against `Model.probabilities`; no texts is
+    a usage error, as in Python."""
+    folder = vectors["exports"][0]["folder"]
+    images, texts = vectors["images"], vectors["embedded_texts"]
+    answer = json.loads(node("--input-type=module", "-e", PROBABILITIES,
+                             stdin=json.dumps({"folder": folder, "images": images, "texts": texts})))
+    model = Model(folder)
+    expected = model.probabilities(images, texts, truncate=True)
+    actual = np.array(answer["probabilities"])
+    assert actual.shape == expected.shape == (len(images), len(texts))
+    assert np.allclose(actual.sum(axis=1), 1)
+    # a logit off by d moves a probability by at most d / 2: the logits' float32 tolerance bounds both
+    assert np.abs(actual - expected).max() <= FP32.max_relative * model.logit_scale
+    assert (actual.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert answer["none"] == {"kind": "usage", "message": "probabilities over no texts: give at least one label"}
+    with pytest.raises(Exception, match="probabilities over no texts") as raised:
+        model.probabilities(images, [])
+    assert raised.value.kind == "usage"
+    print(f"probabilities: {actual.shape[0]} images x {actual.shape[1]} texts, max |diff| {np.abs(actual - expected).max():.2e}")
+
+
+@pytest.mark.parametrize("name,says", [
+    ("empty.png", "is an empty file"),
+    ("text.png", "is not an image format clip.mjs reads (PNG, JPEG, WEBP, GIF, BMP, TIFF"),
+    ("truncated-chelsea.jpg", ": this JPEG file cannot be decoded"),
+    ("truncated-bmp-24.bmp", ": this BMP file cannot be decoded"),
+    ("icon.ico", "is in the ICO format; clip.mjs reads PNG, JPEG, WEBP, GIF, BMP, TIFF"),
+    ("tiff-cmyk.tiff", "is a TIFF of mode CMYK"),
+    ("over-the-limit.png", "more than preprocess.json's input.max_pixels (178956970)"),
+])
+def test_a_bad_file_is_one_line_naming_it(vectors, name, says):
+    [path] = [file for file in vectors["bad_images"] + vectors["unlisted_images"] if Path(file).name == name]
     result = subprocess.run(["node", "clip.mjs", vectors["exports"][0]["folder"], "--image", path, "--text", "a cat"],
                             cwd=EXAMPLE, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stderr.strip() == result.stderr.strip().splitlines()[0]
-    assert result.stderr.startswith(f"{path}: ") and says in result.stderr
+    assert result.stderr.startswith(path) and says in result.stderr, result.stderr
 
 
 def write_node_vectors(shared: Path, root: Path) -> Path:
     """`root/node-vectors.json`: the shared vectors plus, under "node", what the example's node:test
     suites need beyond them: a copy of the first export whose visual graph keeps its weights in an
     external-data file (manifest updated to the new sizes and hashes), a sparse file over 2 GiB with
-    the SHA-256 Python computes reading it as a stream, and `html.unescape` twice of every text ftfy
-    leaves alone."""
+    the SHA-256 Python computes reading it as a stream, and `clip_onnx.tokenizer.clean` (ftfy, then
+    `html.unescape` twice) of every text."""
     vectors = json.loads(Path(shared).read_text())
     root.mkdir(parents=True, exist_ok=True)
     copy = root / "external-data"
@@ -197,10 +251,11 @@ def write_node_vectors(shared: Path, root: Path) -> Path:
     # orders are candidates (height - h == 2 * (width - w)), and CMYK with black (Pillow's RGB->CMYK
     # writes K = 0 only)
     named = {Path(file).name: file for file in vectors["images"]}
-    cmyk = root / "cmyk-black.tiff"
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 50, 4), dtype=np.uint8), mode="CMYK").save(cmyk)
+    cmyk = root / "cmyk-black.jpg"  # a CMYK JPEG: CMYK TIFF is outside the list of files consumers read
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 50, 4), dtype=np.uint8), mode="CMYK").save(cmyk, quality=95)
     extra = [(named["rgba.png"], 97), (named["la.png"], 45), (named["odd-rgb.png"], 36), (named["rgba.png"], 96),
              (named["la.png"], 44), (str(cmyk), 224), (str(cmyk), 40)]
+    extra += [(str(path), 32) for path in _bmp_kinds(root, np.random.default_rng(2))]
     extra_pixels = [{"file": file, "resolution": r,
                      "pixels": str(_save_pixels(preprocess.load([file], r), root / f"extra-{n}.bin"))}
                     for n, (file, r) in enumerate(extra)]
@@ -212,12 +267,45 @@ def write_node_vectors(shared: Path, root: Path) -> Path:
         "external_data": str(copy),
         "large_file": {"path": str(large), "bytes": LARGE, "sha256": _sha256(large)},
         "extra_pixels": extra_pixels,
-        "unescaped": {text: html.unescape(html.unescape(text))
-                      for text, changed in zip(vectors["texts"], vectors["ftfy_changes"]) if not changed},
+        "cleaned": {text: tokenizer.clean(text) for text in vectors["texts"]},
     }
     path = root / "node-vectors.json"
     path.write_text(json.dumps(vectors, indent=1, ensure_ascii=False))
     return path
+
+
+def _bmp_kinds(root: Path, rng: np.random.Generator) -> list[Path]:
+    """BMPs clip.mjs decodes itself beyond the shared vectors' (bottom-up 1, 8, 24, 32 bits with a colour
+    palette): a grey palette (Pillow opens it as "L", so bicubic, not NEAREST), a two-colour 1-bit palette
+    other than black and white ("P"), and top-down rows (a negative height) at 8, 24 and 32 bits."""
+    made = []
+
+    def save(name: str, image: Image.Image) -> Path:
+        image.save(root / name)
+        made.append(root / name)
+        return root / name
+
+    def top_down(source: Path, name: str) -> None:
+        data = bytearray(source.read_bytes())
+        offset, height = int.from_bytes(data[10:14], "little"), int.from_bytes(data[22:26], "little", signed=True)
+        stride = (len(data) - offset) // height
+        rows = [data[offset + stride * y: offset + stride * (y + 1)] for y in range(height)]
+        data[offset:] = b"".join(reversed(rows))
+        data[22:26] = (-height).to_bytes(4, "little", signed=True)
+        (root / name).write_bytes(bytes(data))
+        made.append(root / name)
+
+    rgb = Image.fromarray(rng.integers(0, 256, (43, 61, 3), dtype=np.uint8))
+    save("bmp-grey.bmp", rgb.convert("L"))
+    two = bytearray(save("bmp-1-colours.bmp", rgb.convert("1")).read_bytes())
+    two[54:62] = bytes([200, 30, 10, 0, 20, 180, 90, 0])  # the palette: two colours, not black and white
+    (root / "bmp-1-colours.bmp").write_bytes(bytes(two))
+    for bits, image in (("8", rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=32)), ("24", rgb), ("32", rgb.convert("RGBA"))):
+        top_down(save(f"bmp-{bits}.bmp", image), f"bmp-{bits}-top-down.bmp")
+    for path in made:  # what each is to Pillow, so the file tests what it says
+        with Image.open(path) as image:
+            image.load()
+    return made
 
 
 def _save_pixels(array: np.ndarray, path: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +22,7 @@ from torchvision.transforms import (
 from torchvision.transforms.functional import _compute_resized_output_size
 
 from clip_onnx import preprocess as pp
+from tests import image_corpus
 from exporter._clip import clip
 from clip_onnx.errors import ClipOnnxError
 
@@ -277,7 +279,42 @@ def test_load_missing_file(tmp_path):
 def test_load_not_an_image(tmp_path):
     text = tmp_path / "notes.jpg"
     text.write_text("not a picture")
-    with pytest.raises(ClipOnnxError, match=r"notes\.jpg could not be read .*pass a file Pillow can open"):
+    with pytest.raises(ClipOnnxError, match=r"notes\.jpg could not be read .*; it is damaged, truncated or not an image: clip-onnx reads PNG, JPEG"):
         pp.load([text], 224)
-    with pytest.raises(ClipOnnxError, match="could not be read"):
-        pp.load([tmp_path], 224)  # a folder
+    with pytest.raises(ClipOnnxError, match="is a folder, not an image; name an image file"):
+        pp.load([tmp_path], 224)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[list[Path], list[Path], list[Path]]:
+    folder = tmp_path_factory.mktemp("corpus")
+    listed = image_corpus.listed(folder, skimage.data.chelsea(), np.random.default_rng(0))
+    unlisted = image_corpus.unlisted(folder, skimage.data.chelsea())
+    return listed, unlisted, image_corpus.damaged(folder, [p for p in listed if p.stem.endswith(("420", "lossy"))]
+                                                  + [folder / "gif.gif", folder / "bmp-24.bmp", folder / "tiff-raw.tiff"])
+
+
+def test_every_listed_kind_of_file_gives_clips_bits(corpus):
+    listed, _, _ = corpus
+    formats = set()
+    for path in listed:
+        with Image.open(path) as image:
+            formats.add(image.format)
+            assert_same_bits(pp.load([path], 224)[0], clip_reference(image, 224))
+    assert formats == set(pp.FORMATS) == set(pp.spec(224)["input"]["formats"])  # a file of every listed format
+
+
+def test_files_outside_the_list_and_damaged_files_are_refused_naming_them(corpus):
+    _, unlisted, damaged = corpus
+    for path in unlisted + damaged:
+        with pytest.raises(ClipOnnxError) as caught:
+            pp.load([path], 224)
+        assert caught.value.kind == "unreadable_image" and str(path) in str(caught.value), path
+
+
+def test_the_pixel_limit_holds_whatever_pillows_own_limit_is(corpus, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's own check off
+    with Image.open(corpus[2][-1]) as huge:  # just over the limit: a square one pixel less a side is within it
+        assert huge.width * huge.height > pp.MAX_PIXELS >= (huge.width - 1) * (huge.height - 1)
+    with pytest.raises(ClipOnnxError, match=f"has more than {pp.MAX_PIXELS} pixels, the limit every clip-onnx"):
+        pp.load([corpus[2][-1]], 224)

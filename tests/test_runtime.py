@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from PIL import Image
 from exporter import pipeline
 from exporter._clip import clip
 from exporter.cli import main
-from clip_onnx.errors import ClipOnnxError
+from clip_onnx.errors import ClipOnnxError, UsageError
 from clip_onnx.model import Model, logits
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.variants import get_variant
@@ -75,16 +76,26 @@ def test_encode_text_matches_clip(case):
     assert (unit @ unit.T - 2 * np.eye(len(TEXTS))).max() < MAX_INPUT_COSINE
 
 
-def test_similarity_from_encoders_equals_forward_graph_and_clip(case):
+def test_logits_from_encoders_equals_forward_graph_and_clip(case):
     folder, images, expected = case
     model = Model(folder)
-    per_image, _ = model.similarity(images, TEXTS, truncate=True)
+    per_image, _ = model.logits(images, TEXTS, truncate=True)
     graph_per_image, graph_per_text = model.forward(images, TEXTS, truncate=True)
     for actual in (per_image, graph_per_image):
         assert np.abs(actual - expected["logits"]).max() <= FP32.max_relative * model.logit_scale
         assert np.array_equal(actual.argmax(axis=1), expected["logits"].argmax(axis=1))
     assert np.array_equal(graph_per_text, graph_per_image.T)  # the forward graph's two outputs agree
     assert np.abs(per_image - graph_per_image).max() <= FP32.max_relative * model.logit_scale
+
+
+def test_probabilities_are_clips_softmax_over_the_texts(case):
+    folder, images, expected = case
+    probabilities = Model(folder).probabilities(images, TEXTS, truncate=True)
+    want = torch.from_numpy(expected["logits"]).softmax(dim=-1).numpy()  # CLIP's README: logits_per_image.softmax(dim=-1)
+    assert probabilities.shape == want.shape and np.abs(probabilities - want).max() < 1e-3
+    assert np.allclose(probabilities.sum(axis=1), 1)
+    with pytest.raises(UsageError, match="probabilities over no texts"):
+        Model(folder).probabilities(images, [])
 
 
 def test_logits_scale_unit_vectors():
@@ -126,7 +137,7 @@ def test_classify_command(case, capsys):
     assert main(["classify", *map(str, images[:2]), "-m", str(folder), "--labels", ",".join(labels),
                  "--template", "a photo of {}.", "--top", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    per_image, _ = Model(folder).similarity(images[:2], [f"a photo of {label}." for label in labels])
+    per_image, _ = Model(folder).logits(images[:2], [f"a photo of {label}." for label in labels])
     assert len(lines) == 2
     for line, image, row in zip(lines, images, per_image):
         assert line.startswith(f"{image}: {labels[row.argmax()]} ")
@@ -183,6 +194,47 @@ def test_what_is_not_an_image_is_one_clip_onnx_error(case, bad, message):
     with pytest.raises(ClipOnnxError) as error:
         Model(case[0]).encode_image(bad)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("call,kind,message", [
+    (lambda m: m.encode_text(None), "invalid_input", "texts are a str or a sequence of str, not NoneType"),
+    (lambda m: m.encode_text(5), "invalid_input", "not int"),
+    (lambda m: m.encode_text([["a"]]), "invalid_input", "not list"),
+    (lambda m: m.encode_text([b"a cat"]), "invalid_input", "not bytes; decode bytes first"),
+    (lambda m: m.encode_text(["a", None]), "invalid_input", "not NoneType"),
+    (lambda m: m.encode_text(["a"], truncate="no"), "invalid_input", "truncate is True or False, not 'no'"),
+    (lambda m: m.encode_image([Image.new("RGB", (0, 7))]), "unreadable_image", "an image of 0 x 7 pixels"),
+    (lambda m: m.encode_image([m.folder]), "unreadable_image", "is a folder, not an image"),
+    (lambda m: m.probabilities(None, None), "invalid_input", "cannot read an image from a NoneType"),
+])
+def test_what_python_users_pass_wrongly_is_one_clip_onnx_error_of_its_kind(case, call, kind, message):
+    with pytest.raises(ClipOnnxError) as caught:
+        call(Model(case[0]))
+    assert caught.value.kind == kind and message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_closed_file_object_is_one_clip_onnx_error(case, tmp_path):
+    Image.new("RGB", (9, 9)).save(tmp_path / "x.png")
+    with open(tmp_path / "x.png", "rb") as f:
+        pass
+    with pytest.raises(ClipOnnxError, match="could not be read .*; pass an open binary file"):
+        Model(case[0]).encode_image([f])
+
+
+@pytest.mark.parametrize("folder,message", [
+    (None, "a model folder is a path, not a NoneType"), (5, "not a int"), (b"/tmp", "not a bytes"),
+])
+def test_a_model_folder_that_is_not_a_path_is_refused(folder, message):
+    with pytest.raises(ClipOnnxError, match=message):
+        Model(folder)
+
+
+def test_a_folder_that_does_not_exist_or_is_a_file_is_named(case, tmp_path):
+    with pytest.raises(ClipOnnxError, match=f"{tmp_path / 'absent'} does not exist; point at a folder") as caught:
+        Model(tmp_path / "absent")
+    assert caught.value.kind == "not_an_export"
+    with pytest.raises(ClipOnnxError, match="manifest.json is a file; pass the folder that holds manifest.json"):
+        Model(Path(case[0]) / "manifest.json")
 
 
 def test_an_image_past_pillows_bomb_limit_is_one_line(case, tmp_path, capsys, monkeypatch):

@@ -116,16 +116,38 @@ def cargo() -> str:
 def test_the_rust_crate_equals_the_python_runtime(cargo, shared_vectors, tmp_path):
     with LoopbackHub() as hub:
         path = prepare(shared_vectors, hub, tmp_path)
-        result = subprocess.run([cargo, "test", "--locked", "--", "--nocapture", "--test-threads", "2"], cwd=CRATE,
-                                capture_output=True, text=True, timeout=3000,
-                                env={**os.environ, "CLIP_ONNX_VECTORS": str(path), "ORT_DYLIB_PATH": ort_library()})
+        cleaning = json.loads(path.read_text())["cleaning"]["file"]  # the ftfy port's own conformance test reads it
+        result = subprocess.run([cargo, "test", "--workspace", "--locked", "--", "--nocapture", "--test-threads", "2"],
+                                cwd=CRATE, capture_output=True, text=True, timeout=3000,
+                                env={**os.environ, "CLIP_ONNX_VECTORS": str(path), "ORT_DYLIB_PATH": ort_library(),
+                                     "CLIP_ONNX_FTFY_CASES": cleaning})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     passed = sum(int(n) for n in re.findall(r"test result: ok\. (\d+) passed", output))
-    assert passed >= 29 and "0 failed" in output, output[-3000:]
-    for line in output.splitlines():  # the measured lines: JPEG decoding, the texts ftfy would change, memory
-        if line.startswith(("JPEG:", "token ids:", "memory:")):
+    assert passed >= 37 and "0 failed" in output, output[-3000:]
+    # every listed kind of image file equals Pillow's pixels, and the unlisted and damaged ones are refused
+    identical = re.search(r"^(\d+) of (\d+) image files bit-identical to Pillow, 0 skipped$", output, re.MULTILINE)
+    assert identical and identical[1] == identical[2] and int(identical[1]) > 0, output[-3000:]
+    # CLIP's cleaning: the ftfy port alone and the whole clean with token ids, on every set, 0 differing
+    for set_name in ("ftfy_test_cases", "tokenizer_corpus", "generated"):
+        assert re.search(rf"^{set_name}: \d+ texts, 0 differ$", output, re.MULTILINE), output[-3000:]
+        assert re.search(rf"^{set_name}: \d+ texts, 0 cleaned differ, 0 ids differ$", output, re.MULTILINE), output[-3000:]
+    # the measured lines (JPEG decoding, the texts ftfy would change, memory) and the counts of the image
+    # files and of the bad_inputs table's cases
+    for line in output.splitlines():
+        if (line.startswith(("JPEG:", "token ids:", "memory:")) or re.fullmatch(r"\d+ (API|command-line) cases ran, 0 skipped", line)
+                or re.fullmatch(r"\d+ of \d+ image files bit-identical to Pillow, 0 skipped", line)
+                or re.fullmatch(r"\d+ unlisted and \d+ bad image files refused as .*", line)
+                or re.fullmatch(r"\w+: \d+ texts, 0 (cleaned )?differ.*", line)):
             print(line)
+
+
+def test_the_ftfy_ports_tables_are_the_ones_its_script_generates_from_ftfy():
+    """rust/ftfy/src/tables.rs is generated from the pinned ftfy and Python's Unicode data; a change of
+    either (or of the script) without regenerating it fails here."""
+    generated = subprocess.run([sys.executable, str(CRATE / "ftfy" / "scripts" / "gen_tables.py")], capture_output=True,
+                               text=True, check=True).stdout
+    assert generated == (CRATE / "ftfy" / "src" / "tables.rs").read_text()
 
 
 def test_the_documented_rust_example_is_the_one_cargo_compiles():

@@ -1,20 +1,39 @@
 #!/usr/bin/env node
 // CLIP image and text embeddings in Node.js from an exported clip-onnx variant folder: its visual and
 // transformer graphs, tokenizer.json and preprocess.json. Pixels equal the Python runtime's
-// (clip_onnx.preprocess) for PNG, JPEG, WebP, GIF and TIFF files (docs/consumers.md lists the
-// exceptions), token ids (clip_onnx.tokenizer) for texts that ftfy leaves alone.
+// (clip_onnx.preprocess) bit for bit for every kind of file preprocess.json's `input` lists, token ids
+// (clip_onnx.tokenizer) for every text: clean() is CLIP's html.unescape(html.unescape(ftfy.fix_text(text)))
+// with ftfy-js 6.3.2, a port of python-ftfy 6.3.1 (test/cleaning.test.mjs holds it to Python on 10,663
+// texts). A manifest whose `tokenizer.ftfy` names another ftfy version is refused (kind invalid_input);
+// one without the key (older exports) loads. The one known difference: NFC follows Node's ICU (Unicode 17
+// in Node 20.20), Python 3.11's unicodedata is Unicode 14.0, so texts with characters added since that
+// NFC composes (20 sequences) or reorders (56 combining marks) get other ids; cleaning.test.mjs lists them.
+//
+// Images: the formats, TIFF's modes and compressions, and the largest width * height read are
+// preprocess.json's `input.formats` and `input.max_pixels` (PNG, JPEG, WEBP, GIF first frame, BMP of
+// `input.formats.BMP`'s bits and compressions: 1, 8, 24, 32 bits, raw; 8-bit RGB or grey TIFF
+// uncompressed, LZW or deflate; 178956970 pixels). Any other file, a truncated or damaged one, or one
+// over the limit (checked from its header, before decoding) is refused: a ClipError of kind
+// unreadable_image, one line naming the file and what is read. sharp (libvips) decodes all but BMP,
+// which its binaries lack: decodeBmp reads those BMPs as Pillow does. Embedded ICC profiles are ignored,
+// as Pillow ignores them (sharp's `ignoreIcc`), and EXIF orientation is not applied: the stored values
+// are the pixels.
 //
 // loadModel first checks the files the two graphs need (each graph's file and external data,
 // tokenizer.json, preprocess.json) against manifest.json: size, then SHA-256, hashed as a stream. A
 // changed, truncated or missing file is refused in one line naming it; { checkSha256: false }
 // (--no-sha256-check) skips the check for files you have already checked.
 //
+// Every error on bad input is a ClipError: one line naming the input and saying what to do, and a
+// `kind` from ERROR_KINDS, the name the Python runtime and the Rust crate give the same failure.
+//
 //   ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev    (the CPU binaries ship in onnxruntime-node; skips CUDA extras)
 //   node clip.mjs FOLDER --image cat.png --text "a cat" --text "a dog" [--truncate] [--json] [--no-sha256-check]
 //
-// Tests: test/*.test.mjs (node:test), run by tests/test_node_example.py against the shared test vectors.
+// Tests: test/*.test.mjs (node:test; test/README.md lists them), run by tests/test_node_example.py
+// against the shared test vectors.
 import { createHash } from "node:crypto";
-import { createReadStream, readFileSync } from "node:fs";
+import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -23,22 +42,114 @@ import { parseArgs } from "node:util";
 
 import { Tokenizer } from "@huggingface/tokenizers";
 import { decodeHTML } from "entities";
+import { fix_text as fixText } from "ftfy-js";
 import ort from "onnxruntime-node";
 import sharp from "sharp";
+
+// The kinds of error, as clip_onnx.errors.KINDS and the Rust crate's Error::kind name them: the same bad
+// input gives the same kind in every language (the shared test vectors' bad_inputs hold all three to it).
+export const ERROR_KINDS = [
+  "not_an_export", // the folder has no manifest.json
+  "bad_manifest", // manifest.json is not JSON, or lacks a key consumers read
+  "unsupported_format", // manifest.json's format_version is not one this reader reads
+  "missing_file", // a file the manifest needs, or an input file, does not exist
+  "changed_file", // a file differs from its size and SHA-256 in the manifest, or is not listed there
+  "unreadable_image", // not an image, a format not read, truncated or damaged, or too many pixels
+  "text_too_long", // a text over the context length, without truncation
+  "usage", // the command line or a call asks for something contradictory or empty
+  "invalid_input", // any other bad input or environment
+];
+
+// Bad input or environment: the message says in one line what is wrong and what to do; `kind` says which.
+export class ClipError extends Error {
+  constructor(message, kind = "invalid_input") {
+    if (!ERROR_KINDS.includes(kind)) throw new TypeError(`unknown error kind ${JSON.stringify(kind)}; one of ${ERROR_KINDS.join(", ")}`);
+    super(message);
+    this.name = "ClipError";
+    this.kind = kind;
+  }
+}
+
+// The first line of another library's message, to quote inside a one-line ClipError.
+const firstLine = (error) => String(error?.message ?? error).trim().split("\n")[0];
 
 const MANIFEST = "manifest.json";
 // The manifest format_versions this consumer reads (clip_onnx/manifest.py says when the version rises).
 export const FORMAT_VERSIONS = [1];
+// The keys consumers read (clip_onnx.manifest.CONSUMER_KEYS), each an object, and the ones inside them
+// clip.mjs reads, with their type.
+const CONSUMER_KEYS = ["graphs", "files", "tokenizer", "preprocessing", "logit_scale", "architecture"];
+const INNER_KEYS = { "tokenizer.file": "string", "preprocessing.file": "string", "logit_scale.exp": "number" };
 const AGAIN = "download or export the variant again";
-const readJson = (folder, name) => JSON.parse(readFileSync(path.join(folder, name), "utf8"));
+
+const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
+const isFile = (file) => {
+  try {
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+};
+
+// A JSON file of the folder; a missing one is missing_file, one that is not JSON is `kind`.
+function readJson(folder, name, kind = "invalid_input") {
+  const file = path.join(folder, name);
+  let text;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    if (error.code === "ENOENT") throw new ClipError(`${file} is missing; ${AGAIN}`, "missing_file");
+    throw new ClipError(`${file} cannot be read (${error.code}); ${AGAIN}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ClipError(`${file} cannot be read (${firstLine(error)}); ${AGAIN}`, kind);
+  }
+}
+
+// The keys clip.mjs reads that `manifest` lacks (or holds with another type), by name.
+function lackedKeys(manifest) {
+  const outer = CONSUMER_KEYS.filter((key) => !isObject(manifest[key]));
+  const inner = Object.entries(INNER_KEYS).filter(([key, type]) => {
+    const [object, field] = key.split(".");
+    return isObject(manifest[object]) && typeof manifest[object][field] !== type;
+  });
+  return [...outer, ...inner.map(([key]) => key)];
+}
+
+// manifest.json of an exported folder, in a format_version this consumer reads, with every key it reads.
+function readManifest(folder) {
+  const file = path.join(folder, MANIFEST);
+  if (!existsSync(folder)) throw new ClipError(`${folder} does not exist; point at a folder written by \`clip-onnx export\``, "not_an_export");
+  if (isFile(folder)) throw new ClipError(`${folder} is a file; pass the folder that holds ${MANIFEST}`, "not_an_export");
+  if (!isFile(file)) throw new ClipError(`${folder} has no ${MANIFEST}; point at a folder written by \`clip-onnx export\``, "not_an_export");
+  const manifest = readJson(folder, MANIFEST, "bad_manifest");
+  if (!isObject(manifest)) throw new ClipError(`${file} is not a JSON object; ${AGAIN}`, "bad_manifest");
+  if (!FORMAT_VERSIONS.includes(manifest.format_version)) {
+    // shown as the JSON it is (a string "1" is not the number 1), as Python and Rust show it
+    throw new ClipError(`${file}: format_version ${JSON.stringify(manifest.format_version ?? null)}, but this clip.mjs reads `
+      + `${FORMAT_VERSIONS.join(", ")}; update clip.mjs from the release that made the files`, "unsupported_format");
+  }
+  const lacked = lackedKeys(manifest);
+  if (lacked.length) throw new ClipError(`${file} lacks ${lacked.join(", ")}; ${AGAIN}`, "bad_manifest");
+  // The ftfy the export's texts are cleaned with (older exports do not say: 6.3.1 too). Another version
+  // may repair texts otherwise, so token ids could differ from Python's: refused, not guessed.
+  const ftfy = manifest.tokenizer.ftfy;
+  if (ftfy !== undefined && ftfy !== FTFY_VERSION) {
+    throw new ClipError(`${file}: tokenizer.ftfy is ${JSON.stringify(ftfy)}, but clip.mjs cleans texts as ftfy ${FTFY_VERSION} does `
+      + "(ftfy-js 6.3.2), so token ids could differ from Python's; update clip.mjs and its packages from the release that made the files");
+  }
+  return manifest;
+}
 
 // The files the given graphs need, as the Python runtime and the Rust crate define them: each graph's
 // file and every file of its external data, then manifest.tokenizer.file and manifest.preprocessing.file.
 export function neededFiles(manifest, graphs) {
   const names = graphs.flatMap((graph) => {
     const spec = manifest.graphs?.[graph];
-    if (!spec) throw new Error(`${MANIFEST} lists no ${graph} graph; export the variant with it`);
-    return [spec.file, ...spec.external_data];
+    if (!spec) throw new ClipError(`${MANIFEST} lists no ${graph} graph; export the variant with it`, "bad_manifest");
+    return [spec.file, ...(spec.external_data ?? [])];
   });
   return [...new Set([...names, manifest.tokenizer.file, manifest.preprocessing.file])];
 }
@@ -53,27 +164,31 @@ export async function sha256File(file) {
 }
 
 // Each named file is a plain file in `folder` with the size (checked first) and SHA-256 that
-// manifest.files records; the first that is not is an Error of one line naming it.
+// manifest.files records; the first that is not is a ClipError of one line naming it.
 export async function checkFiles(folder, manifest, names) {
   for (const name of names) {
     if (typeof name !== "string" || path.basename(name) !== name) {
-      throw new Error(`${path.join(folder, MANIFEST)} names ${JSON.stringify(name)}, not a file of the folder; ${AGAIN}`);
+      throw new ClipError(`${path.join(folder, MANIFEST)} names ${JSON.stringify(name)}, not a file of the folder; ${AGAIN}`, "bad_manifest");
     }
     const file = path.join(folder, name);
     const facts = manifest.files?.[name];
-    if (!facts) throw new Error(`${file} is not listed in ${path.join(folder, MANIFEST)}; ${AGAIN}`);
+    if (!facts) throw new ClipError(`${file} is not listed in ${path.join(folder, MANIFEST)}; ${AGAIN}`, "changed_file");
     let info;
     try {
       info = await stat(file);
     } catch (error) {
-      throw new Error(error.code === "ENOENT" ? `${file} is missing; ${AGAIN}` : `${file} cannot be read (${error.code}); ${AGAIN}`);
+      if (error.code === "ENOENT") throw new ClipError(`${file} is missing; ${AGAIN}`, "missing_file");
+      throw new ClipError(`${file} cannot be read (${error.code}); ${AGAIN}`);
     }
-    if (!info.isFile()) throw new Error(`${file} is not a file; ${AGAIN}`);
+    if (!info.isFile()) throw new ClipError(`${file} is not a file; ${AGAIN}`, "missing_file");
     if (info.size !== facts.bytes) {
-      throw new Error(`${file} has ${info.size} bytes where ${MANIFEST} records ${facts.bytes}: it is incomplete or changed; ${AGAIN}`);
+      throw new ClipError(`${file} has ${info.size} bytes where ${MANIFEST} records ${facts.bytes}: it is incomplete or changed; ${AGAIN}`, "changed_file");
     }
-    if ((await sha256File(file)) !== facts.sha256) {
-      throw new Error(`${file} does not match its SHA-256 in ${MANIFEST}: it changed since export; ${AGAIN}`);
+    const sha256 = await sha256File(file).catch((error) => {
+      throw new ClipError(`${file} cannot be read (${error.code ?? firstLine(error)}); ${AGAIN}`);
+    });
+    if (sha256 !== facts.sha256) {
+      throw new ClipError(`${file} does not match its SHA-256 in ${MANIFEST}: it changed since export; ${AGAIN}`, "changed_file");
     }
   }
 }
@@ -81,36 +196,51 @@ export async function checkFiles(folder, manifest, names) {
 // The visual and transformer graphs, the tokenizer and the preprocessing rules of an exported folder;
 // every file they need is checked against manifest.json first unless checkSha256 is false.
 export async function loadModel(folder, { checkSha256 = true } = {}) {
-  let manifest;
-  try {
-    manifest = readJson(folder, MANIFEST);
-  } catch (error) {
-    throw new Error(error.code === "ENOENT" ? `${folder} has no ${MANIFEST}; point at a folder written by \`clip-onnx export\``
-      : `${path.join(folder, MANIFEST)} cannot be read (${error.message.split("\n")[0]}); ${AGAIN}`);
-  }
-  if (!FORMAT_VERSIONS.includes(manifest.format_version)) {
-    throw new Error(`${path.join(folder, MANIFEST)}: format_version ${manifest.format_version}, but this clip.mjs reads `
-      + `${FORMAT_VERSIONS.join(", ")}; update clip.mjs from the release that made the files`);
-  }
+  const manifest = readManifest(folder);
   const graphs = ["visual", "transformer"];
-  if (checkSha256) await checkFiles(folder, manifest, neededFiles(manifest, graphs));
-  const tokenizer = readJson(folder, manifest.tokenizer.file);
-  const session = (graph) => ort.InferenceSession.create(path.join(folder, manifest.graphs[graph].file));
+  const needed = neededFiles(manifest, graphs);
+  if (checkSha256) await checkFiles(folder, manifest, needed);
   return {
     manifest,
-    tokenizer: new Tokenizer(tokenizer, {}),
-    // Tokenizers.js ignores the file's padding and truncation settings: tokenize() applies them.
-    contextLength: tokenizer.padding.strategy.Fixed,
-    padId: tokenizer.padding.pad_id,
+    ...loadTokenizer(folder, manifest.tokenizer.file),
     preprocess: readJson(folder, manifest.preprocessing.file),
-    visual: await session(graphs[0]),
-    transformer: await session(graphs[1]),
+    visual: await session(folder, manifest.graphs[graphs[0]].file),
+    transformer: await session(folder, manifest.graphs[graphs[1]].file),
   };
 }
 
-// clip_onnx.tokenizer.clean without ftfy.fix_text (no JavaScript port): mojibake, curly quotes,
-// ligatures and full-width forms stay as they are. Like CLIP, HTML entities are decoded twice.
-export const clean = (text) => decodeHTML(decodeHTML(text));
+// tokenizer.json for Tokenizers.js, which ignores the file's padding and truncation settings:
+// tokenize() applies them.
+function loadTokenizer(folder, name) {
+  const json = readJson(folder, name);
+  const contextLength = json?.padding?.strategy?.Fixed;
+  if (!Number.isInteger(contextLength)) throw new ClipError(`${path.join(folder, name)} sets no fixed padding length; ${AGAIN}`);
+  try {
+    return { tokenizer: new Tokenizer(json, {}), contextLength, padId: json.padding.pad_id };
+  } catch (error) {
+    throw new ClipError(`${path.join(folder, name)} is not a tokenizer Tokenizers.js reads (${firstLine(error)}); ${AGAIN}`);
+  }
+}
+
+// An onnxruntime session of a graph file of the folder.
+async function session(folder, name) {
+  const file = path.join(folder, name);
+  if (!isFile(file)) throw new ClipError(`${file} is missing; ${AGAIN}`, "missing_file");
+  try {
+    return await ort.InferenceSession.create(file);
+  } catch (error) {
+    throw new ClipError(`onnxruntime cannot load ${file} (${firstLine(error).slice(0, 200)}); ${AGAIN}`);
+  }
+}
+
+// The ftfy version whose fix_text clean() reproduces: ftfy-js 6.3.2 (pinned in package.json) is a port of
+// python-ftfy 6.3.1, the version clip_onnx pins and manifest.json records as `tokenizer.ftfy`.
+export const FTFY_VERSION = "6.3.1";
+
+// clip_onnx.tokenizer.clean: ftfy.fix_text with its default options (mojibake, curly quotes, ligatures,
+// full-width forms, line breaks, control characters, NFC), then, like CLIP, HTML entities decoded twice
+// (entities' decodeHTML is Python's html.unescape).
+export const clean = (text) => decodeHTML(decodeHTML(fixText(text)));
 
 // clip.tokenize: int32 [N, contextLength], zero padded. A text longer than that is an error unless
 // `truncate`, which keeps its first tokens and the end token, as the Rust tokenizers' truncation does.
@@ -120,7 +250,7 @@ export function tokenize(model, texts, { truncate = false } = {}) {
   texts.forEach((text, row) => {
     let tokens = model.tokenizer.encode(clean(text)).ids;
     if (tokens.length > length) {
-      if (!truncate) throw new Error(`text ${JSON.stringify(text.slice(0, 60))} is longer than ${length} tokens; pass { truncate: true } (--truncate)`);
+      if (!truncate) throw new ClipError(`text ${JSON.stringify(text.slice(0, 60))} is longer than ${length} tokens; pass { truncate: true } (--truncate)`, "text_too_long");
       tokens = [...tokens.slice(0, length - 1), tokens.at(-1)];
     }
     ids.set(tokens, row * length);
@@ -128,16 +258,140 @@ export function tokenize(model, texts, { truncate = false } = {}) {
   return ids;
 }
 
-// The image format by its first bytes, for errors that name it.
+// The image format by its first bytes, by Pillow's name (preprocess.json's `input.formats` keys), for the
+// formats clip.mjs can decode and, to name them in errors, a few others Pillow opens; null if none.
 function format(bytes) {
   const ascii = (start, end) => bytes.subarray(start, end).toString("latin1");
-  if (bytes.length === 0) return "an empty file";
   if (bytes.length >= 8 && bytes.readUInt32BE(0) === 0x89504e47) return "PNG";
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "JPEG";
-  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "WebP";
+  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "WEBP";
   if (ascii(0, 4) === "GIF8") return "GIF";
+  if (ascii(0, 2) === "BM" && bytes.length >= 18) return "BMP";
   if (ascii(0, 4) === "II*\0" || ascii(0, 4) === "MM\0*") return "TIFF";
-  return "not an image format this example reads (PNG, JPEG, WebP, GIF, TIFF)";
+  if (bytes.length >= 12 && (ascii(4, 8) === "jP  " || (bytes.readUInt32BE(0) === 0xff4fff51))) return "JPEG2000";
+  if (bytes.length >= 4 && bytes.readUInt32BE(0) === 0x00000100) return "ICO";
+  if (/^P[1-7]\s$/.test(ascii(0, 3))) return "PPM";
+  if (bytes[0] === 0x0a && [0, 2, 3, 4, 5].includes(bytes[1]) && bytes[2] === 1) return "PCX";
+  if (bytes.length >= 18 && ascii(bytes.length - 18, bytes.length - 2) === "TRUEVISION-XFILE") return "TGA";
+  return null;
+}
+
+// Pillow's names of the TIFF Compression tag's values (TiffImagePlugin.COMPRESSION_INFO), as
+// preprocess.json's `input.formats.TIFF.compression` lists them.
+const TIFF_COMPRESSIONS = {
+  1: "raw", 2: "tiff_ccitt", 3: "group3", 4: "group4", 5: "tiff_lzw", 6: "tiff_jpeg", 7: "jpeg", 8: "tiff_adobe_deflate",
+  32771: "tiff_raw_16", 32773: "packbits", 32809: "tiff_thunderscan", 32946: "tiff_deflate", 34676: "tiff_sgilog",
+  34677: "tiff_sgilog24", 34925: "lzma", 50000: "zstd", 50001: "webp",
+};
+
+// The mode Pillow opens a TIFF in and its compression, by Pillow's names, from the first IFD's tags
+// (photometric interpretation, samples, bits and sample format, extra samples, compression).
+function tiffKind(bytes) {
+  const big = bytes[0] === 0x4d;
+  const u16 = (at) => (big ? bytes.readUInt16BE(at) : bytes.readUInt16LE(at));
+  const u32 = (at) => (big ? bytes.readUInt32BE(at) : bytes.readUInt32LE(at));
+  const ifd = u32(4);
+  const tags = {};
+  for (let n = 0, count = u16(ifd); n < count; n++) {
+    const at = ifd + 2 + 12 * n;
+    const [tag, type, values] = [u16(at), u16(at + 2), u32(at + 4)];
+    if (![258, 259, 262, 273, 277, 279, 324, 325, 339].includes(tag)) continue;
+    const size = type === 3 ? 2 : 4; // SHORT or LONG, the types of the tags read here
+    const where = values * size <= 4 ? at + 8 : u32(at + 8);
+    if (where + values * size > bytes.length) throw new Error(`tag ${tag} lies past the end of the file`);
+    tags[tag] = Array.from({ length: values }, (_, i) => (size === 2 ? u16(where + 2 * i) : u32(where + 4 * i)));
+  }
+  // every strip (or tile) of image data lies inside the file: libtiff would read a cut one as zeros
+  const [offsets, counts] = tags[273] ? [tags[273], tags[279]] : [tags[324], tags[325]];
+  if (!offsets || !counts || offsets.some((start, i) => start + (counts[i] ?? Infinity) > bytes.length)) {
+    throw new Error("image file is truncated");
+  }
+  const [photometric] = tags[262] ?? [];
+  const samples = tags[277]?.[0] ?? 1;
+  const bits = tags[258] ?? [1];
+  const eight = bits.every((b) => b === 8) && (tags[339] ?? [1]).every((f) => f === 1);
+  const mode = photometric === 2 && samples === 3 && eight ? "RGB"
+    : (photometric === 0 || photometric === 1) && samples === 1 && eight ? "L"
+    : `${{ 0: "grey", 1: "grey", 2: "RGB", 3: "palette", 5: "CMYK", 6: "YCbCr", 8: "CIELab" }[photometric] ?? `photometric ${photometric}`}`
+      + ` (${samples} × ${bits.join("/")} bits)`;
+  const code = tags[259]?.[0] ?? 1;
+  return { mode, compression: TIFF_COMPRESSIONS[code] ?? `compression ${code}` };
+}
+
+// Pillow's names of a BMP's compression values (BmpImagePlugin.BmpImageFile.COMPRESSIONS, lower case), as
+// preprocess.json's `input.formats.BMP.compression` lists them.
+const BMP_COMPRESSIONS = { 0: "raw", 1: "rle8", 2: "rle4", 3: "bitfields", 4: "jpeg", 5: "png" };
+// The BMPs decodeBmp decodes: what preprocess.json lists beyond them is refused too, naming clip.mjs.
+const BMP_DECODED = { bits: [1, 8, 24, 32], compression: ["raw"] };
+
+// A BMP's header as Pillow's BmpImagePlugin reads it (sizes signed 32-bit, a negative height meaning
+// top-down rows; the 12-byte OS/2 header's 16-bit), or { error } for a header Pillow does not read.
+function bmpHeader(bytes) {
+  const headerSize = bytes.readUInt32LE(14);
+  if (![12, 40, 52, 56, 64, 108, 124].includes(headerSize) || bytes.length < 14 + headerSize) {
+    return { error: `a BMP header of ${headerSize} bytes` };
+  }
+  const core = headerSize === 12;
+  const width = core ? bytes.readUInt16LE(18) : bytes.readInt32LE(18);
+  const stored = core ? bytes.readUInt16LE(20) : bytes.readInt32LE(22);
+  const bits = bytes.readUInt16LE(core ? 24 : 28);
+  const compression = core ? 0 : bytes.readUInt32LE(30);
+  const colours = (core ? 0 : bytes.readUInt32LE(46)) || 2 ** bits;
+  return { headerSize, core, width, height: Math.abs(stored), topDown: stored < 0, bits, compression, colours };
+}
+
+// Pillow's BmpImagePlugin for uncompressed 1, 8, 24 and 32-bit BMPs (libvips in sharp's binaries has no BMP
+// loader): bottom-up or top-down rows, 32 bits as BGRX (the fourth byte ignored, as Pillow does), a
+// palette whose colours are 0, 255 (two colours) or 0, 1, 2... (more) is no palette: modes "1" and "L";
+// any other palette "P", expanded to its colours here. Other BMPs and truncated ones throw.
+function decodeBmp(bytes, header) {
+  const { headerSize, core, width, height, topDown, bits, compression, colours } = header;
+  const stride = ((width * bits + 31) >> 3) & ~3;
+  const offset = bytes.readUInt32LE(10);
+  if (width <= 0 || height === 0 || offset + stride * height > bytes.length) throw new Error("image file is truncated");
+  let mode = bits > 8 ? "RGB" : "P";
+  let palette = null;
+  if (mode === "P") {
+    const entry = core ? 3 : 4;
+    palette = bytes.subarray(14 + headerSize, 14 + headerSize + entry * colours);
+    if (palette.length < entry * colours) throw new Error("image file is truncated");
+    const grey = (colours === 2 ? [0, 255] : Array.from({ length: colours }, (_, i) => i))
+      .every((v, i) => palette[i * entry] === v && palette[i * entry + 1] === v && palette[i * entry + 2] === v);
+    if (grey) mode = colours <= 2 ? "1" : "L";
+    else palette = Array.from({ length: colours }, (_, i) => [2, 1, 0].map((c) => palette[i * entry + c] ?? 0));
+  }
+  const channels = mode === "RGB" || mode === "P" ? 3 : 1;
+  const data = new Uint8Array(width * height * channels);
+  for (let y = 0; y < height; y++) {
+    const row = offset + stride * (topDown ? y : height - 1 - y);
+    for (let x = 0; x < width; x++) {
+      const at = (y * width + x) * channels;
+      if (bits >= 24) {
+        const p = row + (x * bits) / 8;
+        data.set([bytes[p + 2], bytes[p + 1], bytes[p]], at);
+      } else {
+        const index = bits === 8 ? bytes[row + x] : (bytes[row + (x >> 3)] >> (7 - (x & 7))) & 1;
+        if (mode === "P") data.set(palette[index] ?? [0, 0, 0], at);
+        else data[at] = mode === "1" ? 255 * index : index;
+      }
+    }
+  }
+  return { width, height, channels, data, mode };
+}
+
+// What preprocess.json's `input` says clip.mjs may read: the formats, TIFF's modes and compressions, the
+// largest width * height. An export without them is from before the list; it must be exported again.
+function readable(input) {
+  const formats = input?.formats;
+  if (!isObject(formats) || !Number.isInteger(input.max_pixels)) {
+    throw new ClipError(`preprocess.json lacks input.formats or input.max_pixels, the list of images every consumer reads; ${AGAIN}`);
+  }
+  return { formats, maxPixels: input.max_pixels, list: Object.keys(formats).join(", ") };
+}
+
+// The refusal of a file of a format, kind or size outside preprocess.json's `input`, before decoding.
+function refuse(file, why, todo = "convert it to PNG") {
+  return new ClipError(`${file} ${why}: ${todo}`, "unreadable_image");
 }
 
 // The colour a GIF's first frame gives its transparent index, from its local or global colour table
@@ -162,15 +416,67 @@ function gifTransparentColour(bytes) {
 }
 
 // Decodes with sharp (libvips: libjpeg-turbo's decoder in mozjpeg, libpng, libwebp, libtiff; the JPEG,
-// WebP and TIFF decoders Pillow uses too) into the mode Pillow opens the file in: interleaved channels
-// and the rules of preprocess.json's `input.modes` that apply to it.
-async function decode(file) {
-  const bytes = readFileSync(file);
+// WebP and TIFF decoders Pillow uses too), or BMP with decodeBmp, into the mode Pillow opens the file in:
+// interleaved channels and the rules of preprocess.json's `input.modes` that apply to it. Only what
+// preprocess.json's `input` lists is decoded: its formats, TIFF's modes and compressions, at most
+// `max_pixels` pixels (checked from the header, before decoding). Embedded ICC profiles are ignored, as
+// Pillow ignores them: sharp's `ignoreIcc` input option; EXIF orientation is not applied.
+async function decode(file, input) {
+  const bytes = readImageFile(file);
+  const { formats, maxPixels, list } = readable(input);
+  if (bytes.length === 0) throw new ClipError(`${file} is an empty file, not an image; clip.mjs reads ${list}`, "unreadable_image");
   const kind = format(bytes);
-  if (!["PNG", "JPEG", "WebP", "GIF", "TIFF"].includes(kind)) throw new Error(`${file}: ${kind}`);
+  if (!kind) throw refuse(file, `is not an image format clip.mjs reads (${list}, as preprocess.json's input.formats lists)`);
+  if (!Object.hasOwn(formats, kind)) throw refuse(file, `is in the ${kind} format; clip.mjs reads ${list} (preprocess.json's input.formats)`);
+  const damaged = (error) => new ClipError(`${file}: this ${kind} file cannot be decoded (${firstLine(error)}); it may be truncated or damaged`, "unreadable_image");
+  const tooLarge = (width, height) => width * height > maxPixels
+    && refuse(file, `is ${width} x ${height} pixels, more than preprocess.json's input.max_pixels (${maxPixels})`, "resize it first");
+  if (kind === "BMP") {
+    const header = bmpHeader(bytes);
+    if (header.error) throw damaged(header.error);
+    const over = tooLarge(header.width, header.height);
+    if (over) throw over;
+    const { bits = [], compression: compressions = [] } = formats.BMP ?? {};
+    const compression = BMP_COMPRESSIONS[header.compression] ?? `compression ${header.compression}`;
+    if (!bits.includes(header.bits) || !compressions.includes(compression)) {
+      throw refuse(file, `is a BMP of ${header.bits} bits per pixel with ${compression} compression; clip.mjs reads BMP of `
+        + `${bits.join(", ")} bits with ${compressions.join(", ")} compression (preprocess.json's input.formats.BMP)`);
+    }
+    if (!BMP_DECODED.bits.includes(header.bits) || !BMP_DECODED.compression.includes(compression)) {
+      throw refuse(file, `is a BMP of ${header.bits} bits per pixel with ${compression} compression, which preprocess.json lists `
+        + `but this clip.mjs does not decode (${BMP_DECODED.bits.join(", ")} bits, ${BMP_DECODED.compression.join(", ")})`, "update clip.mjs from the release that made the files, or convert it to PNG");
+    }
+    try {
+      return decodeBmp(bytes, header);
+    } catch (error) {
+      throw damaged(error);
+    }
+  }
+  if (kind === "TIFF") {
+    const { modes = [], compression: compressions = [] } = formats.TIFF ?? {};
+    let tiff;
+    try {
+      tiff = tiffKind(bytes);
+    } catch (error) {
+      throw damaged(error);
+    }
+    if (!modes.includes(tiff.mode) || !compressions.includes(tiff.compression)) {
+      throw refuse(file, `is a TIFF of mode ${tiff.mode} with ${tiff.compression} compression; clip.mjs reads TIFF of mode `
+        + `${modes.join(" or ")} with ${compressions.join(", ")} compression (preprocess.json's input.formats.TIFF)`);
+    }
+  }
+  let image;
+  let meta;
   try {
-    const image = sharp(bytes, { failOn: "truncated", animated: false });
-    const meta = await image.metadata();
+    // the header's size first, without sharp's own pixel limit (268402689), then decoding within ours
+    meta = await sharp(bytes, { animated: false, limitInputPixels: false }).metadata();
+    image = sharp(bytes, { failOn: "truncated", animated: false, ignoreIcc: true, limitInputPixels: maxPixels });
+  } catch (error) {
+    throw damaged(error);
+  }
+  const over = tooLarge(meta.width, meta.height);
+  if (over) throw over;
+  try {
     // PNG colour types 4 and 6 carry an alpha channel; a tRNS colour key does not make Pillow premultiply.
     const pngAlpha = kind === "PNG" ? (bytes[25] & 4) !== 0 : meta.hasAlpha;
     const mode = meta.space === "cmyk" ? "CMYK"
@@ -199,7 +505,19 @@ async function decode(file) {
     }
     return { width: info.width, height: info.height, channels: keep, data: out, mode };
   } catch (error) {
-    throw new Error(`${file}: this ${kind} file cannot be decoded (${error.message}); it may be truncated or damaged`);
+    throw damaged(error);
+  }
+}
+
+// The bytes of an image file: one that does not exist is missing_file, a folder or another unreadable
+// path unreadable_image, as the Python runtime has them.
+function readImageFile(file) {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    if (error.code === "ENOENT") throw new ClipError(`${file} does not exist; check the path`, "missing_file");
+    const why = error.code === "EISDIR" ? "is a folder, not an image" : `cannot be read (${error.code ?? firstLine(error)})`;
+    throw new ClipError(`${file} ${why}; pass an image file`, "unreadable_image");
   }
 }
 
@@ -331,7 +649,7 @@ export async function pixels(model, files) {
   const { resolution: r, mean, std } = model.preprocess;
   const out = new Float32Array(files.length * 3 * r * r);
   for (const [n, file] of files.entries()) {
-    const decoded = await decode(file);
+    const decoded = await decode(file, model.preprocess.input);
     const { width, height } = decoded;
     // Shorter side to R, the longer floored; the integer division is exact in doubles at image sizes.
     const [w, h] = width <= height ? [r, Math.floor((r * height) / width)] : [Math.floor((r * width) / height), r];
@@ -364,15 +682,17 @@ async function run(session, tensor) {
   return rows(outputs[session.outputNames[0]]);
 }
 
-// CLIP.encode_image: one Float32Array per file, not normalised.
+// CLIP.encode_image: one Float32Array per file, not normalised; none for no files.
 export async function encodeImage(model, files) {
+  if (!files.length) return [];
   const r = model.preprocess.resolution;
   return run(model.visual, new ort.Tensor("float32", await pixels(model, files), [files.length, 3, r, r]));
 }
 
-// CLIP.encode_text: one Float32Array per text, not normalised.
-export function encodeText(model, texts, options) {
-  const ids = tokenize(model, texts, options);
+// CLIP.encode_text: one Float32Array per text, not normalised; none for no texts.
+export async function encodeText(model, texts, { truncate = false } = {}) {
+  if (!texts.length) return [];
+  const ids = tokenize(model, texts, { truncate });
   return run(model.transformer, new ort.Tensor("int32", ids, [texts.length, model.contextLength]));
 }
 
@@ -388,20 +708,45 @@ export function logits(model, imageEmbeds, textEmbeds) {
   );
 }
 
-async function main() {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      image: { type: "string", multiple: true, default: [] },
-      text: { type: "string", multiple: true, default: [] },
-      truncate: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-      "no-sha256-check": { type: "boolean", default: false },
-    },
+// Zero-shot classification, as clip_onnx's Model.probabilities: per image, the softmax over the texts of
+// its logits (each row sums to 1). No texts is a usage error: a softmax over nothing has no value.
+export function probabilities(model, imageEmbeds, textEmbeds) {
+  if (!textEmbeds.length) throw new ClipError("probabilities over no texts: give at least one label", "usage");
+  return logits(model, imageEmbeds, textEmbeds).map((row) => {
+    const top = Math.max(...row);
+    const shifted = row.map((value) => Math.exp(value - top));
+    const sum = shifted.reduce((a, b) => a + b, 0);
+    return shifted.map((value) => value / sum);
   });
-  if (positionals.length !== 1 || !values.image.length || !values.text.length) {
-    throw new Error('usage: node clip.mjs FOLDER --image a.png [--image ...] --text "a cat" [--text ...] [--truncate] [--json] [--no-sha256-check]');
+}
+
+const USAGE = 'usage: node clip.mjs FOLDER --image a.png [--image ...] --text "a cat" [--text ...] [--truncate] [--json] [--no-sha256-check]';
+
+// The command line's folder and options; anything else is a usage error.
+function parse(args) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        image: { type: "string", multiple: true, default: [] },
+        text: { type: "string", multiple: true, default: [] },
+        truncate: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        "no-sha256-check": { type: "boolean", default: false },
+      },
+    });
+  } catch (error) {
+    throw new ClipError(`${firstLine(error)}; ${USAGE}`, "usage");
   }
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1 || !values.image.length || !values.text.length) throw new ClipError(USAGE, "usage");
+  return { values, positionals };
+}
+
+async function main() {
+  const { values, positionals } = parse(process.argv.slice(2));
   const model = await loadModel(positionals[0], { checkSha256: !values["no-sha256-check"] });
   const imageEmbeds = await encodeImage(model, values.image);
   const textEmbeds = await encodeText(model, values.text, { truncate: values.truncate });
@@ -419,8 +764,9 @@ async function main() {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  // a ClipError is one line on stderr, exit 2 for a usage error (like argparse's), else 1; a bug keeps its stack
   main().catch((error) => {
-    console.error(error.message);
-    process.exit(1);
+    console.error(error instanceof ClipError ? error.message : (error?.stack ?? error));
+    process.exit(error?.kind === "usage" ? 2 : 1);
   });
 }

@@ -1,8 +1,10 @@
 // StrykerJS mutation run of clip.mjs, one scope at a time, each mutant judged by the node:test suite
 // that guards it (Stryker's command runner, `node --test`): CLIP_ONNX_MUTATE picks the scope.
-//   integrity: the code that decides "untampered" (neededFiles, sha256File, checkFiles, loadModel)
-//   tokens:    clean and tokenize
-//   pixels:    the format check, resize's mode and pass order, RGB conversion, crop, normalisation
+//   integrity: the code that decides "untampered" and each error's kind (readManifest, neededFiles,
+//              sha256File, checkFiles, loadModel), judged by integrity and bad-inputs
+//   tokens:    clean and tokenize, judged by tokens and cleaning
+//   pixels:    the format sniffing, TIFF kind, BMP header and preprocess.json `input` checks, resize's
+//              mode and pass order, RGB conversion, crop, normalisation
 // Needs CLIP_ONNX_VECTORS (see test/README.md). Reports: reports/mutation/<scope>.{html,json}.
 import { readFileSync } from "node:fs";
 
@@ -16,15 +18,18 @@ function lines(first, next) {
 }
 
 const SCOPES = {
-  integrity: { mutate: [lines("const MANIFEST = ", "// clip_onnx.tokenizer.clean")], test: "integrity" },
-  tokens: { mutate: [lines("export const clean = ", "// The image format by its first bytes")], test: "tokens" },
-  // what decides the pixels around the resampling (the format check; resize's mode and pass order; the
-  // RGB conversion; the crop and the normalisation). Decoding (decode, gifTransparentColour) and the
-  // resampling itself (cubic .. premultiply) are left out: their per-sample loops, instrumented, make
-  // each run of the suite many times slower (40 s instead of 3 s for all of it on two cores)
+  integrity: { mutate: [lines("const MANIFEST = ", "// clip_onnx.tokenizer.clean")], test: ["integrity", "bad-inputs"] },
+  tokens: { mutate: [lines("export const clean = ", "// The image format by its first bytes")], test: ["tokens", "cleaning"] },
+  // what decides the pixels around the resampling (the format sniffing, the TIFF kind, the BMP header and
+  // what preprocess.json's `input` reads; resize's mode and pass order; the RGB conversion; the crop and
+  // the normalisation). Decoding (decodeBmp, decode, gifTransparentColour) and the resampling itself
+  // (cubic .. premultiply) are left out: their per-sample loops, instrumented, make each run of the
+  // suite many times slower (40 s instead of 3 s for all of it on two cores)
   pixels: {
-    mutate: [lines("function format(", "// The colour a GIF's"), lines("function resize(", "// Rows of an [N, D] float32 output.")],
-    test: "pixels",
+    mutate: [lines("function format(", "// Pillow's BmpImagePlugin for uncompressed"),
+      lines("// What preprocess.json's `input` says", "// The colour a GIF's"),
+      lines("function resize(", "// Rows of an [N, D] float32 output.")],
+    test: ["pixels"],
   },
 };
 const scope = process.env.CLIP_ONNX_MUTATE;
@@ -33,7 +38,7 @@ if (!SCOPES[scope]) throw new Error(`set CLIP_ONNX_MUTATE to one of ${Object.key
 /** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
 export default {
   testRunner: "command",
-  commandRunner: { command: `node --test --test-reporter=dot test/${SCOPES[scope].test}.test.mjs` },
+  commandRunner: { command: `node --test --test-reporter=dot ${SCOPES[scope].test.map((suite) => `test/${suite}.test.mjs`).join(" ")}` },
   mutate: SCOPES[scope].mutate,
   coverageAnalysis: "off",
   concurrency: Number(process.env.CLIP_ONNX_MUTATE_CONCURRENCY ?? 2),

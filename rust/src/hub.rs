@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{error, manifest, Error, Result};
+use crate::{error, manifest, Error, ErrorKind, Result};
 
 pub const ENDPOINT: &str = "https://huggingface.co";
 /// The most a manifest may weigh (they are a few KiB): a larger body is not a manifest.
@@ -20,21 +20,21 @@ fn get(url: &str, token: Option<&str>) -> Result<Box<dyn Read + Send + Sync>> {
     if let Some(token) = token {
         request = request.set("Authorization", &format!("Bearer {token}"));
     }
-    let response = request.call().map_err(|e| Error(format!("GET {url}: {e}")))?;
+    let response = request.call().map_err(|e| Error::new(ErrorKind::InvalidInput, format!("GET {url}: {e}")))?;
     Ok(response.into_reader())
 }
 
 /// Stream `body` into `partial` in 1 MiB pieces, hashing as it goes, never past `limit` bytes (one more is
 /// read to notice a longer body). Returns its SHA-256 and size.
 fn save(body: &mut dyn Read, partial: &Path, limit: u64, url: &str) -> Result<(String, u64)> {
-    let written = |e: std::io::Error| Error(format!("{}: cannot be written ({e})", partial.display()));
+    let written = |e: std::io::Error| Error::new(ErrorKind::InvalidInput, format!("{}: cannot be written ({e})", partial.display()));
     let mut file = File::create(partial).map_err(written)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
     let mut body = body.take(limit + 1);
     loop {
-        let read = body.read(&mut buffer).map_err(|e| Error(format!("GET {url}: {e}; try again")))?;
+        let read = body.read(&mut buffer).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("GET {url}: {e}; try again")))?;
         if read == 0 {
             break;
         }
@@ -55,21 +55,23 @@ pub fn download(repo: &str, revision: &str, precision: &str, target: &Path, endp
     let endpoint = endpoint.map(str::to_string).or_else(|| std::env::var("HF_ENDPOINT").ok()).unwrap_or_else(|| ENDPOINT.into());
     let token = std::env::var("HF_TOKEN").ok();
     let folder = target.join(precision);
-    std::fs::create_dir_all(&folder).map_err(|e| Error(format!("{}: cannot be created ({e})", folder.display())))?;
+    std::fs::create_dir_all(&folder).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: cannot be created ({e})", folder.display())))?;
     let url = |path: &str| format!("{}/{repo}/resolve/{revision}/{precision}/{path}", endpoint.trim_end_matches('/'));
     let mut manifest_bytes = Vec::new();
     get(&url(manifest::MANIFEST), token.as_deref())?
         .take(MANIFEST_LIMIT)
         .read_to_end(&mut manifest_bytes)
-        .map_err(|e| Error(format!("GET {}: {e}; try again", url(manifest::MANIFEST))))?;
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("GET {}: {e}; try again", url(manifest::MANIFEST))))?;
     let parsed: Value = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| Error(format!("{repo}@{revision}: {precision}/manifest.json is not JSON ({e})")))?;
-    let files = parsed["files"].as_object().ok_or_else(|| Error(format!("{repo}@{revision}: the manifest lists no files")))?;
+        .map_err(|e| Error::new(ErrorKind::BadManifest, format!("{repo}@{revision}: {precision}/manifest.json is not JSON ({e})")))?;
+    let files = parsed["files"]
+        .as_object()
+        .ok_or_else(|| Error::new(ErrorKind::BadManifest, format!("{repo}@{revision}: {precision}/manifest.json lacks files; refused (nothing kept)")))?;
     for (name, expected) in files {
         let name = manifest::file_name(name)?;
         let refused = |why: &str| format!("{repo}@{revision}: {precision}/{name} {why}; refused (nothing kept)");
         let (Some(sha256), Some(bytes)) = (expected["sha256"].as_str(), expected["bytes"].as_u64()) else {
-            return error(refused("has no sha256 and bytes in its manifest"));
+            return error(ErrorKind::BadManifest, refused("has no sha256 and bytes in its manifest"));
         };
         let path = folder.join(name);
         if manifest::check_file(&parsed, &folder, name).is_ok() {
@@ -78,17 +80,17 @@ pub fn download(repo: &str, revision: &str, precision: &str, target: &Path, endp
         let partial = folder.join(format!(".{name}.partial"));
         let outcome = match save(&mut *get(&url(name), token.as_deref())?, &partial, bytes, &url(name)) {
             Err(e) => Err(e),
-            Ok((_, size)) if size != bytes => error(refused(&format!("is not the {bytes} bytes its manifest says"))),
-            Ok((digest, _)) if digest != sha256 => error(refused("does not match the SHA-256 in its manifest")),
+            Ok((_, size)) if size != bytes => error(ErrorKind::ChangedFile, refused(&format!("is not the {bytes} bytes its manifest says"))),
+            Ok((digest, _)) if digest != sha256 => error(ErrorKind::ChangedFile, refused("does not match the SHA-256 in its manifest")),
             Ok(_) => Ok(()),
         };
         if let Err(e) = outcome {
             let _ = std::fs::remove_file(&partial);
             return Err(e);
         }
-        std::fs::rename(&partial, &path).map_err(|e| Error(format!("{}: {e}", path.display())))?;
+        std::fs::rename(&partial, &path).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", path.display())))?;
     }
     // the manifest last: a folder with a manifest is complete
-    std::fs::write(folder.join(manifest::MANIFEST), manifest_bytes).map_err(|e| Error(format!("{}: {e}", folder.display())))?;
+    std::fs::write(folder.join(manifest::MANIFEST), manifest_bytes).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", folder.display())))?;
     Ok(folder)
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clip_onnx::{hub, Model};
+use clip_onnx::{hub, Error, ErrorKind, Model};
 
 const HELP: &str = "clip-onnx: OpenAI CLIP from the ONNX folders clip-onnx exports, without Python.
 
@@ -39,18 +39,25 @@ examples:
 ORT_DYLIB_PATH must name libonnxruntime 1.18 or newer (the onnxruntime Python wheel ships one in
 onnxruntime/capi/). Exit status: 0 done, 1 an error, 2 a usage error; each error is one line on stderr.";
 
-/// Why the program stops early: a usage error (exit 2), any other error (exit 1), or stdout closed by its
-/// reader (`| head`: exit 141, silently, as the Python CLI does).
+/// Why the program stops early: a usage error (exit 2), any other error (exit 1, the crate's `Error` with its
+/// kind), or stdout closed by its reader (`| head`: exit 141, silently, as the Python CLI does).
 enum Stop {
     Usage(String),
-    Error(String),
+    Error(Error),
     ClosedPipe,
 }
 
-impl From<clip_onnx::Error> for Stop {
-    fn from(error: clip_onnx::Error) -> Stop {
-        Stop::Error(error.0)
+impl From<Error> for Stop {
+    fn from(error: Error) -> Stop {
+        match error.kind() {
+            ErrorKind::Usage => Stop::Usage(error.message().to_string()),
+            _ => Stop::Error(error),
+        }
     }
+}
+
+fn failed<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, Stop> {
+    Err(Stop::Error(Error::new(kind, message)))
 }
 
 fn usage<T>(message: impl Into<String>) -> Result<T, Stop> {
@@ -217,9 +224,12 @@ fn classify(argv: &[OsString]) -> Result<(), Stop> {
     // a path that is no file is refused before the model's files are hashed (seconds for the large variants)
     for image in &images {
         match std::fs::metadata(image) {
-            Err(e) => return Err(Stop::Error(format!("image {}: cannot be read ({e}); check the path", image.display()))),
+            Err(e) => {
+                let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::MissingFile } else { ErrorKind::UnreadableImage };
+                return failed(kind, format!("image {}: cannot be read ({e}); check the path", image.display()));
+            }
             Ok(meta) if meta.is_dir() => {
-                return Err(Stop::Error(format!("image {}: is a folder, not an image file; give PNG or JPEG files", image.display())))
+                return failed(ErrorKind::UnreadableImage, format!("image {}: is a folder, not an image file; give image files (PNG, JPEG, WebP, GIF, BMP or TIFF)", image.display()))
             }
             Ok(_) => {}
         }
@@ -227,17 +237,12 @@ fn classify(argv: &[OsString]) -> Result<(), Stop> {
     let model = if args.flag("--no-sha256-check") { Model::load_unchecked(folder) } else { Model::load(folder) }?;
     let captions: Vec<String> = labels.iter().map(|label| format!("{before}{label}{after}")).collect();
     let captions: Vec<&str> = captions.iter().map(String::as_str).collect();
-    // texts first: an over-long caption is found before any image is decoded or run
-    let text_embeds = model.encode_text(&captions, args.flag("--truncate"))?;
-    let logits = model.logits(&model.encode_image(&images)?, &text_embeds);
+    let probabilities = model.probabilities(&images, &captions, args.flag("--truncate"))?;
     let mut lines = Vec::new();
-    for (image, row) in images.iter().zip(logits) {
-        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = row.iter().map(|x| (x - max).exp()).collect();
-        let sum: f32 = exp.iter().sum();
+    for (image, row) in images.iter().zip(probabilities) {
         let mut order: Vec<usize> = (0..labels.len()).collect();
-        order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
-        let shown: Vec<String> = order.iter().take(top).map(|&i| format!("{} {:.3}", labels[i], exp[i] / sum)).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let shown: Vec<String> = order.iter().take(top).map(|&i| format!("{} {:.3}", labels[i], row[i])).collect();
         lines.push(format!("{}: {}", image.display(), shown.join(", ")));
     }
     print(&lines)
@@ -273,7 +278,7 @@ fn print(lines: &[String]) -> Result<(), Stop> {
     let written = lines.iter().try_for_each(|line| writeln!(stdout, "{line}")).and_then(|()| stdout.flush());
     match written {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Stop::ClosedPipe),
-        Err(e) => Err(Stop::Error(format!("stdout: cannot be written ({e})"))),
+        Err(e) => failed(ErrorKind::InvalidInput, format!("stdout: cannot be written ({e})")),
         Ok(()) => Ok(()),
     }
 }
@@ -320,8 +325,8 @@ fn main() -> ExitCode {
             say(&format!("{}; see clip-onnx --help", error_line(&message)));
             ExitCode::from(2)
         }
-        Err(Stop::Error(message)) => {
-            say(&error_line(&message));
+        Err(Stop::Error(error)) => {
+            say(&error_line(error.message()));
             ExitCode::from(1)
         }
     }

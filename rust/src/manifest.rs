@@ -8,11 +8,13 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{error, Error, Result};
+use crate::{error, Error, ErrorKind, Result};
 
 pub const MANIFEST: &str = "manifest.json";
 /// The `format_version`s this crate reads (clip_onnx/manifest.py says when it rises).
 pub const FORMAT_VERSIONS: [u64; 1] = [1];
+/// The sections this crate reads, each an object: a manifest without one is refused when read.
+pub const READ_KEYS: [&str; 5] = ["graphs", "files", "tokenizer", "preprocessing", "logit_scale"];
 
 /// A SHA-256 as lowercase hex, as the manifest writes it.
 pub fn hex(digest: &[u8]) -> String {
@@ -21,11 +23,15 @@ pub fn hex(digest: &[u8]) -> String {
 
 /// The SHA-256 of a file, read in 1 MiB pieces: memory stays the same whatever the file's size.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| Error(format!("{}: cannot be read ({e})", path.display())))?;
+    let unreadable = |e: std::io::Error| {
+        let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::MissingFile } else { ErrorKind::InvalidInput };
+        Error::new(kind, format!("{}: cannot be read ({e})", path.display()))
+    };
+    let mut file = File::open(path).map_err(unreadable)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let read = file.read(&mut buffer).map_err(|e| Error(format!("{}: cannot be read ({e})", path.display())))?;
+        let read = file.read(&mut buffer).map_err(unreadable)?;
         if read == 0 {
             break;
         }
@@ -37,14 +43,25 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// The manifest of `folder`.
 pub fn read(folder: &Path) -> Result<Value> {
     let path = folder.join(MANIFEST);
+    if !folder.exists() {
+        return error(ErrorKind::NotAnExport, format!("{} does not exist; point at a folder written by `clip-onnx export`", folder.display()));
+    }
+    if folder.is_file() {
+        return error(ErrorKind::NotAnExport, format!("{} is a file; pass the folder that holds {MANIFEST}", folder.display()));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error(format!("{}: no readable {MANIFEST} ({e}); give a folder written by `clip-onnx export` or downloaded from a release", folder.display()))
+        let kind = if e.kind() == std::io::ErrorKind::InvalidData { ErrorKind::BadManifest } else { ErrorKind::NotAnExport };
+        Error::new(kind, format!("{}: no readable {MANIFEST} ({e}); give a folder written by `clip-onnx export` or downloaded from a release", folder.display()))
     })?;
-    let manifest: Value = serde_json::from_str(&text).map_err(|e| Error(format!("{}: not valid JSON ({e})", path.display())))?;
+    let manifest: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::new(ErrorKind::BadManifest, format!("{}: not valid JSON ({e}); download or export it again", path.display())))?;
+    if !manifest.is_object() {
+        return error(ErrorKind::BadManifest, format!("{}: is not a JSON object; export the variant again", path.display()));
+    }
     let version = &manifest["format_version"];
     if !version.as_u64().is_some_and(|v| FORMAT_VERSIONS.contains(&v)) {
         let reads: Vec<String> = FORMAT_VERSIONS.iter().map(u64::to_string).collect();
-        return error(format!(
+        return error(ErrorKind::UnsupportedFormat, format!(
             "{}: format_version {version}, but this clip-onnx crate reads {}; upgrade the clip-onnx crate (depend on a \
              newer tag of it), or use files of a release with format_version {}",
             path.display(),
@@ -52,13 +69,17 @@ pub fn read(folder: &Path) -> Result<Value> {
             FORMAT_VERSIONS[FORMAT_VERSIONS.len() - 1]
         ));
     }
+    let absent: Vec<&str> = READ_KEYS.into_iter().filter(|key| !manifest[*key].is_object()).collect();
+    if !absent.is_empty() {
+        return error(ErrorKind::BadManifest, format!("{}: lacks {}; export the variant again, or download a release made by clip-onnx", path.display(), absent.join(", ")));
+    }
     Ok(manifest)
 }
 
 /// A name the manifest gives a file: one plain file name inside the folder, never a path out of it.
 pub fn file_name(name: &str) -> Result<&str> {
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) || name.contains('\0') {
-        return error(format!("{MANIFEST} names a file {name:?}, which is not a file name in its folder; download the release again"));
+        return error(ErrorKind::BadManifest, format!("{MANIFEST} names a file {name:?}, which is not a file name in its folder; download the release again"));
     }
     Ok(name)
 }
@@ -68,7 +89,7 @@ pub fn file_name(name: &str) -> Result<&str> {
 /// `Model::load` checks for its graphs; a file the manifest lists that no graph needs (the forward graph
 /// `<name>.onnx`) may be absent.
 pub fn needed_files(manifest: &Value, graphs: &[&str]) -> Result<Vec<String>> {
-    let lacks = |what: String| Error(format!("{MANIFEST} lacks {what}; export the variant again, or download a release made by clip-onnx"));
+    let lacks = |what: String| Error::new(ErrorKind::BadManifest, format!("{MANIFEST} lacks {what}; export the variant again, or download a release made by clip-onnx"));
     let mut names = Vec::new();
     for &graph in graphs {
         let spec = &manifest["graphs"][graph];
@@ -95,16 +116,16 @@ pub fn check_file(manifest: &Value, folder: &Path, name: &str) -> Result<()> {
     let path = folder.join(file_name(name)?);
     let expected = &manifest["files"][name];
     if !expected.is_object() {
-        return error(format!("{}: not listed in {MANIFEST}, so it cannot be checked; download the release again", path.display()));
+        return error(ErrorKind::ChangedFile, format!("{}: not listed in {MANIFEST}, so it cannot be checked; download the release again", path.display()));
     }
     let bytes = std::fs::metadata(&path)
-        .map_err(|_| Error(format!("{}: missing; the manifest lists it (download it again, beside {MANIFEST})", path.display())))?
+        .map_err(|_| Error::new(ErrorKind::MissingFile, format!("{}: missing; the manifest lists it (download it again, beside {MANIFEST})", path.display())))?
         .len();
     if Some(bytes) != expected["bytes"].as_u64() {
-        return error(format!("{}: {bytes} bytes, the manifest says {}; download it again", path.display(), expected["bytes"]));
+        return error(ErrorKind::ChangedFile, format!("{}: {bytes} bytes, the manifest says {}; download it again", path.display(), expected["bytes"]));
     }
     if Some(sha256_file(&path)?.as_str()) != expected["sha256"].as_str() {
-        return error(format!("{}: does not match the SHA-256 in {MANIFEST}; download it again", path.display()));
+        return error(ErrorKind::ChangedFile, format!("{}: does not match the SHA-256 in {MANIFEST}; download it again", path.display()));
     }
     Ok(())
 }
@@ -152,13 +173,35 @@ mod tests {
         ] {
             let mut m = manifest();
             *m.pointer_mut(pointer).unwrap() = Value::Null;
-            let message = needed_files(&m, &["visual"]).unwrap_err().0;
+            let refused = needed_files(&m, &["visual"]).unwrap_err();
+            assert_eq!(refused.kind(), ErrorKind::BadManifest);
+            let message = refused.to_string();
             assert!(message.contains(names), "{message}");
         }
         let mut m = manifest();
         m["graphs"]["visual"]["external_data"] = json!([7]);
-        assert!(needed_files(&m, &["visual"]).unwrap_err().0.contains("a file name in graphs.visual.external_data"));
-        assert!(needed_files(&manifest(), &["text"]).unwrap_err().0.contains("no text graph"));
+        assert!(needed_files(&m, &["visual"]).unwrap_err().to_string().contains("a file name in graphs.visual.external_data"));
+        assert!(needed_files(&manifest(), &["text"]).unwrap_err().to_string().contains("no text graph"));
+    }
+
+    #[test]
+    fn a_manifest_without_a_section_the_crate_reads_is_a_bad_manifest_naming_it() {
+        let folder = std::env::temp_dir().join(format!("clip-onnx-sections-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        for key in READ_KEYS {
+            let mut m = manifest();
+            m["format_version"] = json!(1);
+            m["files"] = json!({});
+            m["logit_scale"] = json!({"exp": 100.0});
+            std::fs::write(folder.join(MANIFEST), m.to_string()).unwrap();
+            read(&folder).expect("a manifest with every section is read");
+            m.as_object_mut().unwrap().remove(key);
+            std::fs::write(folder.join(MANIFEST), m.to_string()).unwrap();
+            let refused = read(&folder).unwrap_err();
+            assert_eq!(refused.kind(), ErrorKind::BadManifest, "{refused}");
+            assert!(refused.message().contains(&format!("lacks {key};")), "{refused}");
+        }
+        std::fs::remove_dir_all(&folder).unwrap();
     }
 
     #[test]
@@ -169,7 +212,7 @@ mod tests {
         assert_eq!(file_name("ViT-B-32_visual.onnx.data").unwrap(), "ViT-B-32_visual.onnx.data");
         let mut m = manifest();
         m["tokenizer"]["file"] = json!("../tokenizer.json");
-        assert!(needed_files(&m, &[]).unwrap_err().0.contains("\"../tokenizer.json\", which is not a file name"));
+        assert!(needed_files(&m, &[]).unwrap_err().to_string().contains("\"../tokenizer.json\", which is not a file name"));
         m["tokenizer"]["file"] = json!("tokenizer.json");
         m["graphs"]["visual"]["external_data"] = json!(["/tmp/x"]);
         assert!(needed_files(&m, &["visual"]).is_err());
@@ -183,6 +226,7 @@ mod tests {
         std::fs::write(&path, vec![7u8; (1 << 20) + 3]).unwrap(); // more than one read
         assert_eq!(sha256_file(&path).unwrap(), hex(&Sha256::digest(vec![7u8; (1 << 20) + 3])));
         std::fs::remove_file(&path).unwrap();
-        assert!(sha256_file(&path).unwrap_err().0.contains("cannot be read"));
+        let refused = sha256_file(&path).unwrap_err();
+        assert!(refused.to_string().contains("cannot be read") && refused.kind() == ErrorKind::MissingFile, "{refused:?}");
     }
 }

@@ -10,10 +10,10 @@ use ort::value::{DynValue, Tensor};
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
-use crate::{error, manifest, preprocess, tokenize, Error, Result};
+use crate::{error, manifest, preprocess, tokenize, Error, ErrorKind, Result};
 
 fn ort_error(what: &str) -> impl Fn(ort::Error) -> Error + '_ {
-    move |e| Error(format!("{what}: {e}"))
+    move |e| Error::new(ErrorKind::InvalidInput, format!("{what}: {e}"))
 }
 
 /// The ONNX Runtime library at `ORT_DYLIB_PATH`, loaded once (ort's `load-dynamic`), and its environment.
@@ -29,7 +29,7 @@ fn environment() -> Result<&'static Environment> {
                 .and_then(|builder| builder.with_name("clip-onnx").build().map_err(|e| e.to_string())),
         })
         .as_ref()
-        .map_err(|e| Error(e.clone()))
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, e.clone()))
 }
 
 /// The graphs a `Model` runs: `encode_image` and `encode_text`. The forward graph is never needed.
@@ -42,6 +42,8 @@ pub struct Model {
     pub resolution: usize,
     pub context_length: usize,
     pub logit_scale: f32,
+    /// The image files `encode_image` reads: preprocess.json's `input.formats` and `input.max_pixels`.
+    pub readable: preprocess::Readable,
     visual: Mutex<Session>,
     transformer: Mutex<Session>,
 }
@@ -68,14 +70,16 @@ impl Model {
         let session = |graph: &str| -> Result<Mutex<Session>> {
             let file = manifest["graphs"][graph]["file"]
                 .as_str()
-                .ok_or_else(|| Error(format!("{}: the manifest has no {graph} graph; export it", folder.display())))?;
+                .ok_or_else(|| Error::new(ErrorKind::BadManifest, format!("{}: the manifest has no {graph} graph; export it", folder.display())))?;
             let path = folder.join(file);
             let session = Session::builder(environment)
                 .and_then(|mut builder| builder.commit_from_file(&path))
-                .map_err(|e| Error(format!("{}: ONNX Runtime cannot load it ({e}); download it again, with its .onnx.data file if the manifest lists one", path.display())))?;
+                .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: ONNX Runtime cannot load it ({e}); download it again, with its .onnx.data file if the manifest lists one", path.display())))?;
             Ok(Mutex::new(session))
         };
-        let number = |key: &str, field: &str| manifest[key][field].as_f64().ok_or_else(|| Error(format!("{}: manifest.json lacks {key}.{field}", folder.display())));
+        let number = |key: &str, field: &str| manifest[key][field]
+            .as_f64()
+            .ok_or_else(|| Error::new(ErrorKind::BadManifest, format!("{}: manifest.json lacks {key}.{field}; export the variant again", folder.display())));
         Ok(Model {
             folder: folder.to_path_buf(),
             // the file the manifest names, which the check above covered
@@ -83,6 +87,8 @@ impl Model {
             resolution: number("preprocessing", "resolution")? as usize,
             context_length: number("tokenizer", "context_length")? as usize,
             logit_scale: number("logit_scale", "exp")? as f32,
+            // the file the manifest names, which the check above covered; the crate's own list without one
+            readable: preprocess::Readable::read(&folder.join(manifest::file_name(manifest["preprocessing"]["file"].as_str().unwrap_or("preprocess.json"))?)),
             visual: session("visual")?,
             transformer: session("transformer")?,
             manifest,
@@ -90,7 +96,7 @@ impl Model {
     }
 
     fn run(&self, session: &Mutex<Session>, input: DynValue) -> Result<Vec<Vec<f32>>> {
-        let mut session = session.lock().map_err(|_| Error("a session was poisoned by an earlier panic".into()))?;
+        let mut session = session.lock().map_err(|_| Error::new(ErrorKind::InvalidInput, "a session was poisoned by an earlier panic"))?;
         let outputs = session.run(ort::inputs![input]).map_err(ort_error("ONNX Runtime"))?;
         let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(ort_error("ONNX Runtime's output"))?;
         let d = shape[1] as usize;
@@ -102,7 +108,7 @@ impl Model {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let pixels = preprocess::load(images, self.resolution)?;
+        let pixels = preprocess::load_with(images, self.resolution, &self.readable)?;
         let r = self.resolution;
         let tensor = Tensor::from_array(([images.len(), 3, r, r], pixels)).map_err(ort_error("the image batch"))?;
         self.run(&self.visual, tensor.into_dyn())
@@ -132,12 +138,16 @@ impl Model {
             .collect()
     }
 
-    /// Per image, the softmax over `labels` of its logits: zero-shot classification.
-    pub fn similarity<P: AsRef<Path>>(&self, images: &[P], labels: &[&str]) -> Result<Vec<Vec<f32>>> {
+    /// Per image, the softmax over `labels` of its logits (`CLIP.forward`'s `logits_per_image`):
+    /// zero-shot classification, as Python's `Model.probabilities` and Node's `probabilities`.
+    /// `truncate` cuts texts over the context length, as in `encode_text`; texts are encoded first, so
+    /// an over-long one is refused before any image is decoded.
+    pub fn probabilities<P: AsRef<Path>>(&self, images: &[P], labels: &[&str], truncate: bool) -> Result<Vec<Vec<f32>>> {
         if labels.is_empty() {
-            return error("no labels: give at least one text to compare the images with");
+            return error(ErrorKind::Usage, "probabilities over no texts: give at least one label");
         }
-        let logits = self.logits(&self.encode_image(images)?, &self.encode_text(labels, false)?);
+        let text_embeds = self.encode_text(labels, truncate)?;
+        let logits = self.logits(&self.encode_image(images)?, &text_embeds);
         Ok(logits
             .into_iter()
             .map(|row| {
@@ -151,6 +161,6 @@ impl Model {
 
     /// One image's probabilities over `labels`.
     pub fn classify(&self, image: impl AsRef<Path>, labels: &[&str]) -> Result<Vec<f32>> {
-        Ok(self.similarity(&[image], labels)?.remove(0))
+        Ok(self.probabilities(&[image], labels, false)?.remove(0))
     }
 }

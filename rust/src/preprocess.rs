@@ -1,77 +1,622 @@
 //! CLIP's image preprocessing exactly as `preprocess.json` writes it down, so the pixels equal those of
-//! Pillow and torchvision (`clip_onnx.preprocess` in Python) bit for bit: Pillow's fixed-point bicubic
-//! with its pass order, NEAREST for palette and bilevel images, premultiplied alpha, torchvision's crop
-//! rounding, RGB conversion after the resize, float32 scaling and normalisation.
+//! Pillow and torchvision (`clip_onnx.preprocess` in Python) bit for bit.
+//!
+//! Decoding: every file a `preprocess.json` lists in `input.formats` (the crate's own list, `FORMATS`,
+//! where no preprocess.json is at hand), opened in the mode Pillow opens it in:
+//! - JPEG through libjpeg-turbo (the decoder in Pillow's wheels; built from source by turbojpeg-sys),
+//!   with Pillow's settings, libjpeg's defaults: the accurate integer IDCT and fancy upsampling. Baseline,
+//!   progressive, any subsampling; grey opens as "L", CMYK and YCCK as "CMYK" with Adobe's inverted values
+//!   (Pillow's "CMYK;I"). A file that ends before its end-of-image marker is refused (`jpeg_ends`).
+//! - WebP through libwebp (built from source by libwebp-sys), as Pillow's WebPAnimDecoder: the first
+//!   frame, "RGBA" if the file has alpha, else "RGB".
+//! - PNG through the image crate at every colour type and bit depth: palette images as "P", 1-bit grey as
+//!   "1", 16-bit grey as "I;16", other 16-bit kinds as Pillow unpacks them, by their high bytes.
+//! - GIF: the first frame's palette indices (the gif crate) on a canvas of the transparent index, "P"
+//!   (a palette of greys 0, 1, 2... is no palette: "L"); transparency is ignored, as Pillow's RGB
+//!   conversion ignores it.
+//! - BMP, read here: uncompressed 1, 8, 24 and 32 bits per pixel (32 as BGRX: the fourth byte ignored);
+//!   palettes of black and white or of greys 0, 1, 2... are modes "1" and "L", others "P".
+//! - TIFF through the image crate, of the modes and compressions preprocess.json lists (8-bit RGB or
+//!   grey; uncompressed, LZW, Adobe deflate), judged from the first directory's tags before decoding.
+//!
+//! Anything else is refused with `ErrorKind::UnreadableImage`, in one line naming the file, as are
+//! truncated or damaged files and images of more than `input.max_pixels` pixels (checked from the header,
+//! before decoding). Embedded colour profiles are ignored and EXIF orientation is not applied, as Pillow.
+//!
+//! Resampling: Pillow's fixed-point bicubic with its pass order (16-bit grey in doubles, Pillow's
+//! 16-bit store), NEAREST for palette and bilevel images, premultiplied alpha, torchvision's crop
+//! rounding, Pillow's RGB conversion after the resize (CMYK by its cmyk2rgb, 16-bit grey clamped),
+//! float32 scaling and normalisation.
 
+use std::ffi::{c_int, CStr};
+use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageFormat, ImageReader};
+use serde_json::Value;
 
-use crate::{error, Error, Result};
+use crate::{error, Error, ErrorKind, Result};
 
 pub const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 const PRECISION_BITS: u32 = 22; // Pillow's 8-bit resampling: 32 - 8 - 2
+/// The most pixels (width times height) an image may have: Pillow's decompression-bomb limit at its
+/// defaults, the limit every clip-onnx consumer shares (preprocess.json's `input.max_pixels`).
+pub const MAX_PIXELS: u64 = 2 * 89_478_485;
+/// The formats this crate decodes, by Pillow's names (the keys of preprocess.json's `input.formats`).
+pub const FORMATS: [&str; 6] = ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"];
+/// Within TIFF, the modes and compressions (Pillow's names) this crate decodes.
+pub const TIFF_MODES: [&str; 2] = ["RGB", "L"];
+pub const TIFF_COMPRESSIONS: [&str; 3] = ["raw", "tiff_lzw", "tiff_adobe_deflate"];
 
-/// An image as Pillow holds it before the resize: interleaved 8-bit channels and the rule its mode follows.
+/// Pillow's image modes, as far as this crate opens files in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    L,
+    LA,
+    RGB,
+    RGBA,
+    CMYK,
+    /// A palette image, held here expanded to its RGB colours: resized with NEAREST, as Pillow does.
+    P,
+    /// Pillow's "1", held as 0 and 255: resized with NEAREST.
+    Bilevel,
+    /// Pillow's "I;16": 16-bit grey, held as little-endian pairs of bytes.
+    I16,
+}
+
+impl Mode {
+    /// Samples per pixel.
+    pub fn channels(self) -> usize {
+        match self {
+            Mode::L | Mode::Bilevel | Mode::I16 => 1,
+            Mode::LA => 2,
+            Mode::RGB | Mode::P => 3,
+            Mode::RGBA | Mode::CMYK => 4,
+        }
+    }
+
+    /// Pillow's name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::L => "L",
+            Mode::LA => "LA",
+            Mode::RGB => "RGB",
+            Mode::RGBA => "RGBA",
+            Mode::CMYK => "CMYK",
+            Mode::P => "P",
+            Mode::Bilevel => "1",
+            Mode::I16 => "I;16",
+        }
+    }
+
+    fn bytes_per_pixel(self) -> usize {
+        if self == Mode::I16 { 2 } else { self.channels() }
+    }
+}
+
+/// An image as Pillow holds it before the resize: interleaved samples in the mode Pillow opened it in.
 pub struct Pixels {
     pub width: usize,
     pub height: usize,
-    pub channels: usize, // 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA)
-    pub data: Vec<u8>,
-    pub nearest: bool, // palette ("P") and bilevel ("1") images: Pillow resizes them with NEAREST
+    pub mode: Mode,
+    pub data: Vec<u8>, // 8-bit samples; for `Mode::I16`, two bytes per pixel, little-endian
 }
 
-/// The format by the file's first bytes, to name it in errors.
-pub fn format(bytes: &[u8]) -> &'static str {
-    match bytes {
-        [] => "an empty file",
+/// What may be read: preprocess.json's `input.formats` (with TIFF's `modes` and `compression`) and
+/// `input.max_pixels`, or the crate's own list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readable {
+    pub formats: Vec<String>,
+    pub tiff_modes: Vec<String>,
+    pub tiff_compressions: Vec<String>,
+    pub max_pixels: u64,
+}
+
+impl Default for Readable {
+    /// The list this crate decodes, the one Python's `clip_onnx.preprocess` writes to preprocess.json.
+    fn default() -> Readable {
+        let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        Readable { formats: strings(&FORMATS), tiff_modes: strings(&TIFF_MODES), tiff_compressions: strings(&TIFF_COMPRESSIONS), max_pixels: MAX_PIXELS }
+    }
+}
+
+impl Readable {
+    /// The list in a parsed preprocess.json, or None if it has none (an export from before the list).
+    pub fn from_spec(spec: &Value) -> Option<Readable> {
+        let input = &spec["input"];
+        let formats = input["formats"].as_object()?;
+        let strings = |value: &Value| -> Vec<String> {
+            value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        };
+        Some(Readable {
+            formats: formats.keys().cloned().collect(),
+            tiff_modes: strings(&formats.get("TIFF").cloned().unwrap_or_default()["modes"]),
+            tiff_compressions: strings(&formats.get("TIFF").cloned().unwrap_or_default()["compression"]),
+            max_pixels: input["max_pixels"].as_u64()?,
+        })
+    }
+
+    /// The list in the preprocess.json at `path`; the crate's own where the file has none or is unreadable
+    /// (`Model::load` has checked it against the manifest already).
+    pub fn read(path: &Path) -> Readable {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|spec| Readable::from_spec(&spec))
+            .unwrap_or_default()
+    }
+
+    fn list(&self) -> String {
+        self.formats.join(", ")
+    }
+}
+
+/// The image format by the file's first bytes, by Pillow's name: those this crate decodes, and a few
+/// others Pillow opens, to name them in errors. None for anything else.
+pub fn format(bytes: &[u8]) -> Option<&'static str> {
+    Some(match bytes {
         [0x89, b'P', b'N', b'G', ..] => "PNG",
         [0xff, 0xd8, 0xff, ..] => "JPEG",
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "a WebP file",
-        [b'G', b'I', b'F', b'8', ..] => "a GIF file",
-        [b'I', b'I', b'*', 0, ..] | [b'M', b'M', 0, b'*', ..] => "a TIFF file",
-        [b'B', b'M', ..] => "a BMP file",
-        _ => "not an image format this crate knows",
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "WEBP",
+        [b'G', b'I', b'F', b'8', ..] => "GIF",
+        [b'B', b'M', ..] if bytes.len() >= 18 => "BMP",
+        [b'I', b'I', b'*', 0, ..] | [b'M', b'M', 0, b'*', ..] => "TIFF",
+        [0, 0, 0, 0x0c, b'j', b'P', b' ', b' ', ..] | [0xff, 0x4f, 0xff, 0x51, ..] => "JPEG2000",
+        [0, 0, 1, 0, ..] => "ICO",
+        [b'P', b'1'..=b'7', b' ' | b'\t' | b'\n' | b'\r', ..] => "PPM",
+        [0x0a, 0 | 2 | 3 | 4 | 5, 1, ..] => "PCX",
+        _ if bytes.len() >= 18 && &bytes[bytes.len() - 18..bytes.len() - 2] == b"TRUEVISION-XFILE" => "TGA",
+        _ => return None,
+    })
+}
+
+/// Whether a JPEG's markers run from SOI to its EOI marker: a file cut short (its entropy-coded data, or a
+/// segment, ending before EOI) does not. Pillow refuses such a file (it ends before libjpeg has read to
+/// EOI); libjpeg-turbo alone would fill it in, with a warning that names only the first problem it met.
+pub fn jpeg_ends(bytes: &[u8]) -> bool {
+    let mut at = 2; // after SOI
+    loop {
+        // the next marker: 0xFF, fill bytes (more 0xFF) and stray bytes before it skipped, as libjpeg does
+        let Some(ff) = bytes.get(at..).and_then(|rest| rest.iter().position(|&b| b == 0xff)) else { return false };
+        at += ff;
+        let Some(&marker) = bytes.get(at + 1) else { return false };
+        match marker {
+            0xd9 => return true,
+            0xff | 0x00 => at += 1,
+            0x01 | 0xd0..=0xd8 => at += 2, // markers without a segment
+            _ => {
+                let Some(&[high, low]) = bytes.get(at + 2..at + 4) else { return false };
+                at += 2 + usize::from(u16::from_be_bytes([high, low]));
+                if marker == 0xda {
+                    // entropy-coded data runs to the next 0xFF that is neither a stuffed zero nor a restart marker
+                    let data = bytes.get(at..).unwrap_or_default();
+                    let Some(end) = data.windows(2).position(|w| w[0] == 0xff && !matches!(w[1], 0x00 | 0xd0..=0xd7)) else {
+                        return false;
+                    };
+                    at += end;
+                }
+            }
+        }
     }
 }
 
-/// PNG colour type and bit depth from the IHDR chunk, which must come first.
-fn png_header(bytes: &[u8]) -> Option<(u8, u8)> {
-    (bytes.len() >= 26 && &bytes[12..16] == b"IHDR").then(|| (bytes[25], bytes[24]))
+/// How a decoder failure reads: one line naming the file.
+struct Failure<'a> {
+    path: &'a Path,
+    kind: &'static str,
+    max_pixels: u64,
 }
 
-/// Decode `path` into the mode Pillow would open it in.
+impl Failure<'_> {
+    fn damaged(&self, why: impl std::fmt::Display) -> Error {
+        let why = why.to_string();
+        let why = why.lines().next().unwrap_or_default().trim_end_matches('.');
+        Error::new(
+            ErrorKind::UnreadableImage,
+            format!("image {}: this {} file cannot be decoded ({why}); it may be truncated or damaged", self.path.display(), self.kind),
+        )
+    }
+
+    fn refused(&self, why: impl std::fmt::Display) -> Error {
+        Error::new(ErrorKind::UnreadableImage, format!("image {}: {why}", self.path.display()))
+    }
+
+    /// The pixel limit, checked from the header before any pixel is decoded.
+    fn limit(&self, width: u64, height: u64) -> Result<()> {
+        if width * height > self.max_pixels {
+            return Err(self.refused(format_args!(
+                "is {width} x {height} pixels, more than the {} that preprocess.json's input.max_pixels allows, the limit every clip-onnx consumer shares; resize it first",
+                self.max_pixels
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Decode `path` into the mode Pillow would open it in, reading the crate's own list of formats.
 pub fn decode(path: &Path) -> Result<Pixels> {
-    let bytes = std::fs::read(path).map_err(|e| Error(format!("image {}: cannot be read ({e}); check the path", path.display())))?;
-    let kind = format(&bytes);
-    if kind != "PNG" && kind != "JPEG" {
-        return error(format!("image {}: {kind}; this crate reads PNG and JPEG: convert it to PNG", path.display()));
+    decode_with(path, &Readable::default())
+}
+
+/// Decode `path` into the mode Pillow would open it in, if `readable` lists its format and kind.
+pub fn decode_with(path: &Path, readable: &Readable) -> Result<Pixels> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::MissingFile } else { ErrorKind::UnreadableImage };
+        Error::new(kind, format!("image {}: cannot be read ({e}); check the path", path.display()))
+    })?;
+    let list = readable.list();
+    if bytes.is_empty() {
+        return error(ErrorKind::UnreadableImage, format!("image {}: an empty file, not an image; this crate reads {list}", path.display()));
     }
-    let (colour, depth) = if kind == "PNG" { png_header(&bytes).unwrap_or((2, 8)) } else { (2, 8) };
-    if depth == 16 {
-        return error(format!("image {}: a 16-bit PNG, which Pillow reads without rescaling; convert it to 8-bit", path.display()));
-    }
-    let reader = ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(|e| Error(e.to_string()))?;
-    let image = reader
-        .decode()
-        .map_err(|e| Error(format!("image {}: this {kind} file cannot be decoded ({e}); it may be truncated or damaged", path.display())))?;
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    // Palette images open as "P" (NEAREST; their transparency is dropped with the palette), 1-bit grey as "1".
-    let nearest = kind == "PNG" && (colour == 3 || (colour == 0 && depth == 1));
-    let (channels, data) = match image {
-        DynamicImage::ImageLuma8(i) => (1, i.into_raw()),
-        // grey with a tRNS colour key: Pillow keeps it "L", the key is not an alpha channel
-        DynamicImage::ImageLumaA8(i) if colour == 0 => (1, i.into_raw().chunks(2).map(|p| p[0]).collect()),
-        DynamicImage::ImageLumaA8(i) => (2, i.into_raw()),
-        DynamicImage::ImageRgb8(i) => (3, i.into_raw()),
-        DynamicImage::ImageRgba8(i) if colour == 3 => (3, DynamicImage::ImageRgba8(i).to_rgb8().into_raw()),
-        // RGB with a tRNS colour key: Pillow keeps it "RGB"
-        DynamicImage::ImageRgba8(i) if colour == 2 => (3, DynamicImage::ImageRgba8(i).to_rgb8().into_raw()),
-        DynamicImage::ImageRgba8(i) => (4, i.into_raw()),
-        other => return error(format!("image {}: pixel format {:?} is not supported; convert it to 8-bit RGB", path.display(), other.color())),
+    let Some(kind) = format(&bytes) else {
+        return error(
+            ErrorKind::UnreadableImage,
+            format!("image {}: not an image format this crate reads ({list}, as preprocess.json's input.formats lists): convert it to PNG", path.display()),
+        );
     };
-    Ok(Pixels { width, height, channels, data, nearest })
+    let failure = Failure { path, kind, max_pixels: readable.max_pixels };
+    if !readable.formats.iter().any(|f| f == kind) {
+        return Err(failure.refused(format_args!("is in the {kind} format; this crate reads {list}: convert it to PNG")));
+    }
+    if !FORMATS.contains(&kind) {
+        return Err(failure.refused(format_args!("is in the {kind} format, which preprocess.json lists but this crate cannot decode: convert it to PNG")));
+    }
+    match kind {
+        "PNG" => png(&bytes, &failure),
+        "JPEG" => jpeg(&bytes, &failure),
+        "WEBP" => webp(&bytes, &failure),
+        "GIF" => gif(&bytes, &failure),
+        "BMP" => bmp(&bytes, &failure),
+        _ => tiff(&bytes, &failure, readable),
+    }
+}
+
+/// The image crate's decoder for `format`, within the pixel limit (its own allocation limit lifted: the
+/// pixel limit is the one every consumer shares).
+fn image_crate(bytes: &[u8], format: ImageFormat, failure: &Failure) -> Result<DynamicImage> {
+    let reader = || {
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+        reader.no_limits();
+        reader
+    };
+    let (width, height) = reader().into_dimensions().map_err(|e| failure.damaged(e))?;
+    failure.limit(u64::from(width), u64::from(height))?;
+    reader().decode().map_err(|e| failure.damaged(e))
+}
+
+/// The high byte of each big-endian 16-bit sample, as Pillow's unpackers ("RGB;16B", "LA;16B"...) keep it.
+fn high_bytes(samples: Vec<u16>) -> Vec<u8> {
+    samples.into_iter().map(|v| (v >> 8) as u8).collect()
+}
+
+/// The first `keep` of each pixel's `channels` samples: grey without its alpha, or the colours before it.
+fn keep<T: Copy>(data: &[T], channels: usize, keep: usize) -> Vec<T> {
+    data.chunks_exact(channels).flat_map(|p| p[..keep].iter().copied()).collect()
+}
+
+fn png(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
+    // colour type and bit depth from the IHDR chunk, which must come first
+    let (colour, depth) = if bytes.len() >= 26 && &bytes[12..16] == b"IHDR" { (bytes[25], bytes[24]) } else { return Err(failure.damaged("no IHDR chunk")) };
+    let image = image_crate(bytes, ImageFormat::Png, failure)?;
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    // Palette images open as "P" (their transparency dropped with the palette), 1-bit grey as "1", a tRNS
+    // colour key on grey or RGB is no alpha channel to Pillow, 16-bit grey is "I;16", other 16-bit kinds
+    // are unpacked by their high bytes.
+    let (mode, data) = match image {
+        DynamicImage::ImageLuma8(i) => (if depth == 1 { Mode::Bilevel } else { Mode::L }, i.into_raw()),
+        DynamicImage::ImageLumaA8(i) if colour == 0 => (if depth == 1 { Mode::Bilevel } else { Mode::L }, keep(&i.into_raw(), 2, 1)),
+        DynamicImage::ImageLumaA8(i) => (Mode::LA, i.into_raw()),
+        DynamicImage::ImageRgb8(i) => (if colour == 3 { Mode::P } else { Mode::RGB }, i.into_raw()),
+        DynamicImage::ImageRgba8(i) if colour == 3 => (Mode::P, keep(&i.into_raw(), 4, 3)),
+        DynamicImage::ImageRgba8(i) if colour == 2 => (Mode::RGB, keep(&i.into_raw(), 4, 3)),
+        DynamicImage::ImageRgba8(i) => (Mode::RGBA, i.into_raw()),
+        DynamicImage::ImageLuma16(i) => (Mode::I16, i.into_raw().into_iter().flat_map(u16::to_le_bytes).collect()),
+        DynamicImage::ImageLumaA16(i) if colour == 0 => (Mode::I16, keep(&i.into_raw(), 2, 1).into_iter().flat_map(u16::to_le_bytes).collect()),
+        DynamicImage::ImageLumaA16(i) => (Mode::LA, high_bytes(i.into_raw())),
+        DynamicImage::ImageRgb16(i) => (Mode::RGB, high_bytes(i.into_raw())),
+        DynamicImage::ImageRgba16(i) if colour == 2 => (Mode::RGB, high_bytes(keep(&i.into_raw(), 4, 3))),
+        DynamicImage::ImageRgba16(i) => (Mode::RGBA, high_bytes(i.into_raw())),
+        other => return Err(failure.damaged(format_args!("pixel format {:?}", other.color()))),
+    };
+    Ok(Pixels { width, height, mode, data })
+}
+
+/// A TurboJPEG decompressor, destroyed when dropped.
+struct TurboJpeg(turbojpeg_sys::tjhandle);
+
+impl Drop for TurboJpeg {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once
+        unsafe { turbojpeg_sys::tj3Destroy(self.0) }
+    }
+}
+
+impl TurboJpeg {
+    fn message(&self) -> String {
+        // SAFETY: tj3GetErrorStr returns a NUL-terminated string owned by the handle
+        unsafe { CStr::from_ptr(turbojpeg_sys::tj3GetErrorStr(self.0)) }.to_string_lossy().into_owned()
+    }
+}
+
+fn jpeg(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
+    use turbojpeg_sys as tj;
+    if !jpeg_ends(bytes) {
+        return Err(failure.refused("this JPEG file ends before its end-of-image marker; it is truncated or damaged"));
+    }
+    // SAFETY: tj3Init has no preconditions; a null handle is checked
+    let handle = TurboJpeg(unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as c_int) });
+    if handle.0.is_null() {
+        return Err(failure.damaged("libjpeg-turbo could not start"));
+    }
+    // SAFETY: the buffer is valid for its length; the handle is a decompressor
+    if unsafe { tj::tj3DecompressHeader(handle.0, bytes.as_ptr(), bytes.len() as _) } != 0 {
+        return Err(failure.damaged(handle.message()));
+    }
+    // SAFETY: reading parameters of a valid handle
+    let get = |parameter: tj::TJPARAM| unsafe { tj::tj3Get(handle.0, parameter as c_int) };
+    let (width, height) = (get(tj::TJPARAM_TJPARAM_JPEGWIDTH), get(tj::TJPARAM_TJPARAM_JPEGHEIGHT));
+    if width <= 0 || height <= 0 {
+        return Err(failure.damaged(format_args!("a size of {width} x {height}")));
+    }
+    failure.limit(width as u64, height as u64)?;
+    // Pillow's modes by the number of components: 1 "L", 3 "RGB", 4 "CMYK" (libjpeg converting YCCK)
+    let (mode, pixel_format) = match get(tj::TJPARAM_TJPARAM_COLORSPACE) as tj::TJCS {
+        tj::TJCS_TJCS_GRAY => (Mode::L, tj::TJPF_TJPF_GRAY),
+        tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK => (Mode::CMYK, tj::TJPF_TJPF_CMYK),
+        _ => (Mode::RGB, tj::TJPF_TJPF_RGB),
+    };
+    let (width, height) = (width as usize, height as usize);
+    let mut data = vec![0u8; width * height * mode.channels()];
+    // The defaults are Pillow's: the accurate integer IDCT (TJPARAM_FASTDCT 0) and fancy upsampling
+    // (TJPARAM_FASTUPSAMPLE 0). A warning (libjpeg's "corrupt data" kind) is no error to Pillow either;
+    // truncation, the one Pillow refuses, was ruled out above.
+    // SAFETY: `data` holds height rows of width pixels of the pixel format; pitch 0 means packed rows
+    let decoded = unsafe { tj::tj3Decompress8(handle.0, bytes.as_ptr(), bytes.len() as _, data.as_mut_ptr(), 0, pixel_format) };
+    // SAFETY: reading the error code of a valid handle
+    if decoded != 0 && unsafe { tj::tj3GetErrorCode(handle.0) } != tj::TJERR_TJERR_WARNING as c_int {
+        return Err(failure.damaged(handle.message()));
+    }
+    if mode == Mode::CMYK {
+        // Pillow reads CMYK JPEGs as Adobe writes them, inverted ("CMYK;I")
+        data.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    Ok(Pixels { width, height, mode, data })
+}
+
+/// A libwebp animation decoder, deleted when dropped.
+struct WebPDecoder(*mut libwebp_sys::WebPAnimDecoder);
+
+impl Drop for WebPDecoder {
+    fn drop(&mut self) {
+        // SAFETY: the decoder came from WebPAnimDecoderNew and is deleted once
+        unsafe { libwebp_sys::WebPAnimDecoderDelete(self.0) }
+    }
+}
+
+fn webp(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
+    use libwebp_sys as webp;
+    // SAFETY: a zeroed struct of integers, filled by WebPGetFeatures from a buffer valid for its length
+    let mut features: webp::WebPBitstreamFeatures = unsafe { std::mem::zeroed() };
+    let status = unsafe { webp::WebPGetFeatures(bytes.as_ptr(), bytes.len(), &mut features) };
+    if status != webp::VP8StatusCode::VP8_STATUS_OK {
+        return Err(failure.damaged(format_args!("libwebp: {status:?}")));
+    }
+    failure.limit(features.width.max(0) as u64, features.height.max(0) as u64)?;
+    // Pillow decodes every WebP with WebPAnimDecoder into RGBA, and opens it as "RGB" if it has no alpha
+    // SAFETY: options initialised by libwebp; the data outlives the decoder, which copies what it keeps
+    let mut options: webp::WebPAnimDecoderOptions = unsafe { std::mem::zeroed() };
+    if unsafe { webp::WebPAnimDecoderOptionsInit(&mut options) } == 0 {
+        return Err(failure.damaged("libwebp's version differs from its header's"));
+    }
+    options.color_mode = webp::WEBP_CSP_MODE::MODE_RGBA;
+    options.use_threads = 0;
+    let data = webp::WebPData { bytes: bytes.as_ptr(), size: bytes.len() };
+    let decoder = WebPDecoder(unsafe { webp::WebPAnimDecoderNew(&data, &options) });
+    if decoder.0.is_null() {
+        return Err(failure.damaged("libwebp cannot parse it"));
+    }
+    let mut info = webp::WebPAnimInfo::default();
+    let mut frame: *mut u8 = std::ptr::null_mut();
+    let mut timestamp: c_int = 0;
+    // SAFETY: a valid decoder; the frame it returns holds canvas_width * canvas_height RGBA pixels and
+    // stays valid until the decoder is deleted, after the copy below
+    if unsafe { webp::WebPAnimDecoderGetInfo(decoder.0, &mut info) } == 0 || unsafe { webp::WebPAnimDecoderGetNext(decoder.0, &mut frame, &mut timestamp) } == 0 || frame.is_null() {
+        return Err(failure.damaged("libwebp cannot decode its first frame"));
+    }
+    let (width, height) = (info.canvas_width as usize, info.canvas_height as usize);
+    let rgba = unsafe { std::slice::from_raw_parts(frame, width * height * 4) };
+    let (mode, data) = if features.has_alpha != 0 { (Mode::RGBA, rgba.to_vec()) } else { (Mode::RGB, keep(rgba, 4, 3)) };
+    Ok(Pixels { width, height, mode, data })
+}
+
+/// Whether a palette is Pillow's "no palette": the greys 0, 1, 2... in order.
+fn grey_ramp(palette: &[[u8; 3]]) -> bool {
+    palette.iter().enumerate().all(|(i, c)| c.iter().all(|&v| usize::from(v) == i))
+}
+
+/// A palette image's indices as Pillow opens it: "L" if `grey` (its palette no palette to Pillow), else
+/// "P", expanded to its colours (an index past the palette black).
+fn palette_pixels(width: usize, height: usize, indices: Vec<u8>, palette: &[[u8; 3]], grey: bool) -> Pixels {
+    if grey {
+        return Pixels { width, height, mode: Mode::L, data: indices };
+    }
+    let data = indices.iter().flat_map(|&i| palette.get(usize::from(i)).copied().unwrap_or([0; 3])).collect();
+    Pixels { width, height, mode: Mode::P, data }
+}
+
+fn gif(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut decoder = options.read_info(Cursor::new(bytes)).map_err(|e| failure.damaged(e))?;
+    let (width, height) = (usize::from(decoder.width()), usize::from(decoder.height()));
+    failure.limit(width as u64, height as u64)?;
+    let global = decoder.global_palette().map(<[u8]>::to_vec);
+    let frame = decoder.read_next_frame().map_err(|e| failure.damaged(e))?.ok_or_else(|| failure.damaged("it has no image"))?;
+    // Pillow's first frame: a canvas of the transparent index (else 0), the frame's indices on it
+    let mut indices = vec![frame.transparent.unwrap_or(0); width * height];
+    let (left, top, w) = (usize::from(frame.left), usize::from(frame.top), usize::from(frame.width));
+    for (y, row) in frame.buffer.chunks(w.max(1)).enumerate().filter(|(y, _)| top + y < height) {
+        for (x, &index) in row.iter().enumerate().filter(|(x, _)| left + x < width) {
+            indices[(top + y) * width + left + x] = index;
+        }
+    }
+    let colours = frame.palette.as_ref().or(global.as_ref()).map(|p| p.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect::<Vec<_>>()).unwrap_or_default();
+    Ok(palette_pixels(width, height, indices, &colours, grey_ramp(&colours)))
+}
+
+fn bmp(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let truncated = || failure.damaged("image file is truncated");
+    let header_size = u32_at(14).ok_or_else(truncated)? as usize;
+    if ![12, 40, 52, 56, 64, 108, 124].contains(&header_size) || bytes.len() < 14 + header_size {
+        return Err(failure.damaged(format_args!("a BMP header of {header_size} bytes")));
+    }
+    // sizes signed 32-bit, a negative height meaning top-down rows; the 12-byte OS/2 header's 16-bit
+    let core = header_size == 12;
+    let (width, stored) = if core {
+        (i64::from(u16_at(18).ok_or_else(truncated)?), i64::from(u16_at(20).ok_or_else(truncated)?))
+    } else {
+        (i64::from(u32_at(18).ok_or_else(truncated)? as i32), i64::from(u32_at(22).ok_or_else(truncated)? as i32))
+    };
+    let bits = u16_at(if core { 24 } else { 28 }).ok_or_else(truncated)? as usize;
+    let compression = if core { 0 } else { u32_at(30).ok_or_else(truncated)? };
+    let colours = match if core { 0 } else { u32_at(46).ok_or_else(truncated)? } {
+        0 => 1usize << bits.min(24),
+        n => n as usize,
+    };
+    let (height, top_down) = (stored.unsigned_abs() as usize, stored < 0);
+    if width <= 0 || height == 0 {
+        return Err(failure.damaged(format_args!("a size of {width} x {stored}")));
+    }
+    let width = width as usize;
+    failure.limit(width as u64, height as u64)?;
+    if compression != 0 || ![1, 8, 24, 32].contains(&bits) {
+        return Err(failure.refused(format_args!(
+            "is a BMP of {bits} bits per pixel with compression {compression}; this crate decodes uncompressed 1, 8, 24 and 32-bit BMP: convert it to PNG"
+        )));
+    }
+    let stride = (width * bits).div_ceil(32) * 4; // rows padded to 4 bytes
+    let offset = u32_at(10).ok_or_else(truncated)? as usize;
+    if offset.checked_add(stride * height).is_none_or(|end| end > bytes.len()) {
+        return Err(truncated());
+    }
+    let row = |y: usize| &bytes[offset + stride * if top_down { y } else { height - 1 - y }..][..stride];
+    if bits >= 24 {
+        // BGR, or BGRX with the fourth byte ignored, as Pillow reads a 32-bit BI_RGB file
+        let step = bits / 8;
+        let data = (0..height).flat_map(|y| row(y).chunks_exact(step).take(width).flat_map(|p| [p[2], p[1], p[0]])).collect();
+        return Ok(Pixels { width, height, mode: Mode::RGB, data });
+    }
+    let entry = if core { 3 } else { 4 };
+    let table = bytes.get(14 + header_size..14 + header_size + entry * colours).ok_or_else(truncated)?;
+    let palette: Vec<[u8; 3]> = table.chunks_exact(entry).map(|c| [c[2], c[1], c[0]]).collect();
+    let indices: Vec<u8> = (0..height)
+        .flat_map(|y| (0..width).map(move |x| if bits == 8 { row(y)[x] } else { (row(y)[x / 8] >> (7 - x % 8)) & 1 }))
+        .collect();
+    // Pillow's BmpImagePlugin: two colours black and white are mode "1", greys 0, 1, 2... mode "L"
+    if colours == 2 && palette == [[0; 3], [255; 3]] {
+        return Ok(Pixels { width, height, mode: Mode::Bilevel, data: indices.iter().map(|&i| i * 255).collect() });
+    }
+    Ok(palette_pixels(width, height, indices, &palette, colours != 2 && grey_ramp(&palette)))
+}
+
+/// Pillow's names of the TIFF Compression tag's values (TiffImagePlugin.COMPRESSION_INFO).
+fn tiff_compression(code: u32) -> String {
+    let name = match code {
+        1 => "raw",
+        2 => "tiff_ccitt",
+        3 => "group3",
+        4 => "group4",
+        5 => "tiff_lzw",
+        6 => "tiff_jpeg",
+        7 => "jpeg",
+        8 => "tiff_adobe_deflate",
+        32771 => "tiff_raw_16",
+        32773 => "packbits",
+        32809 => "tiff_thunderscan",
+        32946 => "tiff_deflate",
+        34676 => "tiff_sgilog",
+        34677 => "tiff_sgilog24",
+        34925 => "lzma",
+        50000 => "zstd",
+        50001 => "webp",
+        _ => return format!("compression {code}"),
+    };
+    name.to_string()
+}
+
+/// The mode Pillow opens a TIFF in and its compression, by Pillow's names, from the first directory's
+/// tags (photometric interpretation, samples, bits and sample format, compression); an error if a strip
+/// or tile of image data lies past the end of the file (libtiff would read a cut one as zeros).
+fn tiff_kind(bytes: &[u8]) -> std::result::Result<(String, String), String> {
+    let big = bytes[0] == b'M';
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| if big { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) });
+    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| if big { u32::from_be_bytes([b[0], b[1], b[2], b[3]]) } else { u32::from_le_bytes([b[0], b[1], b[2], b[3]]) });
+    let truncated = || "image file is truncated".to_string();
+    let ifd = u32_at(4).ok_or_else(truncated)? as usize;
+    let mut tags = std::collections::HashMap::new();
+    for n in 0..usize::from(u16_at(ifd).ok_or_else(truncated)?) {
+        let at = ifd + 2 + 12 * n;
+        let (tag, kind, count) = (u16_at(at).ok_or_else(truncated)?, u16_at(at + 2).ok_or_else(truncated)?, u32_at(at + 4).ok_or_else(truncated)? as usize);
+        if ![258, 259, 262, 273, 277, 279, 324, 325, 339].contains(&tag) {
+            continue;
+        }
+        let size = if kind == 3 { 2 } else { 4 }; // SHORT or LONG, the types of the tags read here
+        let start = if count * size <= 4 { at + 8 } else { u32_at(at + 8).ok_or_else(truncated)? as usize };
+        let values: Option<Vec<u64>> =
+            (0..count).map(|i| if size == 2 { u16_at(start + 2 * i).map(u64::from) } else { u32_at(start + 4 * i).map(u64::from) }).collect();
+        tags.insert(tag, values.ok_or_else(|| format!("tag {tag} lies past the end of the file"))?);
+    }
+    let (offsets, counts) = if tags.contains_key(&273) { (tags.get(&273), tags.get(&279)) } else { (tags.get(&324), tags.get(&325)) };
+    let (Some(offsets), Some(counts)) = (offsets, counts) else { return Err(truncated()) };
+    if offsets.iter().enumerate().any(|(i, start)| counts.get(i).is_none_or(|count| start + count > bytes.len() as u64)) {
+        return Err(truncated());
+    }
+    let photometric = tags.get(&262).and_then(|v| v.first().copied());
+    let samples = tags.get(&277).and_then(|v| v.first().copied()).unwrap_or(1);
+    let bits = tags.get(&258).cloned().unwrap_or(vec![1]);
+    let eight = bits.iter().all(|&b| b == 8) && tags.get(&339).is_none_or(|f| f.iter().all(|&f| f == 1));
+    let mode = match (photometric, samples) {
+        (Some(2), 3) if eight => "RGB".to_string(),
+        (Some(0 | 1), 1) if eight => "L".to_string(),
+        _ => {
+            let name = match photometric {
+                Some(0 | 1) => "grey".to_string(),
+                Some(2) => "RGB".to_string(),
+                Some(3) => "palette".to_string(),
+                Some(5) => "CMYK".to_string(),
+                Some(6) => "YCbCr".to_string(),
+                Some(8) => "CIELab".to_string(),
+                other => format!("photometric {}", other.map_or("missing".to_string(), |p| p.to_string())),
+            };
+            let bits: Vec<String> = bits.iter().map(u64::to_string).collect();
+            format!("{name} ({samples} × {} bits)", bits.join("/"))
+        }
+    };
+    let code = tags.get(&259).and_then(|v| v.first().copied()).unwrap_or(1);
+    Ok((mode, tiff_compression(code as u32)))
+}
+
+fn tiff(bytes: &[u8], failure: &Failure, readable: &Readable) -> Result<Pixels> {
+    let (mode, compression) = tiff_kind(bytes).map_err(|e| failure.damaged(e))?;
+    if !readable.tiff_modes.contains(&mode) || !readable.tiff_compressions.contains(&compression) {
+        return Err(failure.refused(format_args!(
+            "is a TIFF of mode {mode} with {compression} compression; this crate reads TIFF of mode {} with {} compression (preprocess.json's input.formats.TIFF): convert it to PNG",
+            readable.tiff_modes.join(" or "),
+            readable.tiff_compressions.join(", ")
+        )));
+    }
+    let image = image_crate(bytes, ImageFormat::Tiff, failure)?;
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let (mode, data) = match image {
+        // WhiteIsZero grey comes inverted, as Pillow's "L;I"
+        DynamicImage::ImageLuma8(i) if mode == "L" => (Mode::L, i.into_raw()),
+        DynamicImage::ImageRgb8(i) if mode == "RGB" => (Mode::RGB, i.into_raw()),
+        other => return Err(failure.damaged(format_args!("pixel format {:?}", other.color()))),
+    };
+    Ok(Pixels { width, height, mode, data })
 }
 
 /// torchvision's `Resize(R)`: shorter side to R, the longer floored.
@@ -96,9 +641,9 @@ fn cubic(x: f64) -> f64 {
     }
 }
 
-/// Pillow's precompute_coeffs and normalize_coeffs_8bpc for one axis: per output sample, its first
-/// input sample and integer weights scaled by 2^22, with the C code's float operations in its order.
-fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i64>)> {
+/// Pillow's precompute_coeffs for one axis: per output sample, its first input sample and its weights
+/// normalised in float64, with the C code's float operations in its order.
+fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f64>)> {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = 2.0 * filterscale;
@@ -110,27 +655,54 @@ fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i64>)> {
             let end = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
             let weights: Vec<f64> = (first..end).map(|j| cubic((j as f64 - center + 0.5) * ss)).collect();
             let sum: f64 = weights.iter().sum();
-            let fixed = weights
-                .iter()
-                .map(|&w| {
-                    let w = (if sum != 0.0 { w / sum } else { w }) * f64::from(1u32 << PRECISION_BITS);
-                    (if w < 0.0 { w - 0.5 } else { w + 0.5 }) as i64
-                })
-                .collect();
-            (first, fixed)
+            (first, weights.iter().map(|&w| if sum != 0.0 { w / sum } else { w }).collect())
         })
         .collect()
 }
 
-/// One pass of ImagingResampleHorizontal_8bpc / ImagingResampleVertical_8bpc.
+/// normalize_coeffs_8bpc: the weights as integers scaled by 2^22.
+fn fixed_point(weights: &[f64]) -> Vec<i64> {
+    weights
+        .iter()
+        .map(|&w| {
+            let w = w * f64::from(1u32 << PRECISION_BITS);
+            (if w < 0.0 { w - 0.5 } else { w + 0.5 }) as i64
+        })
+        .collect()
+}
+
+/// Pillow's 16-bit sample store (ImagingResample*_16bpc): ROUND_UP of the float64 sum, then its low and
+/// high bytes each clipped to 0..255 on their own.
+fn store16(sum: f64) -> [u8; 2] {
+    let v = (if sum >= 0.0 { sum + 0.5 } else { sum - 0.5 }) as i64;
+    [(v % 256).clamp(0, 255) as u8, (v >> 8).clamp(0, 255) as u8]
+}
+
+/// One pass of ImagingResampleHorizontal / ImagingResampleVertical: 8-bit channels in fixed point (sums
+/// started at 2^21, shifted right by 22, clamped to 0..255), "I;16" in float64 with `store16`.
 fn bicubic_pass(p: &Pixels, out_size: usize, horizontal: bool) -> Pixels {
-    let c = p.channels;
+    let sixteen = p.mode == Mode::I16;
+    let c = p.mode.channels();
     let (in_size, lines) = if horizontal { (p.width, p.height) } else { (p.height, p.width) };
     let (width, height) = if horizontal { (out_size, p.height) } else { (p.width, out_size) };
     let (along, across) = if horizontal { (c, c * p.width) } else { (c * p.width, c) }; // input steps
     let (out_along, out_across) = if horizontal { (c, c * width) } else { (c * width, c) };
-    let mut data = vec![0u8; width * height * c];
-    for (i, (first, fixed)) in coefficients(in_size, out_size).iter().enumerate() {
+    let mut data = vec![0u8; width * height * p.mode.bytes_per_pixel()];
+    for (i, (first, weights)) in coefficients(in_size, out_size).iter().enumerate() {
+        if sixteen {
+            for line in 0..lines {
+                let base = first * along + line * across;
+                let mut sum = 0.0;
+                for (j, k) in weights.iter().enumerate() {
+                    let at = 2 * (base + j * along);
+                    sum += f64::from(u16::from_le_bytes([p.data[at], p.data[at + 1]])) * k;
+                }
+                let out = 2 * (i * out_along + line * out_across);
+                data[out..out + 2].copy_from_slice(&store16(sum));
+            }
+            continue;
+        }
+        let fixed = fixed_point(weights);
         for line in 0..lines {
             for channel in 0..c {
                 let base = first * along + line * across + channel;
@@ -142,7 +714,7 @@ fn bicubic_pass(p: &Pixels, out_size: usize, horizontal: bool) -> Pixels {
             }
         }
     }
-    Pixels { width, height, channels: c, data, nearest: p.nearest }
+    Pixels { width, height, mode: p.mode, data }
 }
 
 /// Pillow's NEAREST resize (ImagingScaleAffine): source positions accumulated in float64 and truncated.
@@ -158,19 +730,19 @@ fn nearest(p: &Pixels, width: usize, height: usize) -> Pixels {
             })
             .collect::<Vec<_>>()
     };
-    let (xs, ys, c) = (positions(p.width, width), positions(p.height, height), p.channels);
+    let (xs, ys, c) = (positions(p.width, width), positions(p.height, height), p.mode.bytes_per_pixel());
     let mut data = Vec::with_capacity(width * height * c);
     for &y in &ys {
         for &x in &xs {
             data.extend_from_slice(&p.data[(y * p.width + x) * c..][..c]);
         }
     }
-    Pixels { width, height, channels: c, data, nearest: true }
+    Pixels { width, height, mode: p.mode, data }
 }
 
 /// Pillow's RGBA -> RGBa (MULDIV255), or back (RGBa -> RGBA), on the colour channels, in place.
 fn premultiply(p: &mut Pixels, divide: bool) {
-    let c = p.channels;
+    let c = p.mode.channels();
     for pixel in p.data.chunks_mut(c) {
         let alpha = u32::from(pixel[c - 1]);
         for value in &mut pixel[..c - 1] {
@@ -192,10 +764,10 @@ pub fn resize(mut p: Pixels, width: usize, height: usize) -> Pixels {
     if (width, height) == (p.width, p.height) {
         return p;
     }
-    if p.nearest {
+    if matches!(p.mode, Mode::P | Mode::Bilevel) {
         return nearest(&p, width, height);
     }
-    let alpha = p.channels == 2 || p.channels == 4;
+    let alpha = matches!(p.mode, Mode::LA | Mode::RGBA);
     if alpha {
         premultiply(&mut p, false);
     }
@@ -215,31 +787,100 @@ pub fn resize(mut p: Pixels, width: usize, height: usize) -> Pixels {
     p
 }
 
+/// Pillow's `convert("RGB")` of the pixel at `index`: grey copied, alpha dropped (not composited), CMYK by
+/// cmyk2rgb (nk - MULDIV255(c, nk), nk = 255 - K), 16-bit grey clamped to 255.
+fn rgb(p: &Pixels, index: usize) -> [u8; 3] {
+    let c = p.mode.channels();
+    let at = index * p.mode.bytes_per_pixel();
+    match p.mode {
+        Mode::I16 => [u16::from_le_bytes([p.data[at], p.data[at + 1]]).min(255) as u8; 3],
+        Mode::L | Mode::LA | Mode::Bilevel => [p.data[at]; 3],
+        Mode::CMYK => {
+            let nk = 255 - i32::from(p.data[at + 3]);
+            [0, 1, 2].map(|k| {
+                let t = i32::from(p.data[at + k]) * nk + 128;
+                (nk - (((t >> 8) + t) >> 8)).clamp(0, 255) as u8
+            })
+        }
+        Mode::RGB | Mode::RGBA | Mode::P => {
+            debug_assert!(c >= 3);
+            [p.data[at], p.data[at + 1], p.data[at + 2]]
+        }
+    }
+}
+
 /// One image as CLIP's visual input: float32 [3, R, R], CHW.
 pub fn preprocess(image: Pixels, resolution: usize) -> Vec<f32> {
     let (w, h) = resized_size(image.width, image.height, resolution);
     let image = resize(image, w, h);
     let (left, top) = (crop_offset(w, resolution), crop_offset(h, resolution));
     let mut out = vec![0f32; 3 * resolution * resolution];
-    for channel in 0..3 {
-        // L and LA images become RGB by copying their grey; alpha is dropped, not composited
-        let source = if image.channels <= 2 { 0 } else { channel };
-        for y in 0..resolution {
-            for x in 0..resolution {
-                let value = image.data[((top + y) * image.width + left + x) * image.channels + source];
+    for y in 0..resolution {
+        for x in 0..resolution {
+            let colour = rgb(&image, (top + y) * image.width + left + x);
+            for channel in 0..3 {
                 // every step rounded to float32, as numpy and torch compute it (no fused multiply-add)
-                out[(channel * resolution + y) * resolution + x] = (f32::from(value) / 255.0 - MEAN[channel]) / STD[channel];
+                out[(channel * resolution + y) * resolution + x] = (f32::from(colour[channel]) / 255.0 - MEAN[channel]) / STD[channel];
             }
         }
     }
     out
 }
 
-/// Image files as one float32 batch [N, 3, R, R].
+/// Image files as one float32 batch [N, 3, R, R], reading the crate's own list of formats.
 pub fn load<P: AsRef<Path>>(paths: &[P], resolution: usize) -> Result<Vec<f32>> {
+    load_with(paths, resolution, &Readable::default())
+}
+
+/// Image files as one float32 batch [N, 3, R, R], reading what `readable` lists.
+pub fn load_with<P: AsRef<Path>>(paths: &[P], resolution: usize, readable: &Readable) -> Result<Vec<f32>> {
     let mut batch = Vec::with_capacity(paths.len() * 3 * resolution * resolution);
     for path in paths {
-        batch.extend(preprocess(decode(path.as_ref())?, resolution));
+        batch.extend(preprocess(decode_with(path.as_ref(), readable)?, resolution));
     }
     Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jpeg_ends_at_its_eoi_marker_and_not_before() {
+        // SOI, a segment, SOS with entropy-coded data holding a stuffed 0xFF00 and a restart marker, EOI
+        let whole = [0xff, 0xd8, 0xff, 0xe0, 0, 4, 1, 2, 0xff, 0xda, 0, 3, 9, 5, 0xff, 0x00, 6, 0xff, 0xd0, 7, 0xff, 0xd9];
+        assert!(jpeg_ends(&whole));
+        assert!(jpeg_ends(&[&whole[..], b"trailing bytes"].concat()), "bytes after EOI are ignored");
+        for cut in 2..whole.len() {
+            assert!(!jpeg_ends(&whole[..cut]), "cut at {cut} was taken for whole");
+        }
+        let mut huge = whole;
+        huge[11] = 0xff; // the SOS segment's length runs past the file
+        assert!(!jpeg_ends(&huge[..]));
+    }
+
+    #[test]
+    fn pillows_16_bit_store_clips_each_byte_on_its_own() {
+        assert_eq!(store16(300.4), [44, 1]);
+        assert_eq!(store16(-3.0), [0, 0]);
+        assert_eq!(store16(70000.0), [112, 255]); // 70000 = 273 * 256 + 112: the high byte clipped
+        assert_eq!(store16(2.5), [3, 0]); // ROUND_UP: halves away from zero
+    }
+
+    #[test]
+    fn cmyk_converts_as_pillows_cmyk2rgb() {
+        let p = Pixels { width: 2, height: 1, mode: Mode::CMYK, data: vec![0, 0, 0, 0, 255, 128, 0, 64] };
+        assert_eq!(rgb(&p, 0), [255, 255, 255]);
+        assert_eq!(rgb(&p, 1), [0, 95, 191]);
+    }
+
+    #[test]
+    fn the_list_is_read_from_preprocess_json_and_the_crates_own_without_one() {
+        let spec = serde_json::json!({"input": {"max_pixels": 100, "formats": {"PNG": {}, "TIFF": {"modes": ["L"], "compression": ["raw"]}}}});
+        let readable = Readable::from_spec(&spec).unwrap();
+        assert_eq!((readable.formats, readable.tiff_modes, readable.tiff_compressions, readable.max_pixels),
+                   (vec!["PNG".to_string(), "TIFF".to_string()], vec!["L".to_string()], vec!["raw".to_string()], 100));
+        assert_eq!(Readable::from_spec(&serde_json::json!({"input": {}})), None);
+        assert_eq!(Readable::read(Path::new("/nonexistent/preprocess.json")), Readable::default());
+    }
 }

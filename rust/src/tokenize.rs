@@ -1,21 +1,20 @@
 //! CLIP's tokenizer: the shipped `tokenizer.json` (normalisation, BPE, start and end tokens, padding),
-//! after the cleaning it cannot express. CLIP unescapes HTML twice with Python's `html.unescape`, ported
-//! here exactly (`unescape`); ftfy's other repairs (mojibake, curly quotes, ligatures) have no Rust port and
-//! are left out: texts that ftfy would change may get other ids than in Python (the file itself applies
-//! ftfy's NFC and the whitespace rules).
+//! after the cleaning it cannot express, `html.unescape(html.unescape(ftfy.fix_text(text)))`: ftfy 6.3.1
+//! by the `ftfy` crate of this repository (rust/ftfy, an exact port) and Python's `html.unescape`,
+//! ported here exactly (`unescape`).
 
 use std::path::Path;
 
 use tokenizers::Tokenizer;
 
 use crate::entities::{HTML5, INVALID_CHARREFS, INVALID_CODEPOINTS};
-use crate::{error, Error, Result};
+use crate::{error, Error, ErrorKind, Result};
 
 pub const TOKENIZER: &str = "tokenizer.json";
 
-/// CLIP's `basic_clean` without ftfy: `html.unescape(html.unescape(text))`.
+/// CLIP's `basic_clean`: `html.unescape(html.unescape(ftfy.fix_text(text)))`.
 pub fn clean(text: &str) -> String {
-    unescape(&unescape(text))
+    unescape(&unescape(&ftfy::fix_text(text)))
 }
 
 fn named(name: &str) -> Option<&'static str> {
@@ -104,7 +103,10 @@ pub fn load(folder: &Path) -> Result<Tokenizer> {
 
 /// A tokenizer file (`Model` loads the one its manifest names, the file it checked).
 pub fn load_file(path: &Path) -> Result<Tokenizer> {
-    Tokenizer::from_file(path).map_err(|e| Error(format!("{}: not a tokenizer file ({e}); download it again", path.display())))
+    if !path.exists() {
+        return error(ErrorKind::MissingFile, format!("{}: missing; download it again, beside manifest.json", path.display()));
+    }
+    Tokenizer::from_file(path).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: not a tokenizer file ({e}); download it again", path.display())))
 }
 
 /// `clip.tokenize(texts, truncate)`: int32 ids [N, context_length], zero padded. A text longer than the
@@ -112,10 +114,10 @@ pub fn load_file(path: &Path) -> Result<Tokenizer> {
 pub fn encode(tokenizer: &Tokenizer, texts: &[&str], truncate: bool) -> Result<Vec<i32>> {
     let mut ids = Vec::new();
     for text in texts {
-        let encoding = tokenizer.encode(clean(text), true).map_err(|e| Error(format!("text {text:?}: {e}")))?;
+        let encoding = tokenizer.encode(clean(text), true).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("text {text:?}: {e}")))?;
         if !encoding.get_overflowing().is_empty() && !truncate {
             let shown: String = text.chars().take(60).collect();
-            return error(format!("text {shown:?} is longer than {} tokens; shorten it or pass truncate (--truncate)", encoding.len()));
+            return error(ErrorKind::TextTooLong, format!("text {shown:?} is longer than {} tokens; shorten it or pass truncate (--truncate)", encoding.len()));
         }
         ids.extend(encoding.get_ids().iter().map(|&id| id as i32));
     }

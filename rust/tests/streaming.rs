@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use clip_onnx::{hub, manifest};
+use clip_onnx::{hub, manifest, ErrorKind};
 use sha2::{Digest, Sha256};
 
 /// 2 GiB and 4 KiB: past every 32-bit size.
@@ -156,8 +156,9 @@ fn a_body_longer_or_shorter_than_the_manifest_says_is_refused_and_nothing_is_kep
     ] {
         let scratch = scratch(&repo.replace('/', "-"));
         let target = &scratch.0;
-        let message = hub::download(repo, "v1", "fp32", target, Some(&endpoint)).err().expect("a wrong body was kept").0;
-        assert_eq!(message, format!("{repo}@v1: {says}"));
+        let refused = hub::download(repo, "v1", "fp32", target, Some(&endpoint)).expect_err("a wrong body was kept");
+        assert_eq!(refused.message(), format!("{repo}@v1: {says}"));
+        assert_eq!(refused.kind(), ErrorKind::ChangedFile, "{repo}");
         assert!(files_in(&target.join("fp32")).is_empty(), "{repo}: {:?} left behind", files_in(&target.join("fp32")));
     }
 }
@@ -187,10 +188,13 @@ fn an_intact_file_is_not_downloaded_again_and_a_name_outside_the_folder_is_refus
 
     let scratch = scratch("evil");
     let evil = &scratch.0;
-    let message = hub::download("org/evil", "v1", "fp32", evil, Some(&endpoint)).err().expect("a name outside the folder was written").0;
+    let refused = hub::download("org/evil", "v1", "fp32", evil, Some(&endpoint)).expect_err("a name outside the folder was written");
+    assert_eq!(refused.kind(), ErrorKind::BadManifest);
+    let message = refused.to_string();
     assert!(message.contains("\"../escaped.bin\", which is not a file name in its folder"), "{message}");
     assert!(!evil.join("escaped.bin").exists());
-    let message = hub::download("org/bare", "v1", "fp32", evil, Some(&endpoint)).err().expect("a file without a SHA-256 was kept").0;
-    assert_eq!(message, "org/bare@v1: fp32/a.bin has no sha256 and bytes in its manifest; refused (nothing kept)");
+    let refused = hub::download("org/bare", "v1", "fp32", evil, Some(&endpoint)).expect_err("a file without a SHA-256 was kept");
+    assert_eq!(refused.kind(), ErrorKind::BadManifest);
+    assert_eq!(refused.message(), "org/bare@v1: fp32/a.bin has no sha256 and bytes in its manifest; refused (nothing kept)");
     assert!(files_in(&evil.join("fp32")).is_empty());
 }

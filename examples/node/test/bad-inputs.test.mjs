@@ -1,0 +1,126 @@
+// The shared table of bad inputs (tests/vectors.py `bad_inputs`) through loadModel, encodeImage and
+// encodeText: each case is a ClipError of the case's kind, in one line naming the input at fault, as
+// the Python runtime (tests/test_bad_inputs.py) and the Rust crate raise for the same case. The
+// table's command-line cases run `clip-onnx classify`, which Python and Rust have and clip.mjs has not;
+// clip.mjs's own command line exits 2 on a usage error, 1 on any other, one line each. Beyond the
+// table: every manifest key clip.mjs reads, the files `checkSha256: false` leaves to onnxruntime and
+// Tokenizers.js, and empty inputs.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, test } from "node:test";
+
+import { ClipError, ERROR_KINDS, encodeImage, encodeText, loadModel } from "../clip.mjs";
+import { EXAMPLE, vectors } from "./vectors.mjs";
+
+const table = vectors.bad_inputs;
+const api = table.filter((c) => c.call !== "cli");
+const scratch = mkdtempSync(path.join(os.tmpdir(), "clip-node-bad-inputs-"));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+// The case's call through the API, after loading its folder with the SHA-256 check on (texts untruncated).
+async function run(c) {
+  const model = await loadModel(c.folder);
+  if (c.call === "encode_image") await encodeImage(model, c.images);
+  if (c.call === "encode_text") await encodeText(model, c.texts);
+}
+
+// What is wrong with the error a case gave (none, another kind, a message not naming the input or of
+// several lines), or null if it is the case's.
+function mismatch(c, error) {
+  if (error === undefined) return "no error";
+  if (!(error instanceof ClipError)) return `not a ClipError: ${error?.stack ?? error}`;
+  if (error.kind !== c.kind) return `kind ${error.kind}, not ${c.kind}: ${error.message}`;
+  if (!error.message.includes(c.names)) return `does not name ${JSON.stringify(c.names)}: ${error.message}`;
+  if (error.message.includes("\n")) return `more than one line: ${JSON.stringify(error.message)}`;
+  return null;
+}
+
+test("the vectors' error kinds are clip.mjs's, and the table holds every one but invalid_input", () => {
+  assert.deepEqual(vectors.error_kinds, ERROR_KINDS);
+  assert.deepEqual(new Set(table.map((c) => c.kind)), new Set(ERROR_KINDS.filter((kind) => kind !== "invalid_input")));
+  assert.throws(() => new ClipError("x", "no_such_kind"), TypeError);
+  assert.equal(new ClipError("x").kind, "invalid_input");
+});
+
+test("each API case of the table is a ClipError of its kind, in one line naming the input", async () => {
+  assert.ok(api.length > 0, "the vectors hold no API case of bad_inputs");
+  const wrong = {};
+  for (const c of api) {
+    let caught;
+    try {
+      await run(c);
+    } catch (error) {
+      caught = error;
+    }
+    const why = mismatch(c, caught);
+    if (why) wrong[c.name] = why;
+  }
+  assert.deepEqual(wrong, {});
+  console.log(`${api.length} API cases ran, 0 skipped; ${table.length - api.length} command-line cases are Python's and Rust's`);
+});
+
+// clip.mjs's own command line on `args`: exit status, stderr lines, stdout.
+function cli(...args) {
+  const result = spawnSync(process.execPath, [path.join(EXAMPLE, "clip.mjs"), ...args], { encoding: "utf8", timeout: 120_000 });
+  return { status: result.status, lines: result.stderr.trim().split("\n"), stdout: result.stdout };
+}
+
+test("the command line: a usage error exits 2, any other ClipError 1, each one line on stderr", () => {
+  const folder = vectors.exports[0].folder;
+  const image = vectors.images[0];
+  const usage = [[], [folder, "--image", image], [folder, "--text", "a cat"], [folder, folder, "--image", image, "--text", "a cat"],
+    [folder, "--image", image, "--text", "a cat", "--top", "1"], [folder, "--image"]];
+  for (const args of usage) {
+    const { status, lines, stdout } = cli(...args);
+    assert.deepEqual([status, lines.length, stdout], [2, 1, ""], `${args.join(" ")}: ${lines.join("\n")}`);
+    assert.match(lines[0], /usage: node clip\.mjs FOLDER --image/);
+  }
+  const format = vectors.bad_inputs.find((c) => c.call === "load" && c.kind === "unsupported_format");
+  const absent = vectors.bad_inputs.find((c) => c.call === "encode_image" && c.kind === "missing_file" && c.folder === folder);
+  for (const [at, names] of [[format.folder, format.names], [folder, absent.names]]) {
+    const { status, lines, stdout } = cli(at, "--image", absent.images[0], "--text", "a cat");
+    assert.deepEqual([status, lines.length, stdout], [1, 1, ""], lines.join("\n"));
+    assert.ok(lines[0].includes(names), lines[0]);
+  }
+});
+
+// A copy of the first export with `change` applied to its manifest.json (an object) or to the folder.
+function copy(change) {
+  const folder = mkdtempSync(path.join(scratch, "copy-"));
+  cpSync(vectors.exports[0].folder, folder, { recursive: true });
+  const file = path.join(folder, "manifest.json");
+  const manifest = JSON.parse(readFileSync(file, "utf8"));
+  change(manifest, folder);
+  writeFileSync(file, JSON.stringify(manifest));
+  return folder;
+}
+
+test("beyond the table: every key clip.mjs reads, and files { checkSha256: false } leaves unchecked", async () => {
+  const cases = [
+    ["bad_manifest", "tokenizer.file", (m) => delete m.tokenizer.file],
+    ["bad_manifest", "preprocessing", (m) => { m.preprocessing = "preprocess.json"; }],
+    ["bad_manifest", "logit_scale.exp", (m) => delete m.logit_scale.exp],
+    ["bad_manifest", "graphs, architecture", (m) => { delete m.graphs; delete m.architecture; }],
+    ["bad_manifest", "transformer graph", (m) => delete m.graphs.transformer],
+    ["missing_file", "_visual.onnx", (m, at) => rmSync(path.join(at, m.graphs.visual.file))],
+    ["missing_file", "tokenizer.json", (m, at) => rmSync(path.join(at, "tokenizer.json"))],
+    ["invalid_input", "_visual.onnx", (m, at) => writeFileSync(path.join(at, m.graphs.visual.file), "not a graph")],
+    ["invalid_input", "tokenizer.json", (m, at) => writeFileSync(path.join(at, "tokenizer.json"), "{}")],
+  ];
+  const wrong = {};
+  for (const [kind, names, change] of cases) {
+    let caught;
+    await loadModel(copy(change), { checkSha256: false }).catch((error) => { caught = error; });
+    const why = mismatch({ kind, names }, caught);
+    if (why) wrong[`${kind} ${names}`] = why;
+  }
+  assert.deepEqual(wrong, {});
+});
+
+test("no images and no texts are no embeddings, not an error", async () => {
+  const model = await loadModel(vectors.exports[0].folder);
+  assert.deepEqual([await encodeImage(model, []), await encodeText(model, [])], [[], []]);
+});
