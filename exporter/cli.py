@@ -14,7 +14,8 @@ from pathlib import Path
 from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, MIN_OPSET, PRECISIONS
 from clip_onnx.errors import UsageError
 from clip_onnx import cli as runtime_cli
-from exporter.errors import EXITS, INTERRUPTED, InconclusiveError, VerificationError, needs_export_extra
+from exporter.errors import (EXITS, INTERRUPTED, InconclusiveError, VerificationError, needs_export_extra,
+                             require_export_modules)
 from exporter.tolerances import TOLERANCES
 from exporter.variants import VARIANTS, folder_name, get_variant
 
@@ -147,6 +148,7 @@ def _export(args: argparse.Namespace) -> None:
     if not args.checkpoint and not args.variant:
         raise UsageError("name a variant (see `clip-onnx list`) or pass --checkpoint FILE")
     variant = get_variant(args.variant) if args.variant else None  # refused before torch is imported
+    require_export_modules()
     from exporter import weights  # the exporter itself (onnx, onnxscript) only once the weights are here
 
     if args.checkpoint:

@@ -4,6 +4,7 @@ and a runtime-only install that lacks the `export` extra (exit 1)."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable
 
 from clip_onnx.errors import ClipOnnxError
@@ -25,6 +26,14 @@ EXITS = ((VerificationError, "clip-onnx: verification failed: {}", 3),
 EXPORT_MODULES = ("torch", "torchvision", "clip", "onnx", "onnxscript", "huggingface_hub", "safetensors")
 # Exports write into a hidden folder renamed only when complete (exporter.pipeline).
 INTERRUPTED = "clip-onnx: interrupted ({}); no partial file was left under a final name"
+
+
+def require_export_modules() -> None:
+    """Every exporter dependency installed, found without importing any (torch takes seconds): the
+    first one missing raises as its import would, before any download is tried."""
+    for name in EXPORT_MODULES:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
 def needs_export_extra(command: str, handler: Callable) -> Callable:

@@ -164,7 +164,9 @@ def _openai_urls() -> dict[str, str]:
     """OpenAI's checkpoint URLs: `clip/clip.py`'s `_MODELS` table, the single source, read from the
     installed package's file rather than imported, because importing `clip` imports torch (seconds)."""
     spec = importlib.util.find_spec("clip")
-    path = Path(spec.submodule_search_locations[0], "clip.py") if spec and spec.submodule_search_locations else None
+    if spec is None:
+        raise ModuleNotFoundError("No module named 'clip'", name="clip")  # a runtime-only install: name the extra
+    path = Path(spec.submodule_search_locations[0], "clip.py") if spec.submodule_search_locations else None
     body = ast.parse(path.read_text()).body if path and path.is_file() else []
     for node in body:
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["_MODELS"]:
