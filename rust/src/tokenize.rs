@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
-use crate::entities::{HTML5, INVALID_CHARREFS, INVALID_CODEPOINTS};
+use crate::entities::HTML5;
 use crate::{error, Error, ErrorKind, Result};
 
 pub const TOKENIZER: &str = "tokenizer.json";
@@ -57,16 +57,7 @@ fn reference(s: &str) -> Option<(String, usize)> {
         // saturated past U+10FFFF, where every number means U+FFFD
         let number = bytes[start..start + digits].iter().fold(0u32, |n, b| (n * radix + (*b as char).to_digit(radix).unwrap_or(0)).min(0x110000));
         let used = start + digits + usize::from(bytes.get(start + digits) == Some(&b';'));
-        let replacement = if let Ok(i) = INVALID_CHARREFS.binary_search_by_key(&number, |&(n, _)| n) {
-            INVALID_CHARREFS[i].1.to_string()
-        } else if (0xD800..=0xDFFF).contains(&number) || number > 0x10FFFF {
-            '\u{FFFD}'.to_string()
-        } else if INVALID_CODEPOINTS.binary_search(&number).is_ok() {
-            String::new()
-        } else {
-            char::from_u32(number).map(String::from).unwrap_or_default()
-        };
-        return Some((replacement, used));
+        return Some((ftfy::fixes::charref(number), used));
     }
     // a name: up to 32 characters other than tab, newline, form feed, space, `<`, `&`, `#` and `;`, then an optional `;`
     let mut end = 0;

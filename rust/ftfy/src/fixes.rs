@@ -25,7 +25,20 @@ fn numeric_reference(body: &str) -> Option<String> {
     let number = bytes[start..].iter().fold(0u32, |n, b| {
         (n.saturating_mul(radix).saturating_add((*b as char).to_digit(radix).unwrap_or(0))).min(0x110000)
     });
-    let replacement = if let Ok(i) = INVALID_CHARREFS.binary_search_by_key(&number, |&(n, _)| n) {
+    let replacement = charref(number);
+    if replacement.contains(';') {
+        None
+    } else {
+        Some(replacement)
+    }
+}
+
+/// What Python's `html.unescape` puts for the numeric reference `&#number;` (`html._replace_charref`):
+/// Windows-1252 for 0x80-0x9F and the other remapped numbers, U+FFFD for surrogates and numbers past
+/// U+10FFFF (give those saturated at 0x110000), nothing for the code points HTML5 forbids. Shared with
+/// the clip-onnx crate's `html.unescape` port.
+pub fn charref(number: u32) -> String {
+    if let Ok(i) = INVALID_CHARREFS.binary_search_by_key(&number, |&(n, _)| n) {
         INVALID_CHARREFS[i].1.to_string()
     } else if (0xD800..=0xDFFF).contains(&number) || number > 0x10FFFF {
         '\u{FFFD}'.to_string()
@@ -33,11 +46,6 @@ fn numeric_reference(body: &str) -> Option<String> {
         String::new()
     } else {
         char::from_u32(number).map(String::from).unwrap_or_default()
-    };
-    if replacement.contains(';') {
-        None
-    } else {
-        Some(replacement)
     }
 }
 
