@@ -200,6 +200,9 @@ def _run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace
     except KeyboardInterrupt as interrupt:
         signum = interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT
         print(interrupted.format(signal.Signals(signum).name), file=sys.stderr)
+        # An object whose __init__ the interrupt cut short may fail in its __del__ as the process ends
+        # (imageio's Pillow plugin does): that is not news to someone who has just interrupted it.
+        sys.unraisablehook = lambda _unraisable: None
         return 128 + signum
     return 0
 

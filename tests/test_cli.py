@@ -207,6 +207,26 @@ def test_a_signal_mid_export_leaves_nothing(tmp_path, signum):
     assert nothing_left(out)
 
 
+def test_an_object_an_interrupt_left_half_built_adds_nothing_to_the_interrupted_line():
+    """Ctrl-C inside a library's __init__ (imageio's Pillow plugin, reading the sample photos) leaves an
+    object whose __del__ fails as the process ends; the user still sees only the one line."""
+    program = ("import sys\n"
+               "from clip_onnx import cli\n"
+               "class HalfBuilt:\n"
+               "    def __init__(self):\n"
+               "        raise KeyboardInterrupt\n"
+               "    def __del__(self):\n"
+               "        self.never_set\n"
+               "def handler(_):\n"
+               "    global kept\n"
+               "    kept = HalfBuilt.__new__(HalfBuilt)\n"
+               "    kept.__init__()\n"
+               "sys.exit(cli.run(handler, None))\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 128 + signal.SIGINT
+    assert result.stderr == "clip-onnx: interrupted (SIGINT)\n"
+
+
 def test_a_killed_exports_hidden_folder_is_removed_by_the_next(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
