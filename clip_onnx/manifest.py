@@ -13,9 +13,9 @@ from pathlib import Path
 from clip_onnx.errors import ClipOnnxError
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # The versions this runtime reads; a manifest of any other is refused, never half-understood.
-FORMAT_VERSIONS = (1,)
+FORMAT_VERSIONS = (2,)
 # The keys a consumer reads; a manifest without one is refused when read, not with a KeyError later.
 CONSUMER_KEYS = ("graphs", "files", "tokenizer", "preprocessing", "logit_scale", "architecture")
 

@@ -12,9 +12,11 @@ consumers that want one call per image batch and text batch.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import ftfy
 import numpy as np
 import onnxruntime as ort
 import tokenizers
@@ -56,16 +58,23 @@ class Model:
         self.folder = Path(folder)
         self.providers = list(providers)
         self.check_sha256 = check_sha256
-        self.resolution: int = self.manifest["preprocessing"]["resolution"]
         self.logit_scale: float = self.manifest["logit_scale"]["exp"]
         self.embed_dim: int = self.manifest["architecture"]["embed_dim"]
-        tokenizer_file, _ = integrity.consumer_files(self.manifest)
+        tokenizer_file, preprocess_file = integrity.consumer_files(self.manifest)
         path = self.folder / tokenizer_file  # the file the manifest names, which the check covers
         if not path.is_file():
             raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx", "missing_file")
         self._checked: set[str] = set()
         self._check(integrity.needed_files(self.manifest, []))
         self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
+        cleaned_by = self.manifest["tokenizer"].get("ftfy")
+        if cleaned_by is not None and cleaned_by != ftfy.__version__:  # other repairs give other token ids
+            raise ClipOnnxError(f"{self.folder / manifest.MANIFEST}: tokenizer.ftfy is {json.dumps(cleaned_by)}, but "
+                                f"this environment cleans texts with ftfy {ftfy.__version__}, so token ids could "
+                                f"differ from the export's; install the clip-onnx release that made the files", "invalid_input")
+        # every parameter and rule of the pixels, refused in one line if this runtime does not implement it
+        self.preprocessing = preprocess.Preprocessing.read(self.folder / preprocess_file)
+        self.resolution: int = self.preprocessing.resolution
         self._sessions: dict[str, ort.InferenceSession] = {}
 
     def _check(self, file_names: list[str]) -> None:
@@ -102,7 +111,7 @@ class Model:
             return images
         if isinstance(images, (str, bytes, bytearray)) or not isinstance(images, Sequence):
             images = [images]  # one image
-        return preprocess.load(images, self.resolution)
+        return preprocess.load(images, self.preprocessing)
 
     def tokens(self, texts: str | Sequence[str], truncate: bool = False) -> np.ndarray:
         """One text or a sequence of texts as CLIP's token ids; a single string is one text, not its characters."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-import PIL
-from PIL import Image, features
+from PIL import Image
 
 from clip_onnx.errors import ClipOnnxError
 
@@ -36,11 +36,6 @@ TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_adobe_deflate")
 # limit on width * height that every consumer enforces, whatever Image.MAX_IMAGE_PIXELS is set to here.
 MAX_PIXELS = 2 * 89_478_485
 
-# torchvision's Normalize casts mean and std to the image's dtype before subtracting and dividing.
-_MEAN32 = np.array(MEAN, dtype=np.float32).reshape(3, 1, 1)
-_STD32 = np.array(STD, dtype=np.float32).reshape(3, 1, 1)
-
-
 def resized_size(width: int, height: int, resolution: int) -> tuple[int, int]:
     """torchvision's `Resize(int)`: shorter side to R, longer side `int(R * long / short)`, i.e. floored."""
     if width <= height:
@@ -53,100 +48,118 @@ def crop_offset(length: int, resolution: int) -> int:
     return round((length - resolution) / 2)
 
 
+# Every rule of the algorithm, by identifier: preprocess.json names these, and a reader refuses a file
+# that names any other value or any other rule, in one line. docs/consumers.md#preprocessing-rules says
+# what each identifier means; the three implementations (this module, rust/src/preprocess.rs,
+# examples/node/clip.mjs) implement exactly these.
+RULES: dict[str, str] = {
+    "orientation": "exif_ignored",
+    "color_profile": "ignored",
+    "jpeg_decoder": "libjpeg_turbo_islow_fancy_upsampling",
+    "webp_decoder": "libwebp",
+    "gif_frame": "first",
+    "resize_size": "shorter_edge_floor",
+    "resize_filter": "pillow_bicubic_antialiased",
+    "resize_arithmetic": "pillow_fixed_point_22",
+    "resize_pass_order": "pillow_vertical_first_if_larger_cut",
+    "resize_same_size": "skipped",
+    "resize_palette": "nearest",
+    "resize_alpha": "premultiplied",
+    "resize_wide": "own_precision_then_clamped",
+    "crop": "center_round_half_even",
+    "to_rgb": "pillow_convert_alpha_dropped",
+    "scale": "float32_divide_255",
+    "normalize": "float32_subtract_then_divide",
+    "layout": "NCHW",
+    "color_order": "RGB",
+    "dtype": "float32",
+}
+
+
 def spec(resolution: int) -> dict:
-    """The content of `preprocess.json`: every rule needed to reproduce `preprocess` bit for bit elsewhere."""
+    """The content of `preprocess.json`: the parameters and the rule identifiers that reproduce
+    `preprocess` bit for bit elsewhere, as data."""
     return {
         "resolution": resolution,
-        "steps": [
-            {
-                "op": "resize",
-                "edge": "shorter",
-                "size": resolution,
-                "filter": "PIL BICUBIC with antialiasing (Image.resize)",
-                "long_side": "floor(R * long / short) in exact integers (torchvision's int(R * long / short))",
-                "output": "width <= height: (R, floor(R * height / width)); else (floor(R * width / height), R)",
-                "unchanged": "an image already at the output size is not resampled (bicubic would be the identity)",
-                "algorithm": {
-                    "source": f"Pillow {PIL.__version__} src/libImaging/Resample.c (ImagingResample), 8-bit channels",
-                    "passes": (
-                        "separable, one pass per axis whose size changes, each writing uint8 (rounded, clamped); "
-                        "vertical first if out_h < in_h and (in_h - out_h) > 2 * (in_w - out_w), else horizontal "
-                        "first (this Pillow version's rule; other versions may order the passes differently)"
-                    ),
-                    "axis": (
-                        "n_in -> n_out samples: scale = n_in / n_out, filterscale = max(scale, 1), "
-                        "support = 2 * filterscale, in float64"
-                    ),
-                    "window": (
-                        "output i: center = (i + 0.5) * scale; inputs j from max(0, trunc(center - support + 0.5)) "
-                        "to min(n_in, trunc(center + support + 0.5)), exclusive"
-                    ),
-                    "kernel": (
-                        "w_j = cubic((j - center + 0.5) * (1 / filterscale)); cubic is Keys' kernel with a = -0.5, "
-                        "of x = |x|: x < 1: ((a + 2) * x - (a + 3)) * x * x + 1; "
-                        "x < 2: (((x - 5) * x + 8) * x - 4) * a; else 0"
-                    ),
-                    "normalise": "w_j = w_j / sum(w), the sum accumulated in order of j; skipped if the sum is 0",
-                    "fixed_point": "k_j = trunc(w_j * 2^22 + 0.5) if w_j >= 0 else trunc(w_j * 2^22 - 0.5)",
-                    "output": "clamp((2^21 + sum(k_j * in_j)) >> 22, 0, 255) in integers; >> shifts arithmetically",
-                },
-            },
-            {
-                "op": "center_crop",
-                "size": [resolution, resolution],
-                "offset": (
-                    "left = round_half_even((width - R) / 2), top = round_half_even((height - R) / 2) "
-                    "(torchvision's int(round(...)), Python's round); for d = side - R that is "
-                    "d // 2 + (1 if d % 4 == 3 else 0): d = 1 -> 0, 3 -> 2, 5 -> 2, 7 -> 4"
-                ),
-                "box": "pixels [left, left + R) x [top, top + R) of the resized image",
-            },
-            {
-                "op": "convert",
-                "to": "RGB",
-                "note": "Pillow Image.convert('RGB'), after resize and crop; alpha is dropped, not composited",
-            },
-            {"op": "scale", "formula": "x = float32(pixel) / float32(255)", "range": [0.0, 1.0]},
-            {
-                "op": "normalize",
-                "formula": "x = (x - float32(mean[c])) / float32(std[c]), per channel c in RGB order",
-                "arithmetic": "float32, each operation rounded to nearest even: no fused multiply-add, no reciprocal",
-            },
-        ],
         "mean": list(MEAN),
         "std": list(STD),
-        "color_order": "RGB",
-        "layout": "NCHW",
-        "dtype": "float32",
+        "rules": dict(RULES),
         "input": {
-            "image": "the decoded image as it is: EXIF orientation is not applied",
-            "color_profile": "ignored: an embedded ICC profile does not change the decoded values",
             "max_pixels": MAX_PIXELS,
             "formats": {
-                "PNG": {"kinds": "every colour type and bit depth"},
-                "JPEG": {"decoder": f"libjpeg-turbo {features.version('libjpeg_turbo')}", "idct": "islow",
-                         "upsampling": "fancy", "kinds": "baseline, progressive, any subsampling, grey, CMYK"},
-                "WEBP": {"decoder": f"libwebp {features.version('webp')}", "kinds": "lossy, lossless, alpha"},
-                "GIF": {"frame": "first"},
+                "PNG": {}, "JPEG": {}, "WEBP": {}, "GIF": {},
                 "BMP": {"bits": list(BMP_BITS), "compression": ["raw"]},
                 "TIFF": {"modes": list(TIFF_MODES), "compression": list(TIFF_COMPRESSIONS)},
             },
-            "modes": {
-                "RGB": "8-bit channels, as above",
-                "L": "8-bit grayscale, resized as one channel, then copied to R, G and B",
-                "P, 1": "palette and bilevel images are resized with NEAREST (Pillow's rule), not bicubic",
-                "LA, RGBA": (
-                    "resized with colour premultiplied by alpha, then divided back; alpha is then dropped, so fully "
-                    "transparent pixels turn black, unless the image needed no resize"
-                ),
-                "CMYK, YCbCr": "resized in their own channels, then converted to RGB by Pillow",
-                "I, I;16, F": (
-                    "resized at their own precision, then clamped to [0, 255] by the RGB conversion ('F' truncated): "
-                    "16-bit values are not rescaled, so most 16-bit images come out nearly white"
-                ),
-            },
         },
     }
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What one `preprocess.json` says, checked: the parameters, and the files that may be read."""
+
+    resolution: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    formats: dict
+    max_pixels: int
+
+    @classmethod
+    def default(cls, resolution: int) -> "Preprocessing":
+        """CLIP's own, as `spec` writes it: for images preprocessed without an exported folder."""
+        return cls.parse(spec(resolution), PREPROCESS)
+
+    @classmethod
+    def read(cls, path: Path) -> "Preprocessing":
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx", "missing_file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ClipOnnxError(f"{path} is not valid JSON ({error}); export the variant again", "bad_manifest") from None
+        return cls.parse(data, path)
+
+    @classmethod
+    def parse(cls, data: object, path: object) -> "Preprocessing":
+        """Refuse, in one line, a rule this module does not implement and a parameter out of shape."""
+        def bad(key: str, should: str) -> ClipOnnxError:
+            return ClipOnnxError(f"{path}: {key} must be {should}; export the variant again", "bad_manifest")
+
+        if not isinstance(data, dict):
+            raise bad("the file", "a JSON object")
+        rules = data.get("rules")
+        if not isinstance(rules, dict):
+            raise bad("rules", "an object of rule identifiers")
+        for rule, value in rules.items():
+            if rule not in RULES:
+                raise ClipOnnxError(f"{path}: rule {json.dumps(rule)} is not one this clip-onnx knows; pip install "
+                                    f"--upgrade clip-onnx, or use files of a release it reads", "unsupported_format")
+            if value != RULES[rule]:
+                raise ClipOnnxError(f"{path}: rule {rule} is {json.dumps(value)}, which this clip-onnx does not "
+                                    f"implement (it implements {json.dumps(RULES[rule])}); pip install --upgrade "
+                                    f"clip-onnx, or use files of a release it reads", "unsupported_format")
+        absent = [rule for rule in RULES if rule not in rules]
+        if absent:
+            raise ClipOnnxError(f"{path} lacks rule {absent[0]}; export the variant again with a clip-onnx that "
+                                f"writes it", "unsupported_format")
+        resolution = data.get("resolution")
+        if type(resolution) is not int or resolution < 1:
+            raise bad("resolution", "a positive integer")
+        numbers = {}
+        for key in ("mean", "std"):
+            value = data.get(key)
+            if (not isinstance(value, list) or len(value) != 3 or any(type(v) not in (int, float) for v in value)
+                    or not all(np.isfinite(value)) or (key == "std" and 0 in value)):
+                raise bad(key, "3 finite numbers, one per RGB channel" + (", none zero" if key == "std" else ""))
+            numbers[key] = tuple(float(v) for v in value)
+        source = data.get("input")
+        if (not isinstance(source, dict) or not isinstance(source.get("formats"), dict)
+                or not all(isinstance(kinds, dict) for kinds in source["formats"].values())):
+            raise bad("input.formats", "an object of image formats")
+        if type(source.get("max_pixels")) is not int or source["max_pixels"] < 1:
+            raise bad("input.max_pixels", "a positive integer")
+        return cls(resolution, numbers["mean"], numbers["std"], source["formats"], source["max_pixels"])
 
 
 def write(folder: Path, resolution: int) -> Path:
@@ -156,8 +169,16 @@ def write(folder: Path, resolution: int) -> Path:
     return path
 
 
-def preprocess(image: Image.Image, resolution: int) -> np.ndarray:
-    """One PIL image as CLIP's visual input: float32 [3, R, R], the same bits as `clip.clip._transform(R)`."""
+def _preprocessing(rules: Preprocessing | int) -> Preprocessing:
+    """A resolution alone stands for CLIP's own preprocessing at it."""
+    return rules if isinstance(rules, Preprocessing) else Preprocessing.default(rules)
+
+
+def preprocess(image: Image.Image, rules: Preprocessing | int) -> np.ndarray:
+    """One PIL image as CLIP's visual input: float32 [3, R, R], the same bits as `clip.clip._transform(R)`
+    (`rules`: a folder's preprocess.json, or R for CLIP's own)."""
+    rules = _preprocessing(rules)
+    resolution = rules.resolution
     if image.width == 0 or image.height == 0:
         raise ClipOnnxError(f"an image of {image.width} x {image.height} pixels has nothing to resize; pass an "
                             f"image with pixels", "unreadable_image")
@@ -166,8 +187,10 @@ def preprocess(image: Image.Image, resolution: int) -> np.ndarray:
     image = image.resize(size, Image.Resampling.BICUBIC)
     left, top = crop_offset(size[0], resolution), crop_offset(size[1], resolution)
     image = image.crop((left, top, left + resolution, top + resolution)).convert("RGB")
-    pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
-    return (pixels - _MEAN32) / _STD32
+    pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)  # HWC -> CHW
+    # torchvision's Normalize casts mean and std to the image's dtype before subtracting and dividing
+    mean, std = (np.array(v, dtype=np.float32).reshape(3, 1, 1) for v in (rules.mean, rules.std))
+    return (pixels - mean) / std
 
 
 def _describe(source: object) -> str:
@@ -190,32 +213,41 @@ def _bmp_kind(image: Image.Image) -> tuple[int, int]:
     return int.from_bytes(header[14:16], "little"), int.from_bytes(header[16:20], "little")
 
 
-def _check_readable(image: Image.Image, source: object) -> None:
-    """A file of a listed format and kind (`FORMATS`), within `MAX_PIXELS`, before any pixel is decoded."""
-    if image.format not in FORMATS:
-        raise ClipOnnxError(f"{_describe(source)} is in the {image.format} format; clip-onnx reads {', '.join(FORMATS)}: "
+def _check_readable(image: Image.Image, source: object, rules: Preprocessing) -> None:
+    """A file of a format and kind preprocess.json lists (`input.formats`), within its `input.max_pixels`,
+    before any pixel is decoded; what it lists beyond `FORMATS` and their kinds is refused too."""
+    listed = [name for name in rules.formats if name in FORMATS]
+    if image.format not in listed:
+        raise ClipOnnxError(f"{_describe(source)} is in the {image.format} format; clip-onnx reads {', '.join(listed)}: "
                             f"convert it to PNG", "unreadable_image")
-    if image.format == "TIFF" and (image.mode not in TIFF_MODES or image.info.get("compression") not in TIFF_COMPRESSIONS):
-        raise ClipOnnxError(f"{_describe(source)} is a TIFF of mode {image.mode} with {image.info.get('compression')} "
-                            f"compression; clip-onnx reads 8-bit RGB or grey TIFF, uncompressed, LZW or deflate: "
-                            f"convert it to PNG", "unreadable_image")
-    if image.format == "BMP" and _bmp_kind(image) not in [(bits, 0) for bits in BMP_BITS]:
+    kinds = rules.formats[image.format]
+    if image.format == "TIFF":
+        modes = [m for m in kinds.get("modes", []) if m in TIFF_MODES]
+        compressions = [c for c in kinds.get("compression", []) if c in TIFF_COMPRESSIONS]
+        if image.mode not in modes or image.info.get("compression") not in compressions:
+            raise ClipOnnxError(f"{_describe(source)} is a TIFF of mode {image.mode} with "
+                                f"{image.info.get('compression')} compression; clip-onnx reads TIFF of mode "
+                                f"{', '.join(modes)} with {', '.join(compressions)} compression: convert it to PNG",
+                                "unreadable_image")
+    if image.format == "BMP":
+        bits_read = [b for b in kinds.get("bits", []) if b in BMP_BITS] if "raw" in kinds.get("compression", []) else []
         bits, compression = _bmp_kind(image)
-        raise ClipOnnxError(f"{_describe(source)} is a BMP of {bits} bits per pixel with compression {compression}; "
-                            f"clip-onnx reads uncompressed BMP of {', '.join(map(str, BMP_BITS))} bits: convert it to "
-                            f"PNG", "unreadable_image")
-    if image.width * image.height > MAX_PIXELS:
-        raise ClipOnnxError(f"{_describe(source)} has more than {MAX_PIXELS} pixels, the limit every clip-onnx "
+        if compression != 0 or bits not in bits_read:
+            raise ClipOnnxError(f"{_describe(source)} is a BMP of {bits} bits per pixel with compression "
+                                f"{compression}; clip-onnx reads uncompressed BMP of "
+                                f"{', '.join(map(str, bits_read))} bits: convert it to PNG", "unreadable_image")
+    if image.width * image.height > rules.max_pixels:
+        raise ClipOnnxError(f"{_describe(source)} has more than {rules.max_pixels} pixels, the limit every clip-onnx "
                             f"consumer shares; resize it first", "unreadable_image")
 
 
-def _load_file(source: str | Path | bytes | BinaryIO, resolution: int) -> np.ndarray:
+def _load_file(source: str | Path | bytes | BinaryIO, rules: Preprocessing) -> np.ndarray:
     """A path, the bytes of a file, or a readable binary file object, decoded by Pillow."""
     opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
         with Image.open(opened) as image:
-            _check_readable(image, source)
-            return preprocess(image, resolution)
+            _check_readable(image, source, rules)
+            return preprocess(image, rules)
     except FileNotFoundError:
         raise ClipOnnxError(f"{_describe(source)} does not exist; check the path", "missing_file") from None
     except IsADirectoryError:
@@ -235,9 +267,10 @@ def _load_file(source: str | Path | bytes | BinaryIO, resolution: int) -> np.nda
 ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]
 
 
-def load(images: Iterable[ImageSource], resolution: int) -> np.ndarray:
+def load(images: Iterable[ImageSource], rules: Preprocessing | int) -> np.ndarray:
     """Images as one float32 batch [N, 3, R, R], each through `preprocess`: file paths, the bytes of an
     image file, binary file objects, PIL images, or uint8 arrays [H, W, 3] (RGB) or [H, W] (grey)."""
+    rules = _preprocessing(rules)
     arrays = []
     for item in images:
         if isinstance(item, np.ndarray):
@@ -247,10 +280,10 @@ def load(images: Iterable[ImageSource], resolution: int) -> np.ndarray:
                                     f"[N, 3, R, R] array instead")
             item = Image.fromarray(item)
         if isinstance(item, Image.Image):
-            arrays.append(preprocess(item, resolution))
+            arrays.append(preprocess(item, rules))
         elif isinstance(item, (str, Path, bytes, bytearray, memoryview)) or hasattr(item, "read"):
-            arrays.append(_load_file(item, resolution))
+            arrays.append(_load_file(item, rules))
         else:
             raise ClipOnnxError(f"cannot read an image from a {type(item).__name__}; pass a path, bytes, a binary "
                                 f"file object, a PIL image or a uint8 array")
-    return np.stack(arrays) if arrays else np.zeros((0, 3, resolution, resolution), dtype=np.float32)
+    return np.stack(arrays) if arrays else np.zeros((0, 3, rules.resolution, rules.resolution), dtype=np.float32)

@@ -56,19 +56,9 @@ def versions() -> dict[str, str | None]:
 
 
 def preprocessing(resolution: int) -> dict:
-    """A summary; `preprocess.json` (clip_onnx.preprocess) has every rule, proven equal to CLIP's transform."""
-    return {
-        "file": preprocess.PREPROCESS,
-        "resolution": resolution,
-        "color": "RGB",
-        "resize": {"size": resolution, "edge": "shorter", "interpolation": "bicubic", "antialias": True},
-        "center_crop": [resolution, resolution],
-        "scale": "pixel / 255",
-        "mean": list(preprocess.MEAN),
-        "std": list(preprocess.STD),
-        "layout": "NCHW",
-        "dtype": "float32",
-    }
+    """Where the rules are: `preprocess.json` (clip_onnx.preprocess) has every parameter and rule, proven
+    equal to CLIP's transform; the resolution is the graphs' input size."""
+    return {"file": preprocess.PREPROCESS, "resolution": resolution}
 
 
 def tokenizer(context_length: int, vocab_size: int) -> dict:

@@ -137,9 +137,9 @@ original weights.
 
 ## Preprocess and tokenize
 
-Images: RGB, resize the shorter side to the resolution ({pre['resize']['interpolation']}), centre-crop,
-scale to [0, 1], normalise with mean {pre['mean']} and std {pre['std']}, layout {pre['layout']} {pre['dtype']}.
-Every folder's `{pre['file']}` writes down each rule, enough to reproduce CLIP's pixels bit for bit.
+Images: RGB, resize the shorter side to the resolution (Pillow's bicubic), centre-crop, scale to [0, 1],
+normalise with CLIP's mean and std, layout NCHW float32. Every folder's `{pre['file']}` holds the parameters
+and names each rule by identifier, enough to reproduce CLIP's pixels bit for bit.
 Texts: CLIP's BPE tokenizer (`clip.tokenize`): start token {tok['start_token_id']}, end token
 {tok['end_token_id']}, zero padding to {tok['context_length']}, ids as {tok['dtype']}. Every folder's
 `{tok['file']}` (Hugging Face `tokenizers` format) gives `clip.tokenize`'s ids after CLIP's cleaning:

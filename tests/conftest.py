@@ -80,11 +80,3 @@ def release_exports(tmp_path_factory) -> Path:
         pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / precision, precision=precision,
                         **quiet)
     return root
-
-
-@pytest.fixture(scope="session")
-def shared_vectors(tmp_path_factory) -> Path:
-    """The shared test vectors (tests/vectors.py) that the Rust and Node tests hold their results to."""
-    from tests import vectors
-
-    return vectors.write(tmp_path_factory.mktemp("vectors"))

@@ -1,5 +1,5 @@
 """Texts for CLIP's cleaning, `html.unescape(html.unescape(ftfy.fix_text(text)))`, each with Python's result:
-the conformance set the Rust and JavaScript ports of ftfy are held to (tests/vectors.py writes it).
+the conformance set the Rust and JavaScript ports of ftfy are held to (tests/conformance.py writes it).
 
 - ftfy's own test cases: `tests/data/ftfy/test_cases.json`, from python-ftfy at tag v6.3.1 (commit
   5340af6746ff655a9cd7cb2b50c2fd0b35bb91d3), Apache-2.0 (its LICENSE.txt beside it);

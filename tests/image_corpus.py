@@ -1,7 +1,7 @@
-"""Image files for the shared test vectors: one file of every kind the consumers read (`clip_onnx.preprocess`
-FORMATS: PNG, JPEG, WebP, GIF, BMP and TIFF kinds, with and without colour profiles and EXIF orientation),
-files of formats outside that list, and damaged files. Python's pixels for the first are the truth every
-language is held to; the other two must be refused by all three alike."""
+"""Image files for the conformance artifact (tests/conformance.py): one file of every kind the consumers
+read (`clip_onnx.preprocess` FORMATS: PNG, JPEG, WebP, GIF, BMP and TIFF kinds, with and without colour
+profiles and EXIF orientation), files of formats outside that list, and damaged files. Python's pixels
+for the first are the truth every language is held to; the other two must be refused by all three alike."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def grey_profile(gamma: float = 1.0) -> bytes:
 
 
 def listed(folder: Path, photo: np.ndarray, rng: np.random.Generator) -> list[Path]:
-    """Every listed kind besides the 8-bit PNG modes (tests/vectors.py makes those): JPEG (4:2:0, 4:2:2,
+    """Every listed kind besides the 8-bit PNG modes (tests/conformance.py makes those): JPEG (4:2:0, 4:2:2,
     4:4:4, progressive, grey, CMYK, EXIF orientation, colour profiles in RGB and grey, a camera photo with
     its profile), PNG (16-bit, colour profiles), WebP (lossy, lossless, alpha), GIF (still, transparent,
     animated), BMP (1, 8, 24, 32 bits) and TIFF (RGB and grey; uncompressed, LZW, deflate)."""

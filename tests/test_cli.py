@@ -93,7 +93,8 @@ def test_export_then_verify_end_to_end(tmp_path):
     assert manifest["tokenizer"]["start_token_id"] == 49406 and manifest["tokenizer"]["end_token_id"] == 49407
     pinned = re.search(r'"ftfy==([^"]+)"', (Path(__file__).parent.parent / "pyproject.toml").read_text()).group(1)
     assert manifest["tokenizer"]["ftfy"] == pinned  # the version the ports of ftfy follow
-    assert manifest["preprocessing"]["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert manifest["preprocessing"] == {"file": "preprocess.json", "resolution": 32}
+    assert json.loads((folder / "preprocess.json").read_text())["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
     assert set(manifest["files"]) == names - {"manifest.json"}
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in manifest["files"].values())
 

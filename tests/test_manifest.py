@@ -73,20 +73,21 @@ def test_reading_a_manifest_names_a_missing_or_broken_file(tmp_path):
     (tmp_path / "manifest.json").write_text('{"files": ')
     with pytest.raises(ClipOnnxError, match="manifest.json is not valid JSON .*; export the variant again"):
         manifest.read(tmp_path)
-    (tmp_path / "manifest.json").write_text('{"format_version": 1, "graphs": {}, "tokenizer": []}')
+    (tmp_path / "manifest.json").write_text('{"format_version": 2, "graphs": {}, "tokenizer": []}')
     with pytest.raises(ClipOnnxError, match="manifest.json lacks files, tokenizer, preprocessing, logit_scale, "
                                             "architecture; export the variant again") as caught:
         manifest.read(tmp_path)
     assert caught.value.kind == "bad_manifest"
-    whole = {"format_version": 1, **{key: {} for key in manifest.CONSUMER_KEYS}}
+    whole = {"format_version": 2, **{key: {} for key in manifest.CONSUMER_KEYS}}
     (tmp_path / "manifest.json").write_text(json.dumps(whole))
     assert manifest.read(tmp_path) == whole
 
 
-@pytest.mark.parametrize("text", ['{"format_version": 999}', '{"format_version": "1"}', '{}', '{"format_version": true}'])
+@pytest.mark.parametrize("text", ['{"format_version": 999}', '{"format_version": 1}', '{"format_version": "2"}', '{}',
+                                  '{"format_version": true}'])
 def test_a_format_version_this_runtime_does_not_read_is_refused(tmp_path, text):
     (tmp_path / "manifest.json").write_text(text)
-    with pytest.raises(ClipOnnxError, match=r"manifest.json: format_version .*, but this clip-onnx reads 1; "
+    with pytest.raises(ClipOnnxError, match=r"manifest.json: format_version .*, but this clip-onnx reads 2; "
                                             r"pip install --upgrade clip-onnx"):
         manifest.read(tmp_path)
 

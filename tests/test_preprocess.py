@@ -166,11 +166,10 @@ def test_spec_matches_clip_transform(resolution: int, tmp_path):
     assert isinstance(to_tensor, ToTensor) and torch.get_default_dtype() == torch.float32
     spec = pp.spec(resolution)
     assert spec["resolution"] == resolution
-    assert [step["op"] for step in spec["steps"]] == ["resize", "center_crop", "convert", "scale", "normalize"]
-    assert spec["steps"][0]["size"] == resolution and spec["steps"][1]["size"] == list(crop.size)
     assert spec["mean"] == list(normalize.mean) == list(pp.MEAN)
     assert spec["std"] == list(normalize.std) == list(pp.STD)
-    assert (spec["color_order"], spec["layout"], spec["dtype"]) == ("RGB", "NCHW", "float32")
+    assert spec["rules"] == pp.RULES and all(isinstance(v, str) for v in pp.RULES.values())
+    assert pp.Preprocessing.parse(spec, "preprocess.json") == pp.Preprocessing.default(resolution)
     path = pp.write(tmp_path, resolution)
     assert path == tmp_path / "preprocess.json" and json.loads(path.read_text()) == spec
 
@@ -190,7 +189,8 @@ def test_size_rules_match_torchvision():
     assert pp.resized_size(1000, 2999, 224) == (224, 671)  # 671.776: floored, not rounded
 
 
-# An implementation of preprocess.json's rules in numpy, from the text alone, as another language would do it.
+# An implementation of preprocess.json's rules in numpy, from docs/consumers.md's meaning of each identifier alone,
+# as another language would do it.
 def _cubic(x: float) -> float:
     a, x = -0.5, abs(x)
     if x < 1.0:
@@ -224,7 +224,15 @@ def _resample(pixels: np.ndarray, axis: int, n_out: int) -> np.ndarray:
     return np.clip((sums + 2**21) >> 22, 0, 255)
 
 
+# The rules _from_spec implements (for 8-bit RGB input), by preprocess.json's identifiers.
+_IMPLEMENTED = {"resize_size": "shorter_edge_floor", "resize_filter": "pillow_bicubic_antialiased",
+                "resize_arithmetic": "pillow_fixed_point_22", "resize_pass_order": "pillow_vertical_first_if_larger_cut",
+                "resize_same_size": "skipped", "crop": "center_round_half_even", "scale": "float32_divide_255",
+                "normalize": "float32_subtract_then_divide", "layout": "NCHW", "color_order": "RGB", "dtype": "float32"}
+
+
 def _from_spec(rgb: np.ndarray, spec: dict) -> np.ndarray:
+    assert {rule: spec["rules"][rule] for rule in _IMPLEMENTED} == _IMPLEMENTED
     r = spec["resolution"]
     height, width, _ = rgb.shape
     short, long = min(width, height), max(width, height)

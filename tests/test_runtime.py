@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from PIL import Image
 from exporter import pipeline
 from exporter._clip import clip
 from exporter.cli import main
+from clip_onnx import preprocess
 from clip_onnx.errors import ClipOnnxError, UsageError
 from clip_onnx.model import Model, logits
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
@@ -279,6 +281,34 @@ def test_the_tokenizer_loaded_is_the_file_the_manifest_names_and_the_check_cover
     data["files"]["tok.json"] = data["files"].pop("tokenizer.json")
     (folder / "manifest.json").write_text(json.dumps(data))
     assert np.array_equal(Model(folder).encode_text("a cat"), Model(case[0]).encode_text("a cat"))
+
+
+def test_pixels_take_every_parameter_from_the_folders_preprocess_json(case, tmp_path):
+    """Mean and std as preprocess.json gives them (here 0 and 1: the scaled pixels themselves)."""
+    folder = tmp_path / "copy"
+    shutil.copytree(case[0], folder)
+    path = folder / "preprocess.json"
+    spec = json.loads(path.read_text())
+    spec.update(mean=[0, 0, 0], std=[1, 1, 1])
+    path.write_text(json.dumps(spec))
+    image = Image.open(case[1][0])
+    pixels = Model(folder, check_sha256=False).pixels(image)[0]
+    assert pixels.min() >= 0 and pixels.max() <= 1 and not np.array_equal(pixels, Model(case[0]).pixels(image)[0])
+    resolution = pixels.shape[-1]
+    unnormalised = replace(preprocess.Preprocessing.default(resolution), mean=(0, 0, 0), std=(1, 1, 1))
+    assert np.array_equal(pixels, preprocess.preprocess(image, unnormalised))
+
+
+def test_a_manifest_whose_texts_another_ftfy_cleans_is_refused(case, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(case[0], folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    data["tokenizer"]["ftfy"] = "6.2.0"
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ClipOnnxError, match=r'manifest.json: tokenizer.ftfy is "6.2.0", but this environment cleans '
+                                            r"texts with ftfy 6.3.1, so token ids could differ") as caught:
+        Model(folder)
+    assert caught.value.kind == "invalid_input"
 
 
 def test_a_corrupt_graph_is_one_line_not_a_traceback(case, tmp_path, capsys):

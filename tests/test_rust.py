@@ -1,17 +1,20 @@
-"""The Rust crate (rust/) held to the Python runtime: `cargo test --locked` against the shared test
-vectors (tests/vectors.py) and a Hugging Face Hub on loopback, with the libonnxruntime of the
-onnxruntime wheel these tests already use.
+"""The Rust crate (rust/) held to the Python runtime. Bare `cargo test --locked` in rust/ reads the
+committed conformance artifact (tests/conformance/vectors.json, written by tests/conformance.py) by
+itself; what only Python gives is a Hugging Face Hub on loopback. Here the artifact's export is released
+on it at a tag (intact, and with one byte changed), its details go to the Rust tests in
+`CLIP_ONNX_TEST_HUB`, `cargo test --workspace --locked -- --include-ignored` runs every test (the decode
+speed measurement left out), with the libonnxruntime of the onnxruntime wheel these tests already use,
+and the counts it prints are held to the artifact's.
 
 Needs cargo; skipped without it, except on CI (CI=true), where a skip would hide a broken crate.
 
-`python -m tests.test_rust DIR` writes the vectors to DIR (once), serves the loopback Hub and prints the
-environment `cargo test` needs, until interrupted: what rust/mutants.sh runs cargo-mutants against."""
+`python -m tests.test_rust DIR` serves the loopback Hub, writes DIR/hub.json and DIR/env (the environment
+`cargo test -- --include-ignored` needs) and waits until interrupted: what rust/mutants.sh runs
+cargo-mutants against."""
 
 from __future__ import annotations
 
 import glob
-import html
-import html.entities
 import json
 import os
 import re
@@ -20,35 +23,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import onnxruntime
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from clip_onnx.integrity import sha256_file
 from tests.loopback_hub import LoopbackHub
 
 CRATE = Path(__file__).resolve().parent.parent / "rust"
-# numeric references at every edge of html.unescape's rules: NUL, CR, Windows-1252, C0 and C1 controls,
-# non-characters, surrogates, the last code point and past it, and numbers too long for any integer type
-NUMBERS = [0, 9, 10, 13, 31, 38, 60, 65, 127, 128, 129, 141, 150, 159, 160, 233, 0xD7FF, 0xD800, 0xDFFF, 0xE000,
-           0xFDCF, 0xFDD0, 0xFDEF, 0xFDF0, 0xFFFD, 0xFFFE, 0xFFFF, 0x1F600, 0x1FFFE, 0x10FFFD, 0x10FFFF, 0x110000,
-           10**20]
-
-
-def unescape_cases() -> list[list[str]]:
-    """Texts and Python's `html.unescape` of each: every HTML5 name with and without `;` and followed by a
-    letter, numeric references at every edge, and the odd cases (unknown names, prefixes, no digits)."""
-    names = sorted(html.entities.html5)
-    texts = [" ".join(f"&{name}" for name in names), " ".join(f"&{name}x" for name in names),
-             "".join(f"&{name}" for name in names if name.endswith(";"))]
-    for n in NUMBERS:
-        texts += [f"&#{n};", f"&#{n}", f"&#{n}x", f"&#x{n:x};", f"&#X{n:X}", f"&#x{n:x}g", f"&#00{n};"]
-    texts += ["&", "&;", "&#", "&#;", "&#x", "&#x;", "&#xg;", "&&amp;", "&amp;amp;", "&ampamp;", "&notit;", "&notin;",
-              "&noti", "&copy2019", "&AMP;AMP;", "&a", "&ab;", "&zzzz;", "& amp;", "&am p;", "&amp", "x&lt y&gt;z",
-              "&" + "a" * 40 + ";", "&" + "é" * 40, "&é;", "&ampé", "&notéx", "&nbsp\t&nbsp\n&nbsp\x0c&nbsp<&nbsp#",
-              "&lt\r;", "caf&eacute &eacute; &Eacute;&EACUTE;", "&#x1F600;&#128512;", "&#128512", "a&b&c;d&#e"]
-    return [[text, html.unescape(text)] for text in texts]
+ARTIFACT = Path(__file__).resolve().parent / "conformance"  # tests/conformance.py COMMITTED, without its imports
+# the ignored test that is a measurement, not a check (rust/tests/decode_speed.rs)
+CARGO_TEST = ["test", "--workspace", "--locked", "--", "--include-ignored", "--skip", "decode_speed"]
 
 
 def ort_library() -> str:
@@ -71,36 +55,14 @@ def _publish(hub: LoopbackHub, folder: Path, repo: str, tamper: bool) -> None:
     api.create_tag(repo, tag="v1.0.0", revision=commit.oid)
 
 
-def _with_external_data(folder: Path, copy: Path) -> Path:
-    """A copy of an export whose visual graph keeps its weights in an external-data file, listed in the
-    manifest (graphs.visual.external_data and files), as the large variants ship: intact, so it loads."""
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(folder, copy)
-    data = json.loads((copy / "manifest.json").read_text())
-    visual = copy / data["graphs"]["visual"]["file"]
-    external = copy / f"{visual.name}.data"
-    onnx.save_model(onnx.load(str(visual)), str(visual), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=external.name)
-    data["graphs"]["visual"]["external_data"] = [external.name]
-    for path in (visual, external):
-        data["files"][path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    (copy / "manifest.json").write_text(json.dumps(data))
-    return copy
-
-
-def prepare(vectors: Path, hub: LoopbackHub, root: Path) -> Path:
-    """The shared vectors plus what only the Rust tests use: the Hub's releases (one intact, one with a
-    changed byte), an export with external data, and Python's html.unescape on its hard cases."""
-    data = json.loads(Path(vectors).read_text())
-    _publish(hub, Path(data["exports"][0]["folder"]), "org/clip-onnx-tiny-ViT", tamper=False)
-    _publish(hub, Path(data["exports"][0]["folder"]), "org/tampered", tamper=True)
-    data["hub"] = {"endpoint": hub.url, "repo": "org/clip-onnx-tiny-ViT", "tampered_repo": "org/tampered",
-                   "tag": "v1.0.0"}
-    data["external_data"] = str(_with_external_data(Path(data["exports"][0]["folder"]), root / "external-data"))
-    data["unescape"] = unescape_cases()
-    path = root / "vectors.json"
-    path.write_text(json.dumps(data, ensure_ascii=False))
-    return path
+def serve(hub: LoopbackHub) -> dict:
+    """The artifact's export released on the Hub, intact and tampered; what the Rust tests read from
+    `CLIP_ONNX_TEST_HUB` (rust/tests/common `hub`)."""
+    vectors = json.loads((ARTIFACT / "vectors.json").read_text())
+    export = ARTIFACT / vectors["exports"][0]["folder"]
+    _publish(hub, export, "org/clip-onnx-tiny-ViT", tamper=False)
+    _publish(hub, export, "org/tampered", tamper=True)
+    return {"endpoint": hub.url, "repo": "org/clip-onnx-tiny-ViT", "tampered_repo": "org/tampered", "tag": "v1.0.0"}
 
 
 @pytest.fixture(scope="module")
@@ -113,29 +75,45 @@ def cargo() -> str:
     return found
 
 
-def test_the_rust_crate_equals_the_python_runtime(cargo, shared_vectors, tmp_path):
+def test_the_rust_crate_equals_the_python_runtime(cargo):
+    vectors = json.loads((ARTIFACT / "vectors.json").read_text())
+    # the committed artifact and cases, not files another run pointed these at
+    env = {k: v for k, v in os.environ.items() if k not in ("CLIP_ONNX_VECTORS", "CLIP_ONNX_FTFY_CASES")}
     with LoopbackHub() as hub:
-        path = prepare(shared_vectors, hub, tmp_path)
-        cleaning = json.loads(path.read_text())["cleaning"]["file"]  # the ftfy port's own conformance test reads it
-        result = subprocess.run([cargo, "test", "--workspace", "--locked", "--", "--nocapture", "--test-threads", "2"],
-                                cwd=CRATE, capture_output=True, text=True, timeout=3000,
-                                env={**os.environ, "CLIP_ONNX_VECTORS": str(path), "ORT_DYLIB_PATH": ort_library(),
-                                     "CLIP_ONNX_FTFY_CASES": cleaning})
+        result = subprocess.run([cargo, *CARGO_TEST, "--nocapture", "--test-threads", "2"], cwd=CRATE, capture_output=True,
+                                text=True, timeout=3000, env={**env, "CLIP_ONNX_TEST_HUB": json.dumps(serve(hub)),
+                                                              "ORT_DYLIB_PATH": ort_library()})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    passed = sum(int(n) for n in re.findall(r"test result: ok\. (\d+) passed", output))
-    assert passed >= 37 and "0 failed" in output, output[-3000:]
+    results = re.findall(r"test result: ok\. (\d+) passed; (\d+) failed; (\d+) ignored", output)
+    assert sum(int(passed) for passed, _, _ in results) >= 40, output[-3000:]
+    # the Hub's tests ran too: nothing ignored (the decode speed measurement is filtered out by name)
+    assert results and all(failed == ignored == "0" for _, failed, ignored in results), output[-3000:]
+
+    def count(pattern: str) -> int:
+        found = re.findall(rf"^{pattern}$", output, re.MULTILINE)
+        assert found, f"no line {pattern!r}: {output[-3000:]}"
+        return sum(int(n) for n in found)
+
+    # every case of the artifact ran, none differed: pixels, token ids and cleaning, embeddings, bad inputs
+    cleaning = json.loads((ARTIFACT / vectors["cleaning"]["file"]).read_text())["sets"]
+    assert count(r"(\d+) pixel cases ran, 0 differ, 0 skipped") == (
+        len(vectors["pixels"]) * len(vectors["images"]) + len(vectors["all_images"]) + 1 + len(vectors["more_pixels"]))
+    assert count(r"(\d+) token cases ran, 0 differ, 0 skipped") == len(vectors["texts"]) + sum(map(len, cleaning.values()))
+    assert count(r"(\d+) embedding cases ran, 0 skipped") == len(vectors["exports"]) * (
+        len(vectors["images"]) + len(vectors["embedded_texts"]))
+    assert count(r"(\d+) (?:API|command-line) cases ran, 0 skipped") == len(vectors["bad_inputs"])
     # every listed kind of image file equals Pillow's pixels, and the unlisted and damaged ones are refused
     identical = re.search(r"^(\d+) of (\d+) image files bit-identical to Pillow, 0 skipped$", output, re.MULTILINE)
-    assert identical and identical[1] == identical[2] and int(identical[1]) > 0, output[-3000:]
+    assert identical and identical[1] == identical[2] == str(len(vectors["all_images"])), output[-3000:]
     # CLIP's cleaning: the ftfy port alone and the whole clean with token ids, on every set, 0 differing
-    for set_name in ("ftfy_test_cases", "tokenizer_corpus", "generated"):
+    for set_name in vectors["cleaning"]["order"]:
         assert re.search(rf"^{set_name}: \d+ texts, 0 differ$", output, re.MULTILINE), output[-3000:]
         assert re.search(rf"^{set_name}: \d+ texts, 0 cleaned differ, 0 ids differ$", output, re.MULTILINE), output[-3000:]
-    # the measured lines (JPEG decoding, the texts ftfy would change, memory) and the counts of the image
-    # files and of the bad_inputs table's cases
+    # the measured lines (JPEG decoding, the texts ftfy would change, memory) and the counts
     for line in output.splitlines():
-        if (line.startswith(("JPEG:", "token ids:", "memory:")) or re.fullmatch(r"\d+ (API|command-line) cases ran, 0 skipped", line)
+        if (line.startswith(("JPEG:", "token ids:", "memory:"))
+                or re.fullmatch(r"\d+ (API|command-line|pixel|token|embedding) cases ran, .*", line)
                 or re.fullmatch(r"\d+ of \d+ image files bit-identical to Pillow, 0 skipped", line)
                 or re.fullmatch(r"\d+ unlisted and \d+ bad image files refused as .*", line)
                 or re.fullmatch(r"\w+: \d+ texts, 0 (cleaned )?differ.*", line)):
@@ -159,19 +137,17 @@ def test_the_documented_rust_example_is_the_one_cargo_compiles():
 
 
 def main(root: Path) -> None:
-    """Write the vectors to `root`, serve the Hub, print the environment for `cargo test`, wait."""
+    """Serve the Hub, write root/hub.json and root/env (the environment for `cargo test -- --include-ignored`),
+    wait."""
     import signal
     import threading
 
-    from tests import vectors
-
     root.mkdir(parents=True, exist_ok=True)
-    written = root / "shared" / "vectors.json"  # written once: delete DIR to write them again
-    if not written.exists():
-        vectors.write(written.parent)
     with LoopbackHub() as hub:
-        path = prepare(written, hub, root)
-        (root / "env").write_text(f"export CLIP_ONNX_VECTORS={path}\nexport ORT_DYLIB_PATH={ort_library()}\n")
+        (root / "hub.json").write_text(json.dumps(serve(hub)))
+        # the artifact named by its absolute path: cargo-mutants tests a copy of rust/ without the repository beside it
+        (root / "env").write_text(f"export CLIP_ONNX_TEST_HUB={root / 'hub.json'}\nexport ORT_DYLIB_PATH={ort_library()}\n"
+                                  f"export CLIP_ONNX_VECTORS={ARTIFACT / 'vectors.json'}\n")
         print((root / "env").read_text(), flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

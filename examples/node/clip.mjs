@@ -19,6 +19,13 @@
 // as Pillow ignores them (sharp's `ignoreIcc`), and EXIF orientation is not applied: the stored values
 // are the pixels.
 //
+// preprocess.json is data: `resolution`, `mean` and `std` (3 numbers each), `rules` (each rule of the
+// algorithm by name, with the identifier of the way it is done: RULES holds the 20 clip.mjs implements)
+// and `input` (the files read, above). pixels() takes every parameter from it. loadModel refuses, in one
+// line naming the file, one that names a rule clip.mjs does not know, another identifier for a rule, or
+// lacks a rule (kind unsupported_format), and one whose resolution, mean, std, rules or input are malformed
+// (kind bad_manifest).
+//
 // loadModel first checks the files the two graphs need (each graph's file and external data,
 // tokenizer.json, preprocess.json) against manifest.json: size, then SHA-256, hashed as a stream. A
 // changed, truncated or missing file is refused in one line naming it; { checkSha256: false }
@@ -31,7 +38,7 @@
 //   node clip.mjs FOLDER --image cat.png --text "a cat" --text "a dog" [--truncate] [--json] [--no-sha256-check]
 //
 // Tests: test/*.test.mjs (node:test; test/README.md lists them), run by tests/test_node_example.py
-// against the shared test vectors.
+// against the conformance artifact (tests/conformance).
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -47,11 +54,11 @@ import ort from "onnxruntime-node";
 import sharp from "sharp";
 
 // The kinds of error, as clip_onnx.errors.KINDS and the Rust crate's Error::kind name them: the same bad
-// input gives the same kind in every language (the shared test vectors' bad_inputs hold all three to it).
+// input gives the same kind in every language (the conformance artifact's bad_inputs hold all three to it).
 export const ERROR_KINDS = [
   "not_an_export", // the folder has no manifest.json
-  "bad_manifest", // manifest.json is not JSON, or lacks a key consumers read
-  "unsupported_format", // manifest.json's format_version is not one this reader reads
+  "bad_manifest", // manifest.json (or preprocess.json) is not JSON, or lacks a key consumers read
+  "unsupported_format", // manifest.json's format_version, or a rule of preprocess.json, is not one this reader reads
   "missing_file", // a file the manifest needs, or an input file, does not exist
   "changed_file", // a file differs from its size and SHA-256 in the manifest, or is not listed there
   "unreadable_image", // not an image, a format not read, truncated or damaged, or too many pixels
@@ -75,7 +82,7 @@ const firstLine = (error) => String(error?.message ?? error).trim().split("\n")[
 
 const MANIFEST = "manifest.json";
 // The manifest format_versions this consumer reads (clip_onnx/manifest.py says when the version rises).
-export const FORMAT_VERSIONS = [1];
+export const FORMAT_VERSIONS = [2];
 // The keys consumers read (clip_onnx.manifest.CONSUMER_KEYS), each an object, and the ones inside them
 // clip.mjs reads, with their type.
 const CONSUMER_KEYS = ["graphs", "files", "tokenizer", "preprocessing", "logit_scale", "architecture"];
@@ -200,13 +207,81 @@ export async function loadModel(folder, { checkSha256 = true } = {}) {
   const graphs = ["visual", "transformer"];
   const needed = neededFiles(manifest, graphs);
   if (checkSha256) await checkFiles(folder, manifest, needed);
+  const preprocess = readPreprocess(folder, manifest.preprocessing.file);
   return {
     manifest,
     ...loadTokenizer(folder, manifest.tokenizer.file),
-    preprocess: readJson(folder, manifest.preprocessing.file),
+    preprocess,
     visual: await session(folder, manifest.graphs[graphs[0]].file),
     transformer: await session(folder, manifest.graphs[graphs[1]].file),
   };
+}
+
+// The rules of the preprocessing, by name, and the identifier of the one clip.mjs implements
+// (clip_onnx.preprocess.RULES; docs/consumers.md#preprocessing-rules says what each means). A file that
+// names another identifier, or another rule, describes pixels this code would not reproduce.
+export const RULES = {
+  orientation: "exif_ignored", // decode: EXIF orientation not applied
+  color_profile: "ignored", // decode: sharp's ignoreIcc
+  jpeg_decoder: "libjpeg_turbo_islow_fancy_upsampling", // decode: sharp's libjpeg-turbo
+  webp_decoder: "libwebp", // decode: sharp's libwebp
+  gif_frame: "first", // decode: animated: false
+  resize_size: "shorter_edge_floor", // pixels: [w, h]
+  resize_filter: "pillow_bicubic_antialiased", // cubic, coefficients
+  resize_arithmetic: "pillow_fixed_point_22", // coefficients' fixed weights, pass
+  resize_pass_order: "pillow_vertical_first_if_larger_cut", // resize: verticalFirst
+  resize_same_size: "skipped", // resize: the same size returned as it is
+  resize_palette: "nearest", // nearest, for "P" and "1"
+  resize_alpha: "premultiplied", // premultiply
+  resize_wide: "own_precision_then_clamped", // pass and store16 for "I;16", rgb's clamp
+  crop: "center_round_half_even", // pixels: offset
+  to_rgb: "pillow_convert_alpha_dropped", // rgb
+  scale: "float32_divide_255", // pixels: Math.fround(colour / 255)
+  normalize: "float32_subtract_then_divide", // pixels: float32 subtraction, then division
+  layout: "NCHW", // pixels: ((n * 3 + c) * r + y) * r + x
+  color_order: "RGB", // rgb's channel order
+  dtype: "float32", // Float32Array, the "float32" tensor
+};
+const UPDATE = "update clip.mjs from the release that made the files";
+
+// preprocess.json of the folder, checked as clip_onnx.preprocess.Preprocessing.parse checks it: every rule
+// one clip.mjs implements (unsupported_format otherwise), resolution, mean, std and input of the shape
+// pixels() and decode() read (bad_manifest otherwise); each refusal one line naming the file.
+function readPreprocess(folder, name) {
+  const file = path.join(folder, name);
+  const data = readJson(folder, name, "bad_manifest");
+  const bad = (key, should) => new ClipError(`${file}: ${key} must be ${should}; ${AGAIN}`, "bad_manifest");
+  if (!isObject(data)) throw bad("the file", "a JSON object");
+  const { rules } = data;
+  if (!isObject(rules)) throw bad("rules", "an object of rule identifiers");
+  for (const [rule, value] of Object.entries(rules)) {
+    if (!Object.hasOwn(RULES, rule)) throw new ClipError(`${file}: rule ${JSON.stringify(rule)} is not one clip.mjs knows; ${UPDATE}`, "unsupported_format");
+    if (value !== RULES[rule]) {
+      throw new ClipError(`${file}: rule ${rule} is ${JSON.stringify(value)}, which clip.mjs does not implement `
+        + `(it implements ${JSON.stringify(RULES[rule])}); ${UPDATE}`, "unsupported_format");
+    }
+  }
+  const absent = Object.keys(RULES).find((rule) => !Object.hasOwn(rules, rule));
+  if (absent) throw new ClipError(`${file} lacks rule ${absent}; export the variant again with a clip-onnx that writes it`, "unsupported_format");
+  if (!Number.isInteger(data.resolution) || data.resolution < 1) throw bad("resolution", "a positive integer");
+  for (const key of ["mean", "std"]) {
+    const value = data[key];
+    // Number.isFinite: numbers only, no strings or booleans
+    if (!Array.isArray(value) || value.length !== 3 || !value.every(Number.isFinite) || (key === "std" && value.includes(0))) {
+      throw bad(key, `3 finite numbers, one per RGB channel${key === "std" ? ", none zero" : ""}`);
+    }
+  }
+  const { input } = data;
+  if (!isObject(input) || !isObject(input.formats) || !Object.values(input.formats).every(isObject)) {
+    throw bad("input.formats", "an object of image formats");
+  }
+  if (!Number.isInteger(input.max_pixels) || input.max_pixels < 1) throw bad("input.max_pixels", "a positive integer");
+  // the lists decode() reads from BMP's and TIFF's entries, where present
+  for (const [format, key] of [["BMP", "bits"], ["BMP", "compression"], ["TIFF", "modes"], ["TIFF", "compression"]]) {
+    const list = input.formats[format]?.[key];
+    if (list !== undefined && !Array.isArray(list)) throw bad(`input.formats.${format}.${key}`, "a list");
+  }
+  return data;
 }
 
 // tokenizer.json for Tokenizers.js, which ignores the file's padding and truncation settings:
@@ -237,10 +312,24 @@ async function session(folder, name) {
 // python-ftfy 6.3.1, the version clip_onnx pins and manifest.json records as `tokenizer.ftfy`.
 export const FTFY_VERSION = "6.3.1";
 
+// Python's html.unescape: the references its pattern finds, each decoded by entities' decodeHTML, which
+// decodes them as Python does but for the code points Python drops (html._invalid_codepoints less those
+// _invalid_charrefs maps first: controls, U+FDD0..U+FDEF, the last two of every plane).
+const CHARREF = /&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)/g;
+const dropped = (n) => (n >= 0x01 && n <= 0x08) || n === 0x0b || (n >= 0x0e && n <= 0x1f) || n === 0x7f
+  || (n >= 0xfdd0 && n <= 0xfdef) || (n <= 0x10ffff && (n & 0xfffe) === 0xfffe);
+export const htmlUnescape = (text) => text.replace(CHARREF, (reference, body) => {
+  if (body[0] === "#") {
+    const hex = body[1] === "x" || body[1] === "X";
+    const n = Number.parseInt(body.slice(hex ? 2 : 1), hex ? 16 : 10);
+    if (dropped(n)) return "";
+  }
+  return decodeHTML(reference);
+});
+
 // clip_onnx.tokenizer.clean: ftfy.fix_text with its default options (mojibake, curly quotes, ligatures,
-// full-width forms, line breaks, control characters, NFC), then, like CLIP, HTML entities decoded twice
-// (entities' decodeHTML is Python's html.unescape).
-export const clean = (text) => decodeHTML(decodeHTML(fixText(text)));
+// full-width forms, line breaks, control characters, NFC), then, like CLIP, html.unescape twice.
+export const clean = (text) => htmlUnescape(htmlUnescape(fixText(text)));
 
 // clip.tokenize: int32 [N, contextLength], zero padded. A text longer than that is an error unless
 // `truncate`, which keeps its first tokens and the end token, as the Rust tokenizers' truncation does.
@@ -380,7 +469,8 @@ function decodeBmp(bytes, header) {
 }
 
 // What preprocess.json's `input` says clip.mjs may read: the formats, TIFF's modes and compressions, the
-// largest width * height. An export without them is from before the list; it must be exported again.
+// largest width * height. loadModel has checked them (readPreprocess); this guards a model object whose
+// `preprocess` a caller built or changed.
 function readable(input) {
   const formats = input?.formats;
   if (!isObject(formats) || !Number.isInteger(input.max_pixels)) {
@@ -416,8 +506,8 @@ function gifTransparentColour(bytes) {
 }
 
 // Decodes with sharp (libvips: libjpeg-turbo's decoder in mozjpeg, libpng, libwebp, libtiff; the JPEG,
-// WebP and TIFF decoders Pillow uses too), or BMP with decodeBmp, into the mode Pillow opens the file in:
-// interleaved channels and the rules of preprocess.json's `input.modes` that apply to it. Only what
+// WebP and TIFF decoders Pillow uses too), or BMP with decodeBmp, into the mode Pillow opens the file in,
+// interleaved channels, for resize and rgb to treat as preprocess.json's `rules` say. Only what
 // preprocess.json's `input` lists is decoded: its formats, TIFF's modes and compressions, at most
 // `max_pixels` pixels (checked from the header, before decoding). Embedded ICC profiles are ignored, as
 // Pillow ignores them: sharp's `ignoreIcc` input option; EXIF orientation is not applied.

@@ -1,11 +1,12 @@
 // StrykerJS mutation run of clip.mjs, one scope at a time, each mutant judged by the node:test suite
 // that guards it (Stryker's command runner, `node --test`): CLIP_ONNX_MUTATE picks the scope.
 //   integrity: the code that decides "untampered" and each error's kind (readManifest, neededFiles,
-//              sha256File, checkFiles, loadModel), judged by integrity and bad-inputs
-//   tokens:    clean and tokenize, judged by tokens and cleaning
+//              sha256File, checkFiles, loadModel, readPreprocess's rules), judged by integrity and bad-inputs
+//   tokens:    htmlUnescape, clean and tokenize, judged by tokens and cleaning
 //   pixels:    the format sniffing, TIFF kind, BMP header and preprocess.json `input` checks, resize's
 //              mode and pass order, RGB conversion, crop, normalisation
-// Needs CLIP_ONNX_VECTORS (see test/README.md). Reports: reports/mutation/<scope>.{html,json}.
+// The suites read the committed tests/conformance/vectors.json (test/README.md; CLIP_ONNX_VECTORS names
+// another). Reports: reports/mutation/<scope>.{html,json}.
 import { readFileSync } from "node:fs";
 
 // The lines from the one that starts with `first` to the one before the one that starts with `next`.
@@ -19,7 +20,7 @@ function lines(first, next) {
 
 const SCOPES = {
   integrity: { mutate: [lines("const MANIFEST = ", "// clip_onnx.tokenizer.clean")], test: ["integrity", "bad-inputs"] },
-  tokens: { mutate: [lines("export const clean = ", "// The image format by its first bytes")], test: ["tokens", "cleaning"] },
+  tokens: { mutate: [lines("const CHARREF = ", "// The image format by its first bytes")], test: ["tokens", "cleaning"] },
   // what decides the pixels around the resampling (the format sniffing, the TIFF kind, the BMP header and
   // what preprocess.json's `input` reads; resize's mode and pass order; the RGB conversion; the crop and
   // the normalisation). Decoding (decodeBmp, decode, gifTransparentColour) and the resampling itself

@@ -30,15 +30,17 @@ pub mod tokenize;
 pub use model::Model;
 
 /// Which kind of failure an `Error` is: the same names, for the same bad inputs, as Python's
-/// `ClipOnnxError.kind` and the Node consumer's `error.kind` (the shared test vectors' `bad_inputs` table
+/// `ClipOnnxError.kind` and the Node consumer's `error.kind` (the conformance artifact's `bad_inputs` table
 /// holds all three to it), so a program can branch on the kind in any language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// The folder has no manifest.json.
     NotAnExport,
-    /// manifest.json is not JSON, or lacks a key the crate reads.
+    /// manifest.json is not JSON, or lacks a key the crate reads; or preprocess.json is not JSON, or a key
+    /// of it is malformed.
     BadManifest,
-    /// manifest.json's format_version is not one this crate reads.
+    /// manifest.json's format_version is not one this crate reads, or preprocess.json's rules are not the
+    /// ones it implements (`preprocess::RULES`).
     UnsupportedFormat,
     /// A file the manifest needs, or an input file, does not exist.
     MissingFile,
@@ -51,7 +53,8 @@ pub enum ErrorKind {
     TextTooLong,
     /// The command line or a call asks for something contradictory or empty.
     Usage,
-    /// Any other bad input or environment.
+    /// Any other bad input or environment (a manifest whose `tokenizer.ftfy` is another ftfy than the one
+    /// the crate cleans texts as, among them).
     InvalidInput,
 }
 
@@ -95,14 +98,15 @@ impl std::fmt::Display for ErrorKind {
 ///
 /// - `not_an_export`: the folder has no manifest.json;
 /// - `bad_manifest`: manifest.json is not JSON, or lacks a key the crate reads (graphs, files, tokenizer,
-///   preprocessing, logit_scale);
-/// - `unsupported_format`: manifest.json's format_version is not one this crate reads;
+///   preprocessing, logit_scale); preprocess.json is not JSON, or a key of it is malformed;
+/// - `unsupported_format`: manifest.json's format_version is not one this crate reads, or preprocess.json
+///   names a rule this crate does not implement, one it does not know, or lacks one;
 /// - `missing_file`: a file the manifest needs, or an input file, does not exist;
 /// - `changed_file`: a file differs from its size and SHA-256 in the manifest, or is not listed there;
 /// - `unreadable_image`: not an image, a format not read, truncated or damaged, or too many pixels;
 /// - `text_too_long`: a text over the context length, without truncation;
 /// - `usage`: the command line or a call asks for something contradictory or empty;
-/// - `invalid_input`: any other bad input or environment.
+/// - `invalid_input`: any other bad input or environment (a manifest's `tokenizer.ftfy` naming another ftfy).
 ///
 /// Python's `ClipOnnxError.kind` and the Node consumer's `error.kind` use the same names
 /// (`ErrorKind::as_str`) for the same bad inputs. Nothing here panics on a bad file. Display is the message.

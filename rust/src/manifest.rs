@@ -12,7 +12,7 @@ use crate::{error, Error, ErrorKind, Result};
 
 pub const MANIFEST: &str = "manifest.json";
 /// The `format_version`s this crate reads (clip_onnx/manifest.py says when it rises).
-pub const FORMAT_VERSIONS: [u64; 1] = [1];
+pub const FORMAT_VERSIONS: [u64; 1] = [2];
 /// The sections this crate reads, each an object: a manifest without one is refused when read.
 pub const READ_KEYS: [&str; 5] = ["graphs", "files", "tokenizer", "preprocessing", "logit_scale"];
 
@@ -190,7 +190,7 @@ mod tests {
         std::fs::create_dir_all(&folder).unwrap();
         for key in READ_KEYS {
             let mut m = manifest();
-            m["format_version"] = json!(1);
+            m["format_version"] = json!(FORMAT_VERSIONS[0]);
             m["files"] = json!({});
             m["logit_scale"] = json!({"exp": 100.0});
             std::fs::write(folder.join(MANIFEST), m.to_string()).unwrap();

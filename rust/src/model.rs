@@ -35,15 +35,31 @@ fn environment() -> Result<&'static Environment> {
 /// The graphs a `Model` runs: `encode_image` and `encode_text`. The forward graph is never needed.
 pub const GRAPHS: [&str; 2] = ["visual", "transformer"];
 
+/// The manifest's `tokenizer.ftfy`, where it has one, must be the ftfy this crate cleans texts as.
+fn check_ftfy(manifest: &Value, path: &Path) -> Result<()> {
+    match manifest["tokenizer"].get("ftfy") {
+        Some(version) if version.as_str() != Some(tokenize::FTFY_VERSION) => error(
+            ErrorKind::InvalidInput,
+            format!(
+                "{}: tokenizer.ftfy is {version}, but this clip-onnx crate cleans texts as ftfy {} does, so token ids could differ \
+                 from Python's; upgrade the clip-onnx crate, or use files of a release it reads",
+                path.display(),
+                tokenize::FTFY_VERSION
+            ),
+        ),
+        _ => Ok(()),
+    }
+}
+
 pub struct Model {
     pub folder: PathBuf,
     pub manifest: Value,
     pub tokenizer: Tokenizer,
-    pub resolution: usize,
     pub context_length: usize,
     pub logit_scale: f32,
-    /// The image files `encode_image` reads: preprocess.json's `input.formats` and `input.max_pixels`.
-    pub readable: preprocess::Readable,
+    /// preprocess.json, as `encode_image` follows it: the resolution, mean and std of the pixels, and the
+    /// image files it reads (`input.formats`, `input.max_pixels`).
+    pub preprocessing: preprocess::Preprocessing,
     visual: Mutex<Session>,
     transformer: Mutex<Session>,
 }
@@ -51,7 +67,10 @@ pub struct Model {
 impl Model {
     /// Load a folder after checking the files its graphs need (`manifest::needed_files` of `GRAPHS`: the
     /// graphs, their external data, tokenizer.json and preprocess.json) by size and SHA-256; a missing or
-    /// changed one is an `Err` of one line naming it.
+    /// changed one is an `Err` of one line naming it. A manifest whose `tokenizer.ftfy` is not
+    /// `tokenize::FTFY_VERSION` is refused (`InvalidInput`), and preprocess.json is read as
+    /// `preprocess::Preprocessing::read` does: rules other than the crate's are `UnsupportedFormat`, a
+    /// malformed file `BadManifest`.
     pub fn load(folder: impl AsRef<Path>) -> Result<Model> {
         Model::open(folder.as_ref(), true)
     }
@@ -63,8 +82,24 @@ impl Model {
 
     fn open(folder: &Path, check: bool) -> Result<Model> {
         let manifest = manifest::read(folder)?;
+        check_ftfy(&manifest, &folder.join(manifest::MANIFEST))?;
         if check {
             manifest::check_graphs(&manifest, folder, &GRAPHS)?;
+        }
+        let number = |key: &str, field: &str| manifest[key][field]
+            .as_f64()
+            .ok_or_else(|| Error::new(ErrorKind::BadManifest, format!("{}: manifest.json lacks {key}.{field}; export the variant again", folder.display())));
+        // the file the manifest names, which the check above covered
+        let path = folder.join(manifest::file_name(manifest["preprocessing"]["file"].as_str().unwrap_or("preprocess.json"))?);
+        let preprocessing = preprocess::Preprocessing::read(&path)?;
+        let resolution = number("preprocessing", "resolution")?;
+        if resolution != preprocessing.resolution as f64 {
+            return error(ErrorKind::BadManifest, format!(
+                "{}: preprocessing.resolution is {resolution}, but {} says {}; export the variant again",
+                folder.join(manifest::MANIFEST).display(),
+                path.display(),
+                preprocessing.resolution
+            ));
         }
         let environment = environment()?;
         let session = |graph: &str| -> Result<Mutex<Session>> {
@@ -77,18 +112,13 @@ impl Model {
                 .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: ONNX Runtime cannot load it ({e}); download it again, with its .onnx.data file if the manifest lists one", path.display())))?;
             Ok(Mutex::new(session))
         };
-        let number = |key: &str, field: &str| manifest[key][field]
-            .as_f64()
-            .ok_or_else(|| Error::new(ErrorKind::BadManifest, format!("{}: manifest.json lacks {key}.{field}; export the variant again", folder.display())));
         Ok(Model {
             folder: folder.to_path_buf(),
             // the file the manifest names, which the check above covered
             tokenizer: tokenize::load_file(&folder.join(manifest::file_name(manifest["tokenizer"]["file"].as_str().unwrap_or(tokenize::TOKENIZER))?))?,
-            resolution: number("preprocessing", "resolution")? as usize,
             context_length: number("tokenizer", "context_length")? as usize,
             logit_scale: number("logit_scale", "exp")? as f32,
-            // the file the manifest names, which the check above covered; the crate's own list without one
-            readable: preprocess::Readable::read(&folder.join(manifest::file_name(manifest["preprocessing"]["file"].as_str().unwrap_or("preprocess.json"))?)),
+            preprocessing,
             visual: session("visual")?,
             transformer: session("transformer")?,
             manifest,
@@ -108,8 +138,8 @@ impl Model {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let pixels = preprocess::load_with(images, self.resolution, &self.readable)?;
-        let r = self.resolution;
+        let pixels = preprocess::load_with(images, &self.preprocessing)?;
+        let r = self.preprocessing.resolution;
         let tensor = Tensor::from_array(([images.len(), 3, r, r], pixels)).map_err(ort_error("the image batch"))?;
         self.run(&self.visual, tensor.into_dyn())
     }
@@ -162,5 +192,96 @@ impl Model {
     /// One image's probabilities over `labels`.
     pub fn classify(&self, image: impl AsRef<Path>, labels: &[&str]) -> Result<Vec<f32>> {
         Ok(self.probabilities(&[image], labels, false)?.remove(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A folder of a manifest and preprocess.json only (no graphs: every case below is refused before
+    /// ONNX Runtime is started), removed when dropped.
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new(what: &str, ftfy: Value, preprocessing: Value) -> Folder {
+            let folder = std::env::temp_dir().join(format!("clip-onnx-model-{what}-{}", std::process::id()));
+            std::fs::create_dir_all(&folder).unwrap();
+            let manifest = json!({
+                "format_version": manifest::FORMAT_VERSIONS[0],
+                "graphs": {}, "files": {}, "logit_scale": {"exp": 100.0},
+                "tokenizer": {"file": "tokenizer.json", "context_length": 77, "ftfy": ftfy},
+                "preprocessing": {"file": "preprocess.json", "resolution": 224},
+            });
+            std::fs::write(folder.join(manifest::MANIFEST), manifest.to_string()).unwrap();
+            std::fs::write(folder.join("preprocess.json"), preprocessing.to_string()).unwrap();
+            Folder(folder)
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn refusal(folder: &Folder) -> Error {
+        Model::load_unchecked(&folder.0).err().expect("the folder was loaded")
+    }
+
+    #[test]
+    fn a_manifest_naming_another_ftfy_is_an_invalid_input_in_one_line() {
+        for (version, shown) in [(json!("6.2.0"), "\"6.2.0\""), (json!(6.3), "6.3"), (Value::Null, "null")] {
+            let folder = Folder::new("ftfy", version, json!({}));
+            let refused = refusal(&folder);
+            assert_eq!(refused.kind(), ErrorKind::InvalidInput, "{refused}");
+            assert_eq!(refused.message(), format!(
+                "{}: tokenizer.ftfy is {shown}, but this clip-onnx crate cleans texts as ftfy 6.3.1 does, so token ids could differ \
+                 from Python's; upgrade the clip-onnx crate, or use files of a release it reads",
+                folder.0.join("manifest.json").display()
+            ));
+        }
+        assert_eq!(tokenize::FTFY_VERSION, "6.3.1", "the line above names the version the ftfy crate ports");
+        // the version this crate cleans as passes, to the next check: preprocess.json's (here an empty object)
+        let folder = Folder::new("same-ftfy", json!("6.3.1"), json!({}));
+        assert_eq!(refusal(&folder).kind(), ErrorKind::BadManifest, "{}", refusal(&folder));
+    }
+
+    #[test]
+    fn preprocess_json_is_read_and_its_refusals_stop_the_load() {
+        let spec: Value = json!({
+            "resolution": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+            "rules": preprocess::RULES.iter().map(|(rule, value)| (rule.to_string(), Value::from(*value))).collect::<serde_json::Map<_, _>>(),
+            "input": {"max_pixels": 100, "formats": {"PNG": {}}},
+        });
+        let mut lanczos = spec.clone();
+        lanczos["rules"]["resize_filter"] = "lanczos".into();
+        let mut unknown = spec.clone();
+        unknown["rules"]["foo"] = "bar".into();
+        let mut missing = spec.clone();
+        missing["rules"].as_object_mut().unwrap().remove("resize_filter");
+        let mut two = spec.clone();
+        two["mean"] = json!([0.5, 0.5]);
+        let mut wide = spec.clone();
+        wide["resolution"] = 336.into();
+        for (what, spec, kind, says) in [
+            ("lanczos", lanczos, ErrorKind::UnsupportedFormat, "rule resize_filter is \"lanczos\""),
+            ("unknown", unknown, ErrorKind::UnsupportedFormat, "rule \"foo\" is not one"),
+            ("missing", missing, ErrorKind::UnsupportedFormat, "lacks rule resize_filter"),
+            ("two", two, ErrorKind::BadManifest, "mean is [0.5,0.5]"),
+            ("wide", wide, ErrorKind::BadManifest, "preprocessing.resolution is 224, but"),
+        ] {
+            let folder = Folder::new(what, Value::from("6.3.1"), spec);
+            let refused = refusal(&folder);
+            assert_eq!(refused.kind(), kind, "{refused}");
+            assert!(refused.message().contains(says) && refused.message().contains(&*folder.0.to_string_lossy()), "{refused}");
+        }
+        // a file that is not JSON is refused, not taken for the crate's own list
+        let folder = Folder::new("not-json", Value::from("6.3.1"), Value::Null);
+        std::fs::write(folder.0.join("preprocess.json"), "{").unwrap();
+        let refused = refusal(&folder);
+        assert_eq!(refused.kind(), ErrorKind::BadManifest);
+        assert!(refused.message().starts_with(&format!("{}: not valid JSON", folder.0.join("preprocess.json").display())), "{refused}");
     }
 }

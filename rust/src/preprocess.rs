@@ -1,8 +1,12 @@
 //! CLIP's image preprocessing exactly as `preprocess.json` writes it down, so the pixels equal those of
 //! Pillow and torchvision (`clip_onnx.preprocess` in Python) bit for bit.
 //!
-//! Decoding: every file a `preprocess.json` lists in `input.formats` (the crate's own list, `FORMATS`,
-//! where no preprocess.json is at hand), opened in the mode Pillow opens it in:
+//! preprocess.json is data (`Preprocessing::read`): the resolution, mean and std; the identifier of each
+//! rule of the algorithm, which must be exactly those this crate implements (`RULES`, the behaviour below);
+//! and what may be read (`input`). Without a model folder, `Preprocessing::default()` is what this crate
+//! implements: CLIP's `MEAN` and `STD`, every file it decodes.
+//!
+//! Decoding: every file a `preprocess.json` lists in `input.formats`, opened in the mode Pillow opens it in:
 //! - JPEG through libjpeg-turbo (the decoder in Pillow's wheels; built from source by turbojpeg-sys),
 //!   with Pillow's settings, libjpeg's defaults: the accurate integer IDCT and fancy upsampling. Baseline,
 //!   progressive, any subsampling; grey opens as "L", CMYK and YCCK as "CMYK" with Adobe's inverted values
@@ -14,10 +18,12 @@
 //! - GIF: the first frame's palette indices (the gif crate) on a canvas of the transparent index, "P"
 //!   (a palette of greys 0, 1, 2... is no palette: "L"); transparency is ignored, as Pillow's RGB
 //!   conversion ignores it.
-//! - BMP, read here: uncompressed 1, 8, 24 and 32 bits per pixel (32 as BGRX: the fourth byte ignored);
+//! - BMP, read here, of the bits per pixel and compressions preprocess.json lists (`BMP_BITS`: 1, 8, 24
+//!   and 32, 32 as BGRX, the fourth byte ignored; uncompressed);
 //!   palettes of black and white or of greys 0, 1, 2... are modes "1" and "L", others "P".
-//! - TIFF through the image crate, of the modes and compressions preprocess.json lists (8-bit RGB or
-//!   grey; uncompressed, LZW, Adobe deflate), judged from the first directory's tags before decoding.
+//! - TIFF through the image crate, of the modes and compressions preprocess.json lists (`TIFF_MODES`, 8-bit
+//!   RGB or grey; `TIFF_COMPRESSIONS`, uncompressed, LZW, Adobe deflate), judged from the first
+//!   directory's tags before decoding.
 //!
 //! Anything else is refused with `ErrorKind::UnreadableImage`, in one line naming the file, as are
 //! truncated or damaged files and images of more than `input.max_pixels` pixels (checked from the header,
@@ -26,7 +32,7 @@
 //! Resampling: Pillow's fixed-point bicubic with its pass order (16-bit grey in doubles, Pillow's
 //! 16-bit store), NEAREST for palette and bilevel images, premultiplied alpha, torchvision's crop
 //! rounding, Pillow's RGB conversion after the resize (CMYK by its cmyk2rgb, 16-bit grey clamped),
-//! float32 scaling and normalisation.
+//! float32 scaling and normalisation by preprocess.json's mean and std.
 
 use std::ffi::{c_int, CStr};
 use std::io::Cursor;
@@ -37,17 +43,49 @@ use serde_json::Value;
 
 use crate::{error, Error, ErrorKind, Result};
 
+/// CLIP's normalisation, the `mean` and `std` of every preprocess.json clip-onnx writes: the values of
+/// `Preprocessing::default()`, for images preprocessed without a model folder.
 pub const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+/// The side of `Preprocessing::default()`: ViT-B/32's input.
+pub const RESOLUTION: usize = 224;
 const PRECISION_BITS: u32 = 22; // Pillow's 8-bit resampling: 32 - 8 - 2
 /// The most pixels (width times height) an image may have: Pillow's decompression-bomb limit at its
 /// defaults, the limit every clip-onnx consumer shares (preprocess.json's `input.max_pixels`).
 pub const MAX_PIXELS: u64 = 2 * 89_478_485;
 /// The formats this crate decodes, by Pillow's names (the keys of preprocess.json's `input.formats`).
 pub const FORMATS: [&str; 6] = ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"];
+/// Within BMP, the bits per pixel and compressions (Pillow's names) this crate decodes.
+pub const BMP_BITS: [u64; 4] = [1, 8, 24, 32];
+pub const BMP_COMPRESSIONS: [&str; 1] = ["raw"];
 /// Within TIFF, the modes and compressions (Pillow's names) this crate decodes.
 pub const TIFF_MODES: [&str; 2] = ["RGB", "L"];
 pub const TIFF_COMPRESSIONS: [&str; 3] = ["raw", "tiff_lzw", "tiff_adobe_deflate"];
+/// Every rule of the algorithm this crate implements, by the identifier preprocess.json's `rules` gives it
+/// (Python's `clip_onnx.preprocess.RULES`; docs/consumers.md says what each means). A file naming another
+/// value, another rule, or lacking one of these is refused when read.
+pub const RULES: [(&str, &str); 20] = [
+    ("orientation", "exif_ignored"),
+    ("color_profile", "ignored"),
+    ("jpeg_decoder", "libjpeg_turbo_islow_fancy_upsampling"),
+    ("webp_decoder", "libwebp"),
+    ("gif_frame", "first"),
+    ("resize_size", "shorter_edge_floor"),
+    ("resize_filter", "pillow_bicubic_antialiased"),
+    ("resize_arithmetic", "pillow_fixed_point_22"),
+    ("resize_pass_order", "pillow_vertical_first_if_larger_cut"),
+    ("resize_same_size", "skipped"),
+    ("resize_palette", "nearest"),
+    ("resize_alpha", "premultiplied"),
+    ("resize_wide", "own_precision_then_clamped"),
+    ("crop", "center_round_half_even"),
+    ("to_rgb", "pillow_convert_alpha_dropped"),
+    ("scale", "float32_divide_255"),
+    ("normalize", "float32_subtract_then_divide"),
+    ("layout", "NCHW"),
+    ("color_order", "RGB"),
+    ("dtype", "float32"),
+];
 
 /// Pillow's image modes, as far as this crate opens files in them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,48 +141,139 @@ pub struct Pixels {
     pub data: Vec<u8>, // 8-bit samples; for `Mode::I16`, two bytes per pixel, little-endian
 }
 
-/// What may be read: preprocess.json's `input.formats` (with TIFF's `modes` and `compression`) and
-/// `input.max_pixels`, or the crate's own list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Readable {
+/// Everything preprocess.json says, as `Preprocessing::read` checks it: the side and normalisation of the
+/// pixels, and what may be read (`input.formats`, with BMP's `bits` and `compression` and TIFF's `modes`
+/// and `compression`, and `input.max_pixels`). Its `rules` are not kept: a file is read only if they are
+/// exactly `RULES`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocessing {
+    pub resolution: usize,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
     pub formats: Vec<String>,
+    pub bmp_bits: Vec<u64>,
+    pub bmp_compressions: Vec<String>,
     pub tiff_modes: Vec<String>,
     pub tiff_compressions: Vec<String>,
     pub max_pixels: u64,
 }
 
-impl Default for Readable {
-    /// The list this crate decodes, the one Python's `clip_onnx.preprocess` writes to preprocess.json.
-    fn default() -> Readable {
+impl Default for Preprocessing {
+    /// What this crate implements, as Python's `clip_onnx.preprocess` writes it to preprocess.json, at
+    /// `RESOLUTION`.
+    fn default() -> Preprocessing {
         let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
-        Readable { formats: strings(&FORMATS), tiff_modes: strings(&TIFF_MODES), tiff_compressions: strings(&TIFF_COMPRESSIONS), max_pixels: MAX_PIXELS }
+        Preprocessing {
+            resolution: RESOLUTION,
+            mean: MEAN,
+            std: STD,
+            formats: strings(&FORMATS),
+            bmp_bits: BMP_BITS.to_vec(),
+            bmp_compressions: strings(&BMP_COMPRESSIONS),
+            tiff_modes: strings(&TIFF_MODES),
+            tiff_compressions: strings(&TIFF_COMPRESSIONS),
+            max_pixels: MAX_PIXELS,
+        }
     }
 }
 
-impl Readable {
-    /// The list in a parsed preprocess.json, or None if it has none (an export from before the list).
-    pub fn from_spec(spec: &Value) -> Option<Readable> {
-        let input = &spec["input"];
-        let formats = input["formats"].as_object()?;
-        let strings = |value: &Value| -> Vec<String> {
-            value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
-        };
-        Some(Readable {
-            formats: formats.keys().cloned().collect(),
-            tiff_modes: strings(&formats.get("TIFF").cloned().unwrap_or_default()["modes"]),
-            tiff_compressions: strings(&formats.get("TIFF").cloned().unwrap_or_default()["compression"]),
-            max_pixels: input["max_pixels"].as_u64()?,
-        })
+/// A value from a file as JSON writes it, cut short: quoted and escaped, so a message stays one line.
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= 80 { text } else { format!("{}...", text.chars().take(77).collect::<String>()) }
+}
+
+impl Preprocessing {
+    /// The preprocess.json at `path`: a missing file is `MissingFile`, one that is not JSON or has a
+    /// malformed key `BadManifest`, and rules other than `RULES` `UnsupportedFormat`, each in one line
+    /// naming the file (`Model::load` has checked it against the manifest already).
+    pub fn read(path: &Path) -> Result<Preprocessing> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::MissingFile,
+                std::io::ErrorKind::InvalidData => ErrorKind::BadManifest,
+                _ => ErrorKind::InvalidInput,
+            };
+            Error::new(kind, format!("{}: cannot be read ({e}); download it again, beside manifest.json", path.display()))
+        })?;
+        let spec: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::new(ErrorKind::BadManifest, format!("{}: not valid JSON ({e}); download or export it again", path.display())))?;
+        Preprocessing::from_spec(&spec, path)
     }
 
-    /// The list in the preprocess.json at `path`; the crate's own where the file has none or is unreadable
-    /// (`Model::load` has checked it against the manifest already).
-    pub fn read(path: &Path) -> Readable {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-            .and_then(|spec| Readable::from_spec(&spec))
-            .unwrap_or_default()
+    /// A parsed preprocess.json; `path` is the file its messages name. Its rules are checked first: a file
+    /// of another release may mean other things by its other keys.
+    pub fn from_spec(spec: &Value, path: &Path) -> Result<Preprocessing> {
+        let path = path.display();
+        let malformed = |key: &str, what: &str, value: &Value| {
+            Error::new(ErrorKind::BadManifest, format!("{path}: {key} is {}, not {what}; export the variant again", shown(value)))
+        };
+        if !spec.is_object() {
+            return Err(malformed("the file", "a JSON object", spec));
+        }
+        let rules = spec["rules"].as_object().ok_or_else(|| malformed("rules", "an object of rule names and identifiers", &spec["rules"]))?;
+        let upgrade = "upgrade the clip-onnx crate, or use files of a release it reads";
+        for (name, value) in rules {
+            let Some(&(rule, implemented)) = RULES.iter().find(|(rule, _)| rule == name) else {
+                let name = Value::from(name.as_str());
+                return error(ErrorKind::UnsupportedFormat, format!("{path}: rule {name} is not one this clip-onnx crate knows; {upgrade}"));
+            };
+            if value.as_str() != Some(implemented) {
+                return error(
+                    ErrorKind::UnsupportedFormat,
+                    format!("{path}: rule {rule} is {}, which this clip-onnx crate does not implement (it implements {}); {upgrade}", shown(value), Value::from(implemented)),
+                );
+            }
+        }
+        if let Some((rule, _)) = RULES.iter().find(|(rule, _)| !rules.contains_key(*rule)) {
+            return error(ErrorKind::UnsupportedFormat, format!("{path} lacks rule {rule}; export the variant again with a clip-onnx that writes it"));
+        }
+        let positive = |key: &str, value: &Value| value.as_u64().filter(|&n| n > 0).ok_or_else(|| malformed(key, "a positive integer", value));
+        let resolution = positive("resolution", &spec["resolution"])?;
+        let resolution = usize::try_from(resolution).map_err(|_| malformed("resolution", "a positive integer", &spec["resolution"]))?;
+        // three finite float32s, one per RGB channel; a std of zero would divide by it
+        let channels = |key: &str, nonzero: bool| -> Result<[f32; 3]> {
+            let what = if nonzero { "3 finite non-zero numbers (R, G, B)" } else { "3 finite numbers (R, G, B)" };
+            let numbers: Option<Vec<f32>> = spec[key].as_array().filter(|a| a.len() == 3).and_then(|a| a.iter().map(|v| v.as_f64().map(|x| x as f32)).collect());
+            numbers
+                .filter(|n| n.iter().all(|x| x.is_finite() && (!nonzero || *x != 0.0)))
+                .map(|n| [n[0], n[1], n[2]])
+                .ok_or_else(|| malformed(key, what, &spec[key]))
+        };
+        let (mean, std) = (channels("mean", false)?, channels("std", true)?);
+        let input = &spec["input"];
+        if !input.is_object() {
+            return Err(malformed("input", "an object", input));
+        }
+        let formats = input["formats"].as_object().ok_or_else(|| malformed("input.formats", "an object of format names", &input["formats"]))?;
+        for (name, kinds) in formats {
+            if !kinds.is_object() {
+                return Err(malformed(&format!("input.formats.{name}"), "an object", kinds));
+            }
+        }
+        let max_pixels = positive("input.max_pixels", &input["max_pixels"])?;
+        // a listed BMP or TIFF says which of its kinds may be read; an unlisted one needs no list
+        let list = |format: &str, key: &str, item: &str, check: &dyn Fn(&Value) -> bool| -> Result<Vec<Value>> {
+            let Some(kinds) = formats.get(format) else { return Ok(Vec::new()) };
+            let value = &kinds[key];
+            match value.as_array() {
+                Some(items) if items.iter().all(check) => Ok(items.clone()),
+                _ => Err(malformed(&format!("input.formats.{format}.{key}"), &format!("a list of {item}"), value)),
+            }
+        };
+        let is_string = |v: &Value| v.is_string();
+        let strings = |items: Vec<Value>| items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        Ok(Preprocessing {
+            resolution,
+            mean,
+            std,
+            formats: formats.keys().cloned().collect(),
+            bmp_bits: list("BMP", "bits", "bits per pixel", &|v| v.as_u64().is_some_and(|n| n > 0))?.iter().filter_map(Value::as_u64).collect(),
+            bmp_compressions: strings(list("BMP", "compression", "compression names", &is_string)?),
+            tiff_modes: strings(list("TIFF", "modes", "mode names", &is_string)?),
+            tiff_compressions: strings(list("TIFF", "compression", "compression names", &is_string)?),
+            max_pixels,
+        })
     }
 
     fn list(&self) -> String {
@@ -234,18 +363,19 @@ impl Failure<'_> {
     }
 }
 
-/// Decode `path` into the mode Pillow would open it in, reading the crate's own list of formats.
+/// Decode `path` into the mode Pillow would open it in, reading what this crate decodes
+/// (`Preprocessing::default()`).
 pub fn decode(path: &Path) -> Result<Pixels> {
-    decode_with(path, &Readable::default())
+    decode_with(path, &Preprocessing::default())
 }
 
-/// Decode `path` into the mode Pillow would open it in, if `readable` lists its format and kind.
-pub fn decode_with(path: &Path, readable: &Readable) -> Result<Pixels> {
+/// Decode `path` into the mode Pillow would open it in, if `preprocessing` lists its format and kind.
+pub fn decode_with(path: &Path, preprocessing: &Preprocessing) -> Result<Pixels> {
     let bytes = std::fs::read(path).map_err(|e| {
         let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::MissingFile } else { ErrorKind::UnreadableImage };
         Error::new(kind, format!("image {}: cannot be read ({e}); check the path", path.display()))
     })?;
-    let list = readable.list();
+    let list = preprocessing.list();
     if bytes.is_empty() {
         return error(ErrorKind::UnreadableImage, format!("image {}: an empty file, not an image; this crate reads {list}", path.display()));
     }
@@ -255,8 +385,8 @@ pub fn decode_with(path: &Path, readable: &Readable) -> Result<Pixels> {
             format!("image {}: not an image format this crate reads ({list}, as preprocess.json's input.formats lists): convert it to PNG", path.display()),
         );
     };
-    let failure = Failure { path, kind, max_pixels: readable.max_pixels };
-    if !readable.formats.iter().any(|f| f == kind) {
+    let failure = Failure { path, kind, max_pixels: preprocessing.max_pixels };
+    if !preprocessing.formats.iter().any(|f| f == kind) {
         return Err(failure.refused(format_args!("is in the {kind} format; this crate reads {list}: convert it to PNG")));
     }
     if !FORMATS.contains(&kind) {
@@ -267,8 +397,8 @@ pub fn decode_with(path: &Path, readable: &Readable) -> Result<Pixels> {
         "JPEG" => jpeg(&bytes, &failure),
         "WEBP" => webp(&bytes, &failure),
         "GIF" => gif(&bytes, &failure),
-        "BMP" => bmp(&bytes, &failure),
-        _ => tiff(&bytes, &failure, readable),
+        "BMP" => bmp(&bytes, &failure, preprocessing),
+        _ => tiff(&bytes, &failure, preprocessing),
     }
 }
 
@@ -465,7 +595,21 @@ fn gif(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
     Ok(palette_pixels(width, height, indices, &colours, grey_ramp(&colours)))
 }
 
-fn bmp(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
+/// Pillow's names of the BMP compression field's values (BmpImagePlugin.COMPRESSIONS, lower case).
+fn bmp_compression(code: u32) -> String {
+    let name = match code {
+        0 => "raw",
+        1 => "rle8",
+        2 => "rle4",
+        3 => "bitfields",
+        4 => "jpeg",
+        5 => "png",
+        _ => return format!("compression {code}"),
+    };
+    name.to_string()
+}
+
+fn bmp(bytes: &[u8], failure: &Failure, preprocessing: &Preprocessing) -> Result<Pixels> {
     let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let truncated = || failure.damaged("image file is truncated");
@@ -481,7 +625,7 @@ fn bmp(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
         (i64::from(u32_at(18).ok_or_else(truncated)? as i32), i64::from(u32_at(22).ok_or_else(truncated)? as i32))
     };
     let bits = u16_at(if core { 24 } else { 28 }).ok_or_else(truncated)? as usize;
-    let compression = if core { 0 } else { u32_at(30).ok_or_else(truncated)? };
+    let compression = bmp_compression(if core { 0 } else { u32_at(30).ok_or_else(truncated)? });
     let colours = match if core { 0 } else { u32_at(46).ok_or_else(truncated)? } {
         0 => 1usize << bits.min(24),
         n => n as usize,
@@ -492,9 +636,17 @@ fn bmp(bytes: &[u8], failure: &Failure) -> Result<Pixels> {
     }
     let width = width as usize;
     failure.limit(width as u64, height as u64)?;
-    if compression != 0 || ![1, 8, 24, 32].contains(&bits) {
+    if !preprocessing.bmp_bits.contains(&(bits as u64)) || !preprocessing.bmp_compressions.contains(&compression) {
+        let listed: Vec<String> = preprocessing.bmp_bits.iter().map(u64::to_string).collect();
         return Err(failure.refused(format_args!(
-            "is a BMP of {bits} bits per pixel with compression {compression}; this crate decodes uncompressed 1, 8, 24 and 32-bit BMP: convert it to PNG"
+            "is a BMP of {bits} bits per pixel with {compression} compression; this crate reads BMP of {} bits per pixel with {} compression (preprocess.json's input.formats.BMP): convert it to PNG",
+            listed.join(", "),
+            preprocessing.bmp_compressions.join(", ")
+        )));
+    }
+    if !BMP_BITS.contains(&(bits as u64)) || !BMP_COMPRESSIONS.contains(&compression.as_str()) {
+        return Err(failure.refused(format_args!(
+            "is a BMP of {bits} bits per pixel with {compression} compression, which preprocess.json lists but this crate cannot decode: convert it to PNG"
         )));
     }
     let stride = (width * bits).div_ceil(32) * 4; // rows padded to 4 bytes
@@ -599,13 +751,18 @@ fn tiff_kind(bytes: &[u8]) -> std::result::Result<(String, String), String> {
     Ok((mode, tiff_compression(code as u32)))
 }
 
-fn tiff(bytes: &[u8], failure: &Failure, readable: &Readable) -> Result<Pixels> {
+fn tiff(bytes: &[u8], failure: &Failure, preprocessing: &Preprocessing) -> Result<Pixels> {
     let (mode, compression) = tiff_kind(bytes).map_err(|e| failure.damaged(e))?;
-    if !readable.tiff_modes.contains(&mode) || !readable.tiff_compressions.contains(&compression) {
+    if !preprocessing.tiff_modes.contains(&mode) || !preprocessing.tiff_compressions.contains(&compression) {
         return Err(failure.refused(format_args!(
             "is a TIFF of mode {mode} with {compression} compression; this crate reads TIFF of mode {} with {} compression (preprocess.json's input.formats.TIFF): convert it to PNG",
-            readable.tiff_modes.join(" or "),
-            readable.tiff_compressions.join(", ")
+            preprocessing.tiff_modes.join(" or "),
+            preprocessing.tiff_compressions.join(", ")
+        )));
+    }
+    if !TIFF_MODES.contains(&mode.as_str()) || !TIFF_COMPRESSIONS.contains(&compression.as_str()) {
+        return Err(failure.refused(format_args!(
+            "is a TIFF of mode {mode} with {compression} compression, which preprocess.json lists but this crate cannot decode: convert it to PNG"
         )));
     }
     let image = image_crate(bytes, ImageFormat::Tiff, failure)?;
@@ -809,8 +966,10 @@ fn rgb(p: &Pixels, index: usize) -> [u8; 3] {
     }
 }
 
-/// One image as CLIP's visual input: float32 [3, R, R], CHW.
-pub fn preprocess(image: Pixels, resolution: usize) -> Vec<f32> {
+/// One image as CLIP's visual input: float32 [3, R, R], CHW, at `preprocessing`'s resolution R and
+/// normalised by its mean and std.
+pub fn preprocess(image: Pixels, preprocessing: &Preprocessing) -> Vec<f32> {
+    let Preprocessing { resolution, mean, std, .. } = *preprocessing;
     let (w, h) = resized_size(image.width, image.height, resolution);
     let image = resize(image, w, h);
     let (left, top) = (crop_offset(w, resolution), crop_offset(h, resolution));
@@ -820,23 +979,26 @@ pub fn preprocess(image: Pixels, resolution: usize) -> Vec<f32> {
             let colour = rgb(&image, (top + y) * image.width + left + x);
             for channel in 0..3 {
                 // every step rounded to float32, as numpy and torch compute it (no fused multiply-add)
-                out[(channel * resolution + y) * resolution + x] = (f32::from(colour[channel]) / 255.0 - MEAN[channel]) / STD[channel];
+                out[(channel * resolution + y) * resolution + x] = (f32::from(colour[channel]) / 255.0 - mean[channel]) / std[channel];
             }
         }
     }
     out
 }
 
-/// Image files as one float32 batch [N, 3, R, R], reading the crate's own list of formats.
+/// Image files as one float32 batch [N, 3, R, R] at `resolution`, as this crate preprocesses without a
+/// model folder (`Preprocessing::default()`: CLIP's mean and std, every file it decodes).
 pub fn load<P: AsRef<Path>>(paths: &[P], resolution: usize) -> Result<Vec<f32>> {
-    load_with(paths, resolution, &Readable::default())
+    load_with(paths, &Preprocessing { resolution, ..Preprocessing::default() })
 }
 
-/// Image files as one float32 batch [N, 3, R, R], reading what `readable` lists.
-pub fn load_with<P: AsRef<Path>>(paths: &[P], resolution: usize, readable: &Readable) -> Result<Vec<f32>> {
-    let mut batch = Vec::with_capacity(paths.len() * 3 * resolution * resolution);
+/// Image files as one float32 batch [N, 3, R, R] as `preprocessing` says: its resolution, mean and std,
+/// reading what it lists.
+pub fn load_with<P: AsRef<Path>>(paths: &[P], preprocessing: &Preprocessing) -> Result<Vec<f32>> {
+    let r = preprocessing.resolution;
+    let mut batch = Vec::with_capacity(paths.len() * 3 * r * r);
     for path in paths {
-        batch.extend(preprocess(decode_with(path.as_ref(), readable)?, resolution));
+        batch.extend(preprocess(decode_with(path.as_ref(), preprocessing)?, preprocessing));
     }
     Ok(batch)
 }
@@ -874,13 +1036,133 @@ mod tests {
         assert_eq!(rgb(&p, 1), [0, 95, 191]);
     }
 
+    /// preprocess.json as Python's `clip_onnx.preprocess.spec(224)` writes it.
+    fn spec() -> Value {
+        serde_json::json!({
+            "resolution": 224,
+            "mean": [0.48145466, 0.4578275, 0.40821073],
+            "std": [0.26862954, 0.26130258, 0.27577711],
+            "rules": RULES.iter().map(|(rule, value)| (rule.to_string(), Value::from(*value))).collect::<serde_json::Map<_, _>>(),
+            "input": {
+                "max_pixels": 178956970,
+                "formats": {
+                    "PNG": {}, "JPEG": {}, "WEBP": {}, "GIF": {},
+                    "BMP": {"bits": [1, 8, 24, 32], "compression": ["raw"]},
+                    "TIFF": {"modes": ["RGB", "L"], "compression": ["raw", "tiff_lzw", "tiff_adobe_deflate"]},
+                },
+            },
+        })
+    }
+
+    const PATH: &str = "/models/fp32/preprocess.json";
+
+    fn refusal(spec: &Value) -> Error {
+        Preprocessing::from_spec(spec, Path::new(PATH)).expect_err("the file was read")
+    }
+
     #[test]
-    fn the_list_is_read_from_preprocess_json_and_the_crates_own_without_one() {
-        let spec = serde_json::json!({"input": {"max_pixels": 100, "formats": {"PNG": {}, "TIFF": {"modes": ["L"], "compression": ["raw"]}}}});
-        let readable = Readable::from_spec(&spec).unwrap();
-        assert_eq!((readable.formats, readable.tiff_modes, readable.tiff_compressions, readable.max_pixels),
-                   (vec!["PNG".to_string(), "TIFF".to_string()], vec!["L".to_string()], vec!["raw".to_string()], 100));
-        assert_eq!(Readable::from_spec(&serde_json::json!({"input": {}})), None);
-        assert_eq!(Readable::read(Path::new("/nonexistent/preprocess.json")), Readable::default());
+    fn the_file_python_writes_reads_as_the_crates_own() {
+        let mut own = Preprocessing::default();
+        own.formats.sort(); // a JSON object's keys, in serde_json's order
+        assert_eq!(Preprocessing::from_spec(&spec(), Path::new(PATH)).unwrap(), own);
+    }
+
+    #[test]
+    fn every_value_is_the_files() {
+        let mut spec = spec();
+        spec["resolution"] = 336.into();
+        spec["mean"] = serde_json::json!([0.5, 0.25, 0.125]);
+        spec["std"] = serde_json::json!([2, 4, 8]);
+        spec["input"] = serde_json::json!({"max_pixels": 100, "formats": {"PNG": {}, "BMP": {"bits": [24], "compression": ["raw"]}, "TIFF": {"modes": ["L"], "compression": ["raw"]}}});
+        let read = Preprocessing::from_spec(&spec, Path::new(PATH)).unwrap();
+        assert_eq!(read, Preprocessing {
+            resolution: 336,
+            mean: [0.5, 0.25, 0.125],
+            std: [2.0, 4.0, 8.0],
+            formats: vec!["BMP".into(), "PNG".into(), "TIFF".into()],
+            bmp_bits: vec![24],
+            bmp_compressions: vec!["raw".into()],
+            tiff_modes: vec!["L".into()],
+            tiff_compressions: vec!["raw".into()],
+            max_pixels: 100,
+        });
+        // the pixels are normalised by the file's mean and std: a white 1 x 1 image at R = 1
+        let white = Pixels { width: 1, height: 1, mode: Mode::L, data: vec![255] };
+        assert_eq!(preprocess(white, &Preprocessing { resolution: 1, ..read }), [0.25, 0.1875, 0.109375]);
+    }
+
+    #[test]
+    fn a_rule_of_another_value_an_unknown_rule_and_a_missing_rule_are_unsupported_formats_in_one_line() {
+        let upgrade = "upgrade the clip-onnx crate, or use files of a release it reads";
+        let mut other = spec();
+        other["rules"]["resize_filter"] = "lanczos".into();
+        let mut unknown = spec();
+        unknown["rules"]["foo"] = "bar".into();
+        let mut odd = spec();
+        odd["rules"]["crop\nline"] = "x".into();
+        let mut number = spec();
+        number["rules"]["dtype"] = 32.into();
+        let mut missing = spec();
+        missing["rules"].as_object_mut().unwrap().remove("resize_filter");
+        for (spec, line) in [
+            (other, format!("{PATH}: rule resize_filter is \"lanczos\", which this clip-onnx crate does not implement (it implements \"pillow_bicubic_antialiased\"); {upgrade}")),
+            (unknown, format!("{PATH}: rule \"foo\" is not one this clip-onnx crate knows; {upgrade}")),
+            (odd, format!("{PATH}: rule \"crop\\nline\" is not one this clip-onnx crate knows; {upgrade}")),
+            (number, format!("{PATH}: rule dtype is 32, which this clip-onnx crate does not implement (it implements \"float32\"); {upgrade}")),
+            (missing, format!("{PATH} lacks rule resize_filter; export the variant again with a clip-onnx that writes it")),
+        ] {
+            let refused = refusal(&spec);
+            assert_eq!((refused.kind(), refused.message()), (ErrorKind::UnsupportedFormat, line.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_malformed_key_is_a_bad_manifest_naming_it_and_the_file() {
+        let cases: [(&str, Value, &str); 17] = [
+            ("/rules", Value::Null, "rules is null, not an object of rule names and identifiers"),
+            ("/rules", serde_json::json!(["resize_filter"]), "rules is [\"resize_filter\"], not an object"),
+            ("/resolution", Value::from(0), "resolution is 0, not a positive integer"),
+            ("/resolution", Value::from(224.5), "resolution is 224.5, not a positive integer"),
+            ("/resolution", Value::from("224"), "resolution is \"224\", not a positive integer"),
+            ("/mean", serde_json::json!([0.5, 0.5]), "mean is [0.5,0.5], not 3 finite numbers (R, G, B)"),
+            ("/mean", serde_json::json!([0.5, 0.5, "0.5"]), "mean is [0.5,0.5,\"0.5\"], not 3 finite numbers"),
+            ("/mean", serde_json::json!([1e300, 0.5, 0.5]), "mean is [1e+300,0.5,0.5], not 3 finite numbers"),
+            ("/std", serde_json::json!([0.5, 0, 0.5]), "std is [0.5,0,0.5], not 3 finite non-zero numbers"),
+            ("/std", Value::Null, "std is null, not 3 finite non-zero numbers"),
+            ("/input", Value::from(1), "input is 1, not an object"),
+            ("/input/formats", serde_json::json!(["PNG"]), "input.formats is [\"PNG\"], not an object of format names"),
+            ("/input/formats/PNG", Value::from("every kind"), "input.formats.PNG is \"every kind\", not an object"),
+            ("/input/max_pixels", Value::from(-1), "input.max_pixels is -1, not a positive integer"),
+            ("/input/formats/BMP/bits", serde_json::json!(["8"]), "input.formats.BMP.bits is [\"8\"], not a list of bits per pixel"),
+            ("/input/formats/TIFF/modes", Value::Null, "input.formats.TIFF.modes is null, not a list of mode names"),
+            ("/input/formats/TIFF/compression", serde_json::json!([5]), "input.formats.TIFF.compression is [5], not a list of compression names"),
+        ];
+        for (pointer, value, says) in cases {
+            let mut spec = spec();
+            *spec.pointer_mut(pointer).unwrap() = value;
+            let refused = refusal(&spec);
+            assert_eq!(refused.kind(), ErrorKind::BadManifest, "{refused}");
+            assert!(refused.message().starts_with(&format!("{PATH}: {says}")) && refused.message().ends_with("; export the variant again"), "{refused}");
+            assert!(!refused.message().contains('\n'), "{refused}");
+        }
+        let mut long = spec();
+        long["mean"] = Value::from(vec![0.5; 100]);
+        assert!(refusal(&long).message().len() < 200, "a long value is cut short: {}", refusal(&long));
+        assert_eq!(refusal(&Value::from(7)).message(), format!("{PATH}: the file is 7, not a JSON object; export the variant again"));
+    }
+
+    #[test]
+    fn a_file_that_is_missing_or_not_json_is_refused_naming_it() {
+        let folder = std::env::temp_dir().join(format!("clip-onnx-preprocess-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let path = folder.join("preprocess.json");
+        assert_eq!(Preprocessing::read(&path).unwrap_err().kind(), ErrorKind::MissingFile);
+        std::fs::write(&path, "{\"resolution\": ").unwrap();
+        let refused = Preprocessing::read(&path).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::BadManifest);
+        assert!(refused.message().starts_with(&format!("{}: not valid JSON (", path.display())), "{refused}");
+        std::fs::write(&path, spec().to_string()).unwrap();
+        assert_eq!(Preprocessing::read(&path).unwrap().resolution, 224);
+        std::fs::remove_dir_all(&folder).unwrap();
     }
 }

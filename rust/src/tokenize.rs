@@ -11,6 +11,9 @@ use crate::entities::HTML5;
 use crate::{error, Error, ErrorKind, Result};
 
 pub const TOKENIZER: &str = "tokenizer.json";
+/// The ftfy version `clean` cleans texts as (the `ftfy` crate's port): the `tokenizer.ftfy` a manifest may
+/// name, since another version's cleaning could give other token ids.
+pub const FTFY_VERSION: &str = ftfy::VERSION;
 
 /// CLIP's `basic_clean`: `html.unescape(html.unescape(ftfy.fix_text(text)))`.
 pub fn clean(text: &str) -> String {

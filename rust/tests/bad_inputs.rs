@@ -1,33 +1,24 @@
-//! The shared table of bad inputs (tests/vectors.py `bad_inputs`) through the crate: each API case is an
+//! The shared table of bad inputs (tests/conformance/vectors.json `bad_inputs`) through the crate: each API case is an
 //! `Err` of the case's kind (`Error::kind`), in one line naming the input at fault, and leaves its folder as
 //! it was; each command-line case exits with its code, nothing on stdout and one line on stderr naming the
 //! input. Python (tests/test_bad_inputs.py) and the Node consumer run the same table, so the same bad input
-//! gives the same kind of error in every language. Every case runs; the mismatches are listed together.
-//! `CLIP_ONNX_VECTORS` names vectors.json; `ORT_DYLIB_PATH` the ONNX Runtime library.
+//! gives the same kind of error in every language. A case's folder with `changes` is a scratch copy of its
+//! export with them made (rust/tests/common `apply`, hard links: the committed files never change). Every
+//! case runs; the mismatches are listed together. Bare `cargo test --locked` runs it (ONNX Runtime:
+//! `ORT_DYLIB_PATH`, else the .venv's onnxruntime wheel).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clip_onnx::{ErrorKind, Model};
+use common::{strings, text, vectors, with_ort, Vectors};
 use serde_json::Value;
 
-fn vectors() -> Value {
-    let path = std::env::var("CLIP_ONNX_VECTORS")
-        .expect("CLIP_ONNX_VECTORS is not set: run these tests through `python -m pytest tests/test_rust.py`, which writes the vectors");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn text(value: &Value) -> String {
-    value.as_str().unwrap_or_else(|| panic!("not a string: {value}")).to_string()
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value.as_array().unwrap().iter().map(text).collect()
-}
-
 /// The table's cases whose `call` is (or, with `cli` false, is not) "cli".
-fn cases(v: &Value, cli: bool) -> Vec<Value> {
+fn cases(v: &Vectors, cli: bool) -> Vec<Value> {
     v["bad_inputs"].as_array().expect("the vectors have a bad_inputs table").iter().filter(|c| (c["call"] == "cli") == cli).cloned().collect()
 }
 
@@ -49,14 +40,14 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, Option<std::time::SystemTime
 
 /// The case's call through the public API, after loading its folder with the SHA-256 check on: the error
 /// it ends in, or None if it succeeded.
-fn run(case: &Value) -> Result<Option<clip_onnx::Error>, String> {
-    let model = match Model::load(text(&case["folder"])) {
+fn run(v: &Vectors, case: &Value, folder: &Path) -> Result<Option<clip_onnx::Error>, String> {
+    let model = match Model::load(folder) {
         Ok(model) => model,
         Err(error) => return Ok(Some(error)),
     };
     let outcome = match case["call"].as_str() {
         Some("load") => Ok(()),
-        Some("encode_image") => model.encode_image(&strings(&case["images"])).map(drop),
+        Some("encode_image") => model.encode_image(&v.paths(&case["images"])).map(drop),
         Some("encode_text") => {
             let texts = strings(&case["texts"]);
             model.encode_text(&texts.iter().map(String::as_str).collect::<Vec<_>>(), false).map(drop)
@@ -78,15 +69,21 @@ fn the_vectors_name_the_kinds_the_crate_gives() {
 
 #[test]
 fn each_api_case_is_an_error_of_its_kind_in_one_line_naming_the_input() {
-    let v = vectors();
-    let cases = cases(&v, false);
+    let v = with_ort();
+    let cases = cases(v, false);
     assert!(!cases.is_empty(), "the table has no API case");
-    let folders: Vec<PathBuf> = cases.iter().map(|c| PathBuf::from(text(&c["folder"]))).collect();
-    let before: Vec<_> = folders.iter().map(|f| snapshot(f)).collect();
+    let committed = snapshot(&v.root);
     let mut wrong = BTreeMap::new();
     for case in &cases {
         let (kind, names) = (text(&case["kind"]), text(&case["names"]));
-        match run(case) {
+        let (folder, _scratch) = v.case_folder(case);
+        let before = snapshot(&folder);
+        let outcome = run(v, case, &folder);
+        if snapshot(&folder) != before {
+            wrong.insert(text(&case["name"]), format!("{} changed", folder.display()));
+            continue;
+        }
+        match outcome {
             Err(why) => wrong.insert(text(&case["name"]), why),
             Ok(None) => wrong.insert(text(&case["name"]), format!("no error; expected {kind}")),
             Ok(Some(error)) if error.kind().as_str() != kind || !error.message().contains(&names) || error.message().contains(['\n', '\r']) => {
@@ -96,22 +93,26 @@ fn each_api_case_is_an_error_of_its_kind_in_one_line_naming_the_input() {
         };
     }
     assert!(wrong.is_empty(), "{} of {} API cases are wrong:\n{wrong:#?}", wrong.len(), cases.len());
-    let after: Vec<_> = folders.iter().map(|f| snapshot(f)).collect();
-    assert!(before == after, "a case changed its folder");
+    assert!(snapshot(&v.root) == committed, "a case changed the committed files under {}", v.root.display());
     println!("{} API cases ran, 0 skipped", cases.len());
 }
 
 #[test]
 fn each_command_line_case_exits_with_its_code_and_one_line_naming_the_input() {
-    let v = vectors();
-    let cases = cases(&v, true);
+    let v = with_ort();
+    let cases = cases(v, true);
     assert!(!cases.is_empty(), "the table has no command-line case");
     let mut wrong = BTreeMap::new();
     for case in &cases {
+        let (folder, _scratch) = v.case_folder(case);
+        // in the artifact's folder: the images are paths relative to it
         let output = Command::new(env!("CARGO_BIN_EXE_clip-onnx"))
             .arg("classify")
             .args(strings(&case["images"]))
-            .args(["-m", &text(&case["folder"]), "--labels", &text(&case["labels"]), "--top", &text(&case["top"])])
+            .arg("-m")
+            .arg(&folder)
+            .args(["--labels", &text(&case["labels"]), "--top", &text(&case["top"])])
+            .current_dir(&v.root)
             .env("RUST_BACKTRACE", "1")
             .output()
             .unwrap();

@@ -1,45 +1,18 @@
 //! The `clip-onnx` binary on what a newcomer gets wrong: every bad argument, folder, image and text is
 //! exactly one line on stderr starting `clip-onnx: error: `, nothing on stdout, exit 2 for a usage error and
 //! 1 for the rest (as the Python CLI), never a panic or a backtrace, and no file written in the model folder
-//! or the working directory. Uses the shared test vectors (`CLIP_ONNX_VECTORS`, written by
-//! tests/test_rust.py) and `ORT_DYLIB_PATH`.
+//! or the working directory. Uses the committed conformance artifact (tests/conformance/vectors.json; an
+//! altered export is a scratch copy made by rust/tests/common `apply`); bare `cargo test --locked` runs it
+//! (ONNX Runtime: `ORT_DYLIB_PATH`, else the .venv's onnxruntime wheel).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::Value;
-
-fn vectors() -> Value {
-    let path = std::env::var("CLIP_ONNX_VECTORS")
-        .expect("CLIP_ONNX_VECTORS is not set: run these tests through `python -m pytest tests/test_rust.py`, which writes the vectors");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn text(value: &Value) -> String {
-    value.as_str().unwrap().to_string()
-}
-
-/// A folder under the temporary directory, empty when made, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> Scratch {
-        static MADE: AtomicUsize = AtomicUsize::new(0); // the tests run in threads of one process: one name each
-        let n = MADE.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("clip-onnx-cli-{what}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{text, with_ort, Scratch};
+use serde_json::{json, Value};
 
 /// Every file and folder under `root`: its size and modification time.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, Option<std::time::SystemTime>)> {
@@ -99,16 +72,17 @@ fn error(args: &[&str], watched: &Path, message: &str) {
     refused(args, watched, 1, &format!("clip-onnx: error: {message}"));
 }
 
-/// The file of `list` (a list of paths) whose file name is `name`.
+/// The file of `list` (a list of the artifact's paths) whose file name is `name`, absolute.
 fn file_named(list: &Value, name: &str) -> String {
-    let found = list.as_array().unwrap().iter().map(text).find(|path| Path::new(path).file_name().is_some_and(|n| n == name));
-    found.unwrap_or_else(|| panic!("no {name} in {list}"))
+    let v = with_ort();
+    let found = v.paths(list).into_iter().find(|path| path.file_name().is_some_and(|n| n == name));
+    found.unwrap_or_else(|| panic!("no {name} in {list}")).display().to_string()
 }
 
-/// The first export's folder and the first PNG.
+/// The first export's folder and the first PNG, absolute: the binary runs in an empty folder.
 fn model_and_image() -> (String, String) {
-    let v = vectors();
-    (text(&v["exports"][0]["folder"]), text(&v["images"][0]))
+    let v = with_ort();
+    (v.export().display().to_string(), v.paths(&v["images"])[0].display().to_string())
 }
 
 #[test]
@@ -177,8 +151,8 @@ fn blank_labels_a_bad_template_and_missing_or_unknown_arguments_are_usage_errors
 
 #[test]
 fn a_missing_unreadable_or_undecodable_image_is_an_error_naming_it() {
-    let v = vectors();
-    let (folder, _) = model_and_image();
+    let v = with_ort();
+    let (folder, image) = model_and_image();
     let watched = Path::new(&folder);
     let classify = |image: &str| ["classify", image, "-m", folder.as_str(), "--labels", "a cat"].map(String::from);
     let missing = "/nonexistent/cat.png";
@@ -208,13 +182,13 @@ fn a_missing_unreadable_or_undecodable_image_is_an_error_naming_it() {
     assert!(ran.stderr.starts_with(&prefix) && ran.stderr.ends_with("); it may be truncated or damaged\n"), "{}", ran.stderr);
     assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
     // a good image beside a bad one: nothing printed for the good one either
-    let ran = run(&["classify", &text(&v["images"][0]), &file_named(&v["bad_images"], "empty.png"), "-m", &folder, "--labels", "a cat"], watched);
+    let ran = run(&["classify", &image, &file_named(&v["bad_images"], "empty.png"), "-m", &folder, "--labels", "a cat"], watched);
     assert_eq!((ran.code, ran.stdout.as_str(), ran.stderr.lines().count()), (Some(1), "", 1), "{}", ran.stderr);
 }
 
 #[test]
 fn a_truncated_jpeg_is_an_error_naming_it() {
-    let v = vectors();
+    let v = with_ort();
     let (folder, _) = model_and_image();
     let jpeg = file_named(&v["bad_images"], "truncated-chelsea.jpg");
     let ran = run(&["classify", &jpeg, "-m", &folder, "--labels", "a cat"], Path::new(&folder));
@@ -224,32 +198,78 @@ fn a_truncated_jpeg_is_an_error_naming_it() {
 
 #[test]
 fn a_folder_without_a_manifest_or_with_a_format_version_this_crate_does_not_read_is_refused() {
-    let (folder, image) = model_and_image();
+    let (_, image) = model_and_image();
     let empty = Scratch::new("no-manifest");
     let shown = empty.0.display().to_string();
     let reason = std::fs::read_to_string(empty.0.join("manifest.json")).unwrap_err();
     error(&["classify", &image, "-m", &shown, "--labels", "a cat"], &empty.0, &format!(
         "{shown}: no readable manifest.json ({reason}); give a folder written by `clip-onnx export` or downloaded from a release"
     ));
-    // a copy of the export (hard links) whose manifest says format_version 2, or says none
-    let copy = Scratch::new("format-version");
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(&folder).join("manifest.json")).unwrap()).unwrap();
-    for entry in std::fs::read_dir(&folder).unwrap().flatten() {
-        if entry.file_name() != "manifest.json" {
-            std::fs::hard_link(entry.path(), copy.0.join(entry.file_name())).unwrap();
-        }
-    }
-    let path = copy.0.join("manifest.json");
-    for (version, shown_version) in [(Value::from(2), "2"), (Value::Null, "null"), (Value::from("1"), "\"1\"")] {
-        let mut changed = manifest.clone();
-        changed["format_version"] = version;
-        std::fs::write(&path, changed.to_string()).unwrap();
-        error(&["classify", &image, "-m", copy.0.to_str().unwrap(), "--labels", "a cat"], &copy.0, &format!(
-            "{}: format_version {shown_version}, but this clip-onnx crate reads 1; upgrade the clip-onnx crate (depend on a newer tag of it), or use files of a release with format_version 1",
-            path.display()
+    // a copy of the export (hard links) whose manifest says format_version 1, or says none
+    for (version, shown_version) in [(Value::from(1), "1"), (Value::Null, "null"), (Value::from("2"), "\"2\"")] {
+        let (copy, _scratch) = with_ort().changed_export("format-version", &json!([
+            {"op": "json", "file": "manifest.json", "path": ["format_version"], "value": version},
+        ]));
+        error(&["classify", &image, "-m", copy.to_str().unwrap(), "--labels", "a cat"], &copy, &format!(
+            "{}: format_version {shown_version}, but this clip-onnx crate reads 2; upgrade the clip-onnx crate (depend on a newer tag of it), or use files of a release with format_version 2",
+            copy.join("manifest.json").display()
         ));
     }
-    assert_eq!(clip_onnx::manifest::FORMAT_VERSIONS, [1], "the expected lines above name the versions read");
+    assert_eq!(clip_onnx::manifest::FORMAT_VERSIONS, [2], "the expected lines above name the versions read");
+}
+
+/// A copy of the export (hard links) whose manifest.json is `manifest` and, if given, whose preprocess.json
+/// is `spec`, re-hashed in the manifest so the SHA-256 check passes.
+fn copy_with(what: &str, manifest: Value, spec: Option<Value>) -> (PathBuf, Scratch) {
+    let mut changes = vec![json!({"op": "write", "file": "manifest.json", "text": manifest.to_string()})];
+    if let Some(spec) = spec {
+        changes.push(json!({"op": "write", "file": "preprocess.json", "text": spec.to_string()}));
+        changes.push(json!({"op": "rehash", "file": "preprocess.json"}));
+    }
+    with_ort().changed_export(what, &Value::from(changes))
+}
+
+#[test]
+fn preprocess_json_naming_rules_this_crate_does_not_implement_or_malformed_is_refused_in_one_line() {
+    let (folder, image) = model_and_image();
+    let read = |name: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(Path::new(&folder).join(name)).unwrap()).unwrap() };
+    let (manifest, spec) = (read("manifest.json"), read("preprocess.json"));
+    let upgrade = "upgrade the clip-onnx crate, or use files of a release it reads";
+    let changed = |change: &dyn Fn(&mut Value)| {
+        let mut spec = spec.clone();
+        change(&mut spec);
+        spec
+    };
+    for (what, spec, line) in [
+        ("lanczos", changed(&|s| s["rules"]["resize_filter"] = "lanczos".into()),
+         format!("rule resize_filter is \"lanczos\", which this clip-onnx crate does not implement (it implements \"pillow_bicubic_antialiased\"); {upgrade}")),
+        ("unknown-rule", changed(&|s| s["rules"]["foo"] = "bar".into()), format!("rule \"foo\" is not one this clip-onnx crate knows; {upgrade}")),
+        ("missing-rule", changed(&|s| drop(s["rules"].as_object_mut().unwrap().remove("resize_filter"))), String::new()),
+        ("two-means", changed(&|s| s["mean"] = serde_json::json!([0.5, 0.5])), "mean is [0.5,0.5], not 3 finite numbers (R, G, B); export the variant again".into()),
+    ] {
+        let (copy, _scratch) = copy_with(what, manifest.clone(), Some(spec));
+        let path = copy.join("preprocess.json").display().to_string();
+        let message = if line.is_empty() {
+            format!("{path} lacks rule resize_filter; export the variant again with a clip-onnx that writes it")
+        } else {
+            format!("{path}: {line}")
+        };
+        error(&["classify", &image, "-m", copy.to_str().unwrap(), "--labels", "a cat"], &copy, &message);
+    }
+}
+
+#[test]
+fn a_manifest_naming_another_ftfy_is_refused_in_one_line() {
+    let (folder, image) = model_and_image();
+    let mut manifest: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(&folder).join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["tokenizer"]["ftfy"], "6.3.1", "the export names the ftfy its texts are cleaned with");
+    manifest["tokenizer"]["ftfy"] = "6.2.0".into();
+    let (copy, _scratch) = copy_with("ftfy", manifest, None);
+    error(&["classify", &image, "-m", copy.to_str().unwrap(), "--labels", "a cat"], &copy, &format!(
+        "{}: tokenizer.ftfy is \"6.2.0\", but this clip-onnx crate cleans texts as ftfy 6.3.1 does, so token ids could differ from Python's; \
+         upgrade the clip-onnx crate, or use files of a release it reads",
+        copy.join("manifest.json").display()
+    ));
 }
 
 #[test]
@@ -267,12 +287,11 @@ fn an_over_long_caption_is_an_error_without_truncate_and_classified_with_it() {
 
 #[test]
 fn no_sha256_check_skips_the_check_and_onnx_runtime_still_refuses_a_broken_graph() {
-    let v = vectors();
+    let v = with_ort();
     let (folder, image) = model_and_image();
     // the shared bad_inputs table's visual graph cut in half (rust/tests/bad_inputs.rs checks the refusal's kind)
-    let cases = v["bad_inputs"].as_array().unwrap();
-    let case = cases.iter().find(|c| text(&c["name"]).ends_with("_visual.onnx cut in half")).expect("the table's truncated graph");
-    let truncated = text(&case["folder"]);
+    let (truncated, _scratch) = v.case_folder(v.case("_visual.onnx cut in half"));
+    let truncated = truncated.display().to_string();
     let watched = Path::new(&truncated);
     let args = ["classify", image.as_str(), "-m", truncated.as_str(), "--labels", "a cat"];
     let checked = run(&args, watched);
@@ -305,7 +324,7 @@ fn help_teaches_the_usage_with_an_example_on_stdout_and_exits_0() {
 
 #[test]
 fn a_reader_that_goes_away_ends_the_program_quietly() {
-    let v = vectors();
+    let v = with_ort();
     let (folder, image) = model_and_image();
     let images: Vec<String> = std::iter::repeat_n(image, 3).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_clip-onnx"))

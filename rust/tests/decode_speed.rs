@@ -1,15 +1,19 @@
-//! Decode speed, printed, not asserted, and ignored in ordinary runs: with `CLIP_ONNX_VECTORS` set (see
-//! tests/vectors.rs), `cargo test --release --test decode_speed -- --ignored --nocapture`.
+//! Decode speed of the artifact's image files, printed, not asserted, and ignored in ordinary runs (and
+//! skipped by name under tests/test_rust.py's `--include-ignored`):
+//! `cargo test --release --test decode_speed -- --ignored --nocapture`.
+
+mod common;
+
 use std::time::Instant;
 
 #[test]
 #[ignore = "a measurement: run it in release mode with --ignored"]
 fn decode_speed() {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(std::env::var("CLIP_ONNX_VECTORS").unwrap()).unwrap()).unwrap();
-    let all: Vec<String> = v["all_images"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    let v = common::vectors();
+    let all = v.paths(&v["all_images"]);
     for name in ["jpeg-camera-icc.jpg", "jpeg-420.jpg", "jpeg-progressive.jpg", "webp-lossy.webp", "chelsea.png"] {
         let Some(path) = all.iter().find(|p| p.ends_with(name)) else { continue };
-        let path = std::path::Path::new(path);
+        let path = path.as_path();
         let n = 200;
         let _ = clip_onnx::preprocess::decode(path);
         let start = Instant::now();

@@ -1,6 +1,9 @@
 //! Files over 2 GiB are hashed and downloaded in bounded memory, and the download keeps only what its
-//! manifest says: a tiny HTTP server in a thread serves zeros, nothing else is needed (no vectors, no ONNX
-//! Runtime). Peak memory is the process's VmHWM (Linux); elsewhere it is printed as unknown.
+//! manifest says: a tiny HTTP server in a thread serves zeros, of the size and SHA-256 the conformance
+//! artifact's `large_file` gives (no ONNX Runtime needed). Peak memory is the process's VmHWM (Linux);
+//! elsewhere it is printed as unknown. Bare `cargo test --locked` runs it.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -10,10 +13,6 @@ use std::sync::{Arc, Mutex};
 use clip_onnx::{hub, manifest, ErrorKind};
 use sha2::{Digest, Sha256};
 
-/// 2 GiB and 4 KiB: past every 32-bit size.
-const BIG: u64 = (1 << 31) + 4096;
-/// The SHA-256 of BIG zero bytes (`head -c 2147487744 /dev/zero | sha256sum`).
-const BIG_SHA256: &str = "d702231a97a4e742e747bd3fdc81d8d1b604378660d5fc38934b865ca2a9d6d1";
 const MIB: u64 = 1 << 20;
 
 enum Body {
@@ -64,7 +63,7 @@ fn serve(routes: Vec<(String, Body)>) -> (String, Arc<Mutex<Vec<String>>>) {
 fn manifest_of(files: &[(&str, u64, &str)]) -> Body {
     let files: serde_json::Map<String, serde_json::Value> =
         files.iter().map(|(name, bytes, sha256)| (name.to_string(), serde_json::json!({"sha256": sha256, "bytes": bytes}))).collect();
-    Body::Text(serde_json::json!({"format_version": 1, "files": files}).to_string())
+    Body::Text(serde_json::json!({"format_version": 2, "files": files}).to_string())
 }
 
 fn route(repo: &str, name: &str) -> String {
@@ -105,22 +104,26 @@ fn assert_bounded(before: Option<u64>, what: &str) {
 
 #[test]
 fn files_over_2_gib_are_hashed_and_downloaded_in_bounded_memory() {
+    // past every 32-bit size (2 GiB and 4 KiB), and the SHA-256 of that many zero bytes
+    let v = common::vectors();
+    let (big, big_sha256) = (v["large_file"]["bytes"].as_u64().unwrap(), common::text(&v["large_file"]["sha256"]));
+    assert!(big > i32::MAX as u64, "large_file is {big} bytes, not past signed 32-bit sizes");
     let scratch = scratch("big");
     let folder = &scratch.0;
     let before = peak_memory();
     // a sparse file: 2 GiB of zeros that take no disk
     let sparse = folder.join("sparse.bin");
-    std::fs::File::create(&sparse).unwrap().set_len(BIG).unwrap();
-    assert_eq!(manifest::sha256_file(&sparse).unwrap(), BIG_SHA256);
+    std::fs::File::create(&sparse).unwrap().set_len(big).unwrap();
+    assert_eq!(manifest::sha256_file(&sparse).unwrap(), big_sha256);
     std::fs::remove_file(&sparse).unwrap();
     assert_bounded(before, "sha256_file of a 2 GiB file");
 
     let (endpoint, _) = serve(vec![
-        (route("org/big", "manifest.json"), manifest_of(&[("big.bin", BIG, BIG_SHA256)])),
-        (route("org/big", "big.bin"), Body::Zeros(BIG)),
+        (route("org/big", "manifest.json"), manifest_of(&[("big.bin", big, &big_sha256)])),
+        (route("org/big", "big.bin"), Body::Zeros(big)),
     ]);
     let downloaded = hub::download("org/big", "v1", "fp32", folder, Some(&endpoint)).unwrap();
-    assert_eq!(std::fs::metadata(downloaded.join("big.bin")).unwrap().len(), BIG);
+    assert_eq!(std::fs::metadata(downloaded.join("big.bin")).unwrap().len(), big);
     assert!(downloaded.join("manifest.json").exists());
     std::fs::remove_dir_all(downloaded).unwrap();
     assert_bounded(before, "hub::download of a 2 GiB file");
@@ -173,7 +176,7 @@ fn an_intact_file_is_not_downloaded_again_and_a_name_outside_the_folder_is_refus
         (route("org/ok", "b.bin"), Body::Zeros(3000)),
         (route("org/evil", "manifest.json"), manifest_of(&[("../escaped.bin", 3000, &sha)])),
         (route("org/evil", "../escaped.bin"), Body::Zeros(3000)),
-        (route("org/bare", "manifest.json"), Body::Text(r#"{"format_version": 1, "files": {"a.bin": {"bytes": 3000}}}"#.into())),
+        (route("org/bare", "manifest.json"), Body::Text(r#"{"format_version": 2, "files": {"a.bin": {"bytes": 3000}}}"#.into())),
         (route("org/bare", "a.bin"), Body::Zeros(3000)),
     ]);
     let intact = scratch("intact");

@@ -1,29 +1,35 @@
-// The shared table of bad inputs (tests/vectors.py `bad_inputs`) through loadModel, encodeImage and
-// encodeText: each case is a ClipError of the case's kind, in one line naming the input at fault, as
-// the Python runtime (tests/test_bad_inputs.py) and the Rust crate raise for the same case. The
-// table's command-line cases run `clip-onnx classify`, which Python and Rust have and clip.mjs has not;
-// clip.mjs's own command line exits 2 on a usage error, 1 on any other, one line each. Beyond the
-// table: every manifest key clip.mjs reads, the files `checkSha256: false` leaves to onnxruntime and
-// Tokenizers.js, and empty inputs.
+// The shared table of bad inputs (vectors.json `bad_inputs`, tests/conformance.py) through loadModel,
+// encodeImage and encodeText: each case is a ClipError of the case's kind, in one line naming the input
+// at fault, as the Python runtime (tests/test_bad_inputs.py) and the Rust crate raise for the same case.
+// A case's folder is the export with its `changes` made on a scratch copy (changes.mjs). The table's
+// command-line cases run `clip-onnx classify`, which Python and Rust have and clip.mjs has not;
+// clip.mjs's own command line exits 2 on a usage error, 1 on any other, one line each. Beyond the table:
+// every manifest key clip.mjs reads, the files `checkSha256: false` leaves to onnxruntime and
+// Tokenizers.js, and empty inputs. The committed files stay as they were.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, test } from "node:test";
 
 import { ClipError, ERROR_KINDS, encodeImage, encodeText, loadModel } from "../clip.mjs";
-import { EXAMPLE, vectors } from "./vectors.mjs";
+import { scratchFolder, snapshot } from "./changes.mjs";
+import { EXAMPLE, EXPORT, at, vectors } from "./vectors.mjs";
 
+const before = snapshot();
 const table = vectors.bad_inputs;
 const api = table.filter((c) => c.call !== "cli");
-const scratch = mkdtempSync(path.join(os.tmpdir(), "clip-node-bad-inputs-"));
-after(() => rmSync(scratch, { recursive: true, force: true }));
+const scratch = scratchFolder("clip-node-bad-inputs-");
+after(scratch.remove);
+
+// The case's folder: the one named, or a scratch copy of it with the case's changes made ("absent-folder"
+// does not exist, and is used as it is).
+const folderOf = (c) => (c.changes.length ? scratch.export(at(c.folder), c.changes) : at(c.folder));
 
 // The case's call through the API, after loading its folder with the SHA-256 check on (texts untruncated).
 async function run(c) {
-  const model = await loadModel(c.folder);
-  if (c.call === "encode_image") await encodeImage(model, c.images);
+  const model = await loadModel(folderOf(c));
+  if (c.call === "encode_image") await encodeImage(model, c.images.map(at));
   if (c.call === "encode_text") await encodeText(model, c.texts);
 }
 
@@ -45,7 +51,7 @@ test("the vectors' error kinds are clip.mjs's, and the table holds every one but
   assert.equal(new ClipError("x").kind, "invalid_input");
 });
 
-test("each API case of the table is a ClipError of its kind, in one line naming the input", async () => {
+test("each API case of the table is a ClipError of its kind, in one line naming the input", async (t) => {
   assert.ok(api.length > 0, "the vectors hold no API case of bad_inputs");
   const wrong = {};
   for (const c of api) {
@@ -59,7 +65,7 @@ test("each API case of the table is a ClipError of its kind, in one line naming 
     if (why) wrong[c.name] = why;
   }
   assert.deepEqual(wrong, {});
-  console.log(`${api.length} API cases ran, 0 skipped; ${table.length - api.length} command-line cases are Python's and Rust's`);
+  t.diagnostic(`${api.length} bad-input cases ran, 0 differ, 0 skipped; ${table.length - api.length} command-line cases are Python's and Rust's`);
 });
 
 // clip.mjs's own command line on `args`: exit status, stderr lines, stdout.
@@ -69,8 +75,8 @@ function cli(...args) {
 }
 
 test("the command line: a usage error exits 2, any other ClipError 1, each one line on stderr", () => {
-  const folder = vectors.exports[0].folder;
-  const image = vectors.images[0];
+  const folder = EXPORT;
+  const image = at(vectors.images[0]);
   const usage = [[], [folder, "--image", image], [folder, "--text", "a cat"], [folder, folder, "--image", image, "--text", "a cat"],
     [folder, "--image", image, "--text", "a cat", "--top", "1"], [folder, "--image"]];
   for (const args of usage) {
@@ -79,41 +85,33 @@ test("the command line: a usage error exits 2, any other ClipError 1, each one l
     assert.match(lines[0], /usage: node clip\.mjs FOLDER --image/);
   }
   const format = vectors.bad_inputs.find((c) => c.call === "load" && c.kind === "unsupported_format");
-  const absent = vectors.bad_inputs.find((c) => c.call === "encode_image" && c.kind === "missing_file" && c.folder === folder);
-  for (const [at, names] of [[format.folder, format.names], [folder, absent.names]]) {
-    const { status, lines, stdout } = cli(at, "--image", absent.images[0], "--text", "a cat");
+  const absent = vectors.bad_inputs.find((c) => c.call === "encode_image" && c.kind === "missing_file" && !c.changes.length);
+  for (const [where, names] of [[folderOf(format), format.names], [folder, absent.names]]) {
+    const { status, lines, stdout } = cli(where, "--image", at(absent.images[0]), "--text", "a cat");
     assert.deepEqual([status, lines.length, stdout], [1, 1, ""], lines.join("\n"));
     assert.ok(lines[0].includes(names), lines[0]);
   }
 });
 
-// A copy of the first export with `change` applied to its manifest.json (an object) or to the folder.
-function copy(change) {
-  const folder = mkdtempSync(path.join(scratch, "copy-"));
-  cpSync(vectors.exports[0].folder, folder, { recursive: true });
-  const file = path.join(folder, "manifest.json");
-  const manifest = JSON.parse(readFileSync(file, "utf8"));
-  change(manifest, folder);
-  writeFileSync(file, JSON.stringify(manifest));
-  return folder;
-}
+const VISUAL = JSON.parse(readFileSync(path.join(EXPORT, "manifest.json"), "utf8")).graphs.visual.file;
+const manifest = (keys, ...value) => ({ op: "json", file: "manifest.json", path: keys, ...(value.length ? { value: value[0] } : {}) });
 
 test("beyond the table: every key clip.mjs reads, and files { checkSha256: false } leaves unchecked", async () => {
   const cases = [
-    ["bad_manifest", "tokenizer.file", (m) => delete m.tokenizer.file],
-    ["bad_manifest", "preprocessing", (m) => { m.preprocessing = "preprocess.json"; }],
-    ["bad_manifest", "logit_scale.exp", (m) => delete m.logit_scale.exp],
-    ["bad_manifest", "graphs, architecture", (m) => { delete m.graphs; delete m.architecture; }],
-    ["bad_manifest", "transformer graph", (m) => delete m.graphs.transformer],
-    ["missing_file", "_visual.onnx", (m, at) => rmSync(path.join(at, m.graphs.visual.file))],
-    ["missing_file", "tokenizer.json", (m, at) => rmSync(path.join(at, "tokenizer.json"))],
-    ["invalid_input", "_visual.onnx", (m, at) => writeFileSync(path.join(at, m.graphs.visual.file), "not a graph")],
-    ["invalid_input", "tokenizer.json", (m, at) => writeFileSync(path.join(at, "tokenizer.json"), "{}")],
+    ["bad_manifest", "tokenizer.file", [manifest(["tokenizer", "file"])]],
+    ["bad_manifest", "preprocessing", [manifest(["preprocessing"], "preprocess.json")]],
+    ["bad_manifest", "logit_scale.exp", [manifest(["logit_scale", "exp"])]],
+    ["bad_manifest", "graphs, architecture", [manifest(["graphs"]), manifest(["architecture"])]],
+    ["bad_manifest", "transformer graph", [manifest(["graphs", "transformer"])]],
+    ["missing_file", "_visual.onnx", [{ op: "delete", file: VISUAL }]],
+    ["missing_file", "tokenizer.json", [{ op: "delete", file: "tokenizer.json" }]],
+    ["invalid_input", "_visual.onnx", [{ op: "write", file: VISUAL, text: "not a graph" }]],
+    ["invalid_input", "tokenizer.json", [{ op: "write", file: "tokenizer.json", text: "{}" }]],
   ];
   const wrong = {};
-  for (const [kind, names, change] of cases) {
+  for (const [kind, names, changes] of cases) {
     let caught;
-    await loadModel(copy(change), { checkSha256: false }).catch((error) => { caught = error; });
+    await loadModel(scratch.export(EXPORT, changes), { checkSha256: false }).catch((error) => { caught = error; });
     const why = mismatch({ kind, names }, caught);
     if (why) wrong[`${kind} ${names}`] = why;
   }
@@ -121,6 +119,10 @@ test("beyond the table: every key clip.mjs reads, and files { checkSha256: false
 });
 
 test("no images and no texts are no embeddings, not an error", async () => {
-  const model = await loadModel(vectors.exports[0].folder);
+  const model = await loadModel(EXPORT);
   assert.deepEqual([await encodeImage(model, []), await encodeText(model, [])], [[], []]);
+});
+
+test("the committed files are as they were: every change went to a scratch copy", () => {
+  assert.deepEqual(snapshot(), before);
 });

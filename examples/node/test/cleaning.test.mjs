@@ -1,11 +1,11 @@
 // CLIP's text cleaning, html.unescape(html.unescape(ftfy.fix_text(text))), and the token ids after it,
-// equal Python's on every text of the shared vectors' `cleaning` sets (tests/ftfy_cases.py: ftfy's own test
-// cases, the tokenizer corpus, 10,000 generated strings): every mismatch is collected and counted per
-// set, none allowed. Prints clean()'s speed on the generated set (never asserted). A manifest naming
-// another ftfy version is refused; one without `tokenizer.ftfy` loads.
+// equal Python's on every text of vectors.json's `cleaning` sets (cleaning.json and cleaning-ids.bin,
+// tests/ftfy_cases.py: ftfy's own test cases, the tokenizer corpus, 10,000 generated strings): every
+// mismatch is collected and counted per set, none allowed. Prints clean()'s speed on the generated set
+// (never asserted). A manifest naming another ftfy version is refused; one without `tokenizer.ftfy`
+// loads (scratch copies of the export, changes.mjs).
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, test } from "node:test";
 
@@ -13,11 +13,13 @@ import { decodeHTML } from "entities";
 import { __version__ as ftfyJsVersion, fix_text as fixText } from "ftfy-js";
 
 import { ClipError, FTFY_VERSION, clean, loadModel, tokenize } from "../clip.mjs";
-import { EXAMPLE, read, vectors } from "./vectors.mjs";
+import { scratchFolder, snapshot } from "./changes.mjs";
+import { EXAMPLE, EXPORT, at, read, vectors } from "./vectors.mjs";
 
-const model = await loadModel(vectors.exports[0].folder);
+const before = snapshot();
+const model = await loadModel(EXPORT);
 const length = model.contextLength;
-const cleaning = JSON.parse(readFileSync(vectors.cleaning.file, "utf8"));
+const cleaning = JSON.parse(readFileSync(at(vectors.cleaning.file), "utf8"));
 const expected = read(vectors.cleaning.token_ids, Int32Array);
 const SETS = { ftfy_test_cases: 161, tokenizer_corpus: 502, generated: 10_000 };
 // each set's first row in token_ids: the sets in the file's order
@@ -37,6 +39,7 @@ test("the vectors are ftfy 6.3.1's, the version clip.mjs follows, with ftfy-js 6
   const lock = JSON.parse(readFileSync(path.join(EXAMPLE, "package.json"), "utf8"));
   assert.equal(lock.dependencies["ftfy-js"], "6.3.2"); // pinned exactly
   assert.deepEqual(Object.keys(cleaning.sets), Object.keys(SETS));
+  assert.deepEqual(vectors.cleaning.order, Object.keys(SETS)); // the sets in the ids' order
   for (const [name, count] of Object.entries(SETS)) assert.equal(cleaning.sets[name].length, count, name);
   assert.equal(expected.length, Object.values(SETS).reduce((a, b) => a + b) * length);
 });
@@ -108,23 +111,16 @@ test("Unicode newer than Python 3.11's 14.0: the sequences this Node normalizes 
   for (const [to] of NEWER_COMPOSITIONS) assert.equal(clean(String.fromCodePoint(to)), String.fromCodePoint(to));
 });
 
-const scratch = mkdtempSync(path.join(tmpdir(), "clip-ftfy-"));
-after(() => rmSync(scratch, { recursive: true, force: true }));
+const scratch = scratchFolder("clip-node-ftfy-");
+after(scratch.remove);
 
-// A copy of the first export whose manifest.json has `tokenizer.ftfy` as given (undefined: no key).
-function exportWithFtfy(name, ftfy) {
-  const folder = path.join(scratch, name);
-  cpSync(vectors.exports[0].folder, folder, { recursive: true });
-  const manifest = JSON.parse(readFileSync(path.join(folder, "manifest.json"), "utf8"));
-  if (ftfy === undefined) delete manifest.tokenizer.ftfy;
-  else manifest.tokenizer.ftfy = ftfy;
-  writeFileSync(path.join(folder, "manifest.json"), JSON.stringify(manifest));
-  return folder;
-}
+// A copy of the export whose manifest.json has `tokenizer.ftfy` as given (undefined: no key).
+const exportWithFtfy = (ftfy) => scratch.export(EXPORT, [{ op: "json", file: "manifest.json", path: ["tokenizer", "ftfy"],
+  ...(ftfy === undefined ? {} : { value: ftfy }) }]);
 
 test("a manifest naming another ftfy version is refused in one line; one without tokenizer.ftfy loads", async () => {
   for (const other of ["6.3.0", "6.4.0", 6.31, null]) {
-    const folder = exportWithFtfy(`ftfy-${other}`, other);
+    const folder = exportWithFtfy(other);
     const file = path.join(folder, "manifest.json");
     await assert.rejects(loadModel(folder), (error) => {
       assert.ok(error instanceof ClipError);
@@ -135,8 +131,12 @@ test("a manifest naming another ftfy version is refused in one line; one without
       return true;
     });
   }
-  const older = await loadModel(exportWithFtfy("no-ftfy-key", undefined));
+  const older = await loadModel(exportWithFtfy(undefined));
   assert.equal(older.manifest.tokenizer.ftfy, undefined);
   assert.deepEqual(tokenize(older, ["“ﬁsh” &amp;amp; chips"]), tokenize(model, ["\"fish\" & chips"]));
-  await loadModel(exportWithFtfy("same-ftfy", "6.3.1"));
+  await loadModel(exportWithFtfy("6.3.1"));
+});
+
+test("the committed files are as they were: every change went to a scratch copy", () => {
+  assert.deepEqual(snapshot(), before);
 });

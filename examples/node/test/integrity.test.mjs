@@ -1,49 +1,46 @@
 // The integrity check: loadModel (and the CLI) refuse a folder whose needed files differ from
-// manifest.json, naming the file in one line; an untouched copy loads. The kind of each refusal, on the
-// shared table's folders, is bad-inputs.test.mjs's; here the exact messages, the CLI and the options.
+// manifest.json, naming the file in one line; an untouched copy loads. Then preprocess.json's check: a
+// rule clip.mjs does not implement, does not know or lacks, and a malformed parameter, each refused in
+// one line. The kind of each refusal, on the shared table's folders, is bad-inputs.test.mjs's; here the
+// exact messages, the CLI and the options. Every altered export is a scratch copy (changes.mjs) of the
+// export with vectors.json's `external_data` changes made; the committed files stay as they were.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, test } from "node:test";
 
-import { checkFiles, loadModel, neededFiles } from "../clip.mjs";
-import { EXAMPLE, vectors } from "./vectors.mjs";
+import { RULES, checkFiles, loadModel, neededFiles, pixels } from "../clip.mjs";
+import { scratchFolder, snapshot } from "./changes.mjs";
+import { EXAMPLE, EXPORT, at, vectors } from "./vectors.mjs";
+
+const before = snapshot();
+const scratch = scratchFolder("clip-node-integrity-");
+after(scratch.remove);
 
 // An export whose visual graph keeps its weights in `<file>.data`, the manifest updated to match.
-const SOURCE = vectors.node.external_data;
+const SOURCE = scratch.export(EXPORT, vectors.external_data);
 const MANIFEST = JSON.parse(readFileSync(path.join(SOURCE, "manifest.json"), "utf8"));
 const VISUAL = MANIFEST.graphs.visual.file;
 const NEEDED = [VISUAL, `${VISUAL}.data`, MANIFEST.graphs.transformer.file, "tokenizer.json", "preprocess.json"];
 const AGAIN = "download or export the variant again";
-// The folder of the shared table's case `name` (tests/vectors.py `bad_inputs`).
+// The folder of the shared table's case `name` (vectors.json `bad_inputs`), its changes made.
 const tableFolder = (name) => {
   const found = vectors.bad_inputs.find((c) => c.name === name);
   assert.ok(found, `the vectors' bad_inputs has no case ${JSON.stringify(name)}`);
-  return found.folder;
+  return scratch.export(at(found.folder), found.changes);
 };
 
-const scratch = mkdtempSync(path.join(os.tmpdir(), "clip-node-integrity-"));
-after(() => rmSync(scratch, { recursive: true, force: true }));
-
-let copies = 0;
-function copy(change = () => {}) {
-  const folder = path.join(scratch, String(copies++));
-  cpSync(SOURCE, folder, { recursive: true });
-  change(folder);
-  return folder;
-}
+// A copy of SOURCE with `changes` made.
+const copy = (changes = []) => scratch.export(SOURCE, changes);
 
 // One byte flipped in the middle of the file: same size, other content.
-function flip(file) {
-  const bytes = readFileSync(file);
-  bytes[bytes.length >> 1] ^= 0x01;
-  writeFileSync(file, bytes);
-}
+const flip = (name) => ({ op: "bytes", file: name, flip: statSync(path.join(SOURCE, name)).size >> 1 });
+const manifestJson = (keys, ...value) => ({ op: "json", file: "manifest.json", path: keys, ...(value.length ? { value: value[0] } : {}) });
 
 function cli(folder, ...extra) {
-  return spawnSync(process.execPath, [path.join(EXAMPLE, "clip.mjs"), folder, "--image", vectors.images[0], "--text", "a cat", ...extra],
+  return spawnSync(process.execPath, [path.join(EXAMPLE, "clip.mjs"), folder, "--image", at(vectors.images[0]), "--text", "a cat", ...extra],
     { encoding: "utf8", timeout: 120_000 });
 }
 
@@ -68,7 +65,7 @@ test("the needed files: each graph's file and external data, tokenizer.json, pre
 });
 
 test("an untouched copy loads, with and without external data, and runs", async () => {
-  for (const folder of [copy(), vectors.exports[0].folder]) {
+  for (const folder of [copy(), EXPORT]) {
     const model = await loadModel(folder);
     assert.equal(model.manifest.name, MANIFEST.name);
     const result = cli(folder, "--json");
@@ -79,23 +76,23 @@ test("an untouched copy loads, with and without external data, and runs", async 
 
 for (const name of NEEDED) {
   test(`one changed byte in ${name} is refused by loadModel and the CLI`, async () => {
-    const folder = copy((at) => flip(path.join(at, name)));
+    const folder = copy([flip(name)]);
     await refused(folder, `${path.join(folder, name)} does not match its SHA-256 in manifest.json: it changed since export; ${AGAIN}`);
   });
 }
 
 test("a file of another size is refused by its size", async () => {
-  const folder = copy((at) => appendFileSync(path.join(at, "preprocess.json"), " "));
+  const folder = copy([{ op: "write", file: "preprocess.json", text: `${readFileSync(path.join(SOURCE, "preprocess.json"), "utf8")} ` }]);
   const bytes = MANIFEST.files["preprocess.json"].bytes;
   await refused(folder, `${path.join(folder, "preprocess.json")} has ${bytes + 1} bytes where manifest.json records ${bytes}: it is incomplete or changed; ${AGAIN}`);
-  const name = `${path.basename(vectors.exports[0].folder)}_visual.onnx`;
+  const name = VISUAL;
   const cut = tableFolder(`${name} cut in half`);
   const graph = JSON.parse(readFileSync(path.join(cut, "manifest.json"), "utf8")).files[name];
   await refused(cut, `${path.join(cut, name)} has ${Math.floor(graph.bytes / 2)} bytes where manifest.json records ${graph.bytes}: it is incomplete or changed; ${AGAIN}`);
 });
 
 test("a missing file is refused, an external-data file included", async () => {
-  const folder = copy((at) => rmSync(path.join(at, "preprocess.json")));
+  const folder = copy([{ op: "delete", file: "preprocess.json" }]);
   await refused(folder, `${path.join(folder, "preprocess.json")} is missing; ${AGAIN}`);
   const noData = tableFolder("external data missing");
   const visual = JSON.parse(readFileSync(path.join(noData, "manifest.json"), "utf8")).graphs.visual.file;
@@ -103,21 +100,15 @@ test("a missing file is refused, an external-data file included", async () => {
 });
 
 test("checkSha256: false and --no-sha256-check skip the check; files no graph needs are never checked", async () => {
-  const folder = copy((at) => flip(path.join(at, `${VISUAL}.data`)));
+  const folder = copy([flip(`${VISUAL}.data`)]);
   assert.equal((await loadModel(folder, { checkSha256: false })).manifest.name, MANIFEST.name);
   assert.equal(cli(folder, "--no-sha256-check").status, 0);
-  const extra = copy((at) => {
-    const manifest = { ...MANIFEST, files: { ...MANIFEST.files, "absent_forward.onnx": { sha256: "0".repeat(64), bytes: 1 } } };
-    writeFileSync(path.join(at, "manifest.json"), JSON.stringify(manifest));
-  });
+  const extra = copy([manifestJson(["files", "absent_forward.onnx"], { sha256: "0".repeat(64), bytes: 1 })]);
   await loadModel(extra);
 });
 
 test("a needed file the manifest does not list, or names outside the folder, is refused", async () => {
-  const unlisted = copy((at) => {
-    const { "tokenizer.json": _, ...files } = MANIFEST.files;
-    writeFileSync(path.join(at, "manifest.json"), JSON.stringify({ ...MANIFEST, files }));
-  });
+  const unlisted = copy([manifestJson(["files", "tokenizer.json"])]);
   await refused(unlisted, `${path.join(unlisted, "tokenizer.json")} is not listed in ${path.join(unlisted, "manifest.json")}; ${AGAIN}`);
   const folder = copy();
   const where = path.join(folder, "manifest.json");
@@ -129,7 +120,8 @@ test("a needed file the manifest does not list, or names outside the folder, is 
 });
 
 test("a needed name that is a folder, or under a file, is refused", async () => {
-  const folder = copy((at) => mkdirSync(path.join(at, "sub")));
+  const folder = copy();
+  mkdirSync(path.join(folder, "sub"));
   const facts = { sha256: "0".repeat(64), bytes: 4096 };
   await assert.rejects(checkFiles(folder, { files: { sub: facts } }, ["sub"]), { message: `${path.join(folder, "sub")} is not a file; ${AGAIN}` });
   const file = path.join(folder, "tokenizer.json");
@@ -137,29 +129,127 @@ test("a needed name that is a folder, or under a file, is refused", async () => 
 });
 
 test("a folder without a readable manifest.json is one line", async () => {
-  const empty = path.join(scratch, "empty");
+  const empty = path.join(scratch.folder, "empty");
   mkdirSync(empty);
   await assert.rejects(loadModel(empty), { message: `${empty} has no manifest.json; point at a folder written by \`clip-onnx export\`` });
   // the reason is JSON.parse's message, its first line only (newer V8 quote the text, newlines included)
   const text = "{ not\n json";
-  const bad = copy((at) => writeFileSync(path.join(at, "manifest.json"), text));
+  const bad = copy([{ op: "write", file: "manifest.json", text }]);
   const reason = (() => { try { JSON.parse(text); } catch (error) { return error.message.split("\n")[0]; } })();
   assert.ok(reason.length > 1);
   await assert.rejects(loadModel(bad), { message: `${path.join(bad, "manifest.json")} cannot be read (${reason}); ${AGAIN}` });
 });
 
 test("a manifest whose format_version this consumer does not read is refused, the CLI included", async () => {
-  for (const version of [999, "1", undefined]) {
-    const folder = copy((at) => {
-      const data = JSON.parse(readFileSync(path.join(at, "manifest.json"), "utf8"));
-      data.format_version = version;
-      writeFileSync(path.join(at, "manifest.json"), JSON.stringify(data));
-    });
-    const message = `${path.join(folder, "manifest.json")}: format_version ${JSON.stringify(version ?? null)}, but this clip.mjs reads 1; `
+  for (const version of [999, 1, "2", undefined]) {
+    const folder = copy([version === undefined ? manifestJson(["format_version"]) : manifestJson(["format_version"], version)]);
+    const message = `${path.join(folder, "manifest.json")}: format_version ${JSON.stringify(version ?? null)}, but this clip.mjs reads 2; `
       + "update clip.mjs from the release that made the files";
     await assert.rejects(loadModel(folder, { checkSha256: false }), { message });
     const result = cli(folder);
     assert.equal(result.status, 1);
     assert.deepEqual(result.stderr.trim().split("\n"), [message]);
   }
+});
+
+// A copy whose preprocess.json is `change`d (an object to edit, or one returned in its place), with its
+// size and SHA-256 in manifest.json to match, so only the content is at fault.
+function withPreprocess(change) {
+  const data = JSON.parse(readFileSync(path.join(SOURCE, "preprocess.json"), "utf8"));
+  const text = JSON.stringify(change(data) ?? data);
+  return copy([{ op: "write", file: "preprocess.json", text }, { op: "rehash", file: "preprocess.json" }]);
+}
+
+test("the rules clip.mjs implements are the ones Python writes, and an untouched copy loads them", async () => {
+  const written = JSON.parse(readFileSync(path.join(SOURCE, "preprocess.json"), "utf8"));
+  assert.deepEqual(written.rules, RULES);
+  assert.equal(Object.keys(RULES).length, 20);
+  assert.deepEqual((await loadModel(copy())).preprocess.rules, RULES);
+});
+
+test("a rule of another identifier, an unknown rule and a lacking one are refused in one line, the CLI included", async () => {
+  const update = "update clip.mjs from the release that made the files";
+  const cases = [
+    [(d) => { d.rules.resize_filter = "lanczos"; }, (file) => `${file}: rule resize_filter is "lanczos", which clip.mjs does not `
+      + `implement (it implements "pillow_bicubic_antialiased"); ${update}`],
+    [(d) => { d.rules.dtype = 16; }, (file) => `${file}: rule dtype is 16, which clip.mjs does not implement (it implements "float32"); ${update}`],
+    [(d) => { d.rules.foo = "bar"; }, (file) => `${file}: rule "foo" is not one clip.mjs knows; ${update}`],
+    [(d) => { d.rules = { "a\nb": "x", ...d.rules }; }, (file) => `${file}: rule "a\\nb" is not one clip.mjs knows; ${update}`],
+    [(d) => { d.rules = { ...d.rules, toString: "x" }; }, (file) => `${file}: rule "toString" is not one clip.mjs knows; ${update}`],
+    [(d) => { delete d.rules.resize_filter; }, (file) => `${file} lacks rule resize_filter; export the variant again with a clip-onnx that writes it`],
+    [(d) => { d.rules = {}; }, (file) => `${file} lacks rule orientation; export the variant again with a clip-onnx that writes it`],
+  ];
+  for (const [change, message] of cases) {
+    const folder = withPreprocess(change);
+    const expected = message(path.join(folder, "preprocess.json"));
+    await assert.rejects(loadModel(folder), { kind: "unsupported_format", message: expected });
+    await refused(folder, expected);
+  }
+});
+
+test("a preprocess.json of malformed parameters is bad_manifest, one line naming the key", async () => {
+  const three = "3 finite numbers, one per RGB channel";
+  const cases = [
+    [() => [], "the file", "a JSON object"],
+    [(d) => { d.rules = ["orientation"]; }, "rules", "an object of rule identifiers"],
+    [(d) => { delete d.rules; }, "rules", "an object of rule identifiers"],
+    [(d) => { d.resolution = 0; }, "resolution", "a positive integer"],
+    [(d) => { d.resolution = 224.5; }, "resolution", "a positive integer"],
+    [(d) => { d.resolution = "224"; }, "resolution", "a positive integer"],
+    [(d) => { d.mean = d.mean.slice(0, 2); }, "mean", three],
+    [(d) => { d.mean = [...d.mean, 0.5]; }, "mean", three],
+    [(d) => { d.mean[1] = "0.45"; }, "mean", three],
+    [(d) => { d.mean = { 0: 0.5, 1: 0.5, 2: 0.5, length: 3 }; }, "mean", three],
+    [(d) => { d.std[2] = 0; }, "std", `${three}, none zero`],
+    [(d) => { d.std[0] = true; }, "std", `${three}, none zero`],
+    [(d) => { delete d.std; }, "std", `${three}, none zero`],
+    [(d) => { delete d.input; }, "input.formats", "an object of image formats"],
+    [(d) => { d.input.formats = ["PNG"]; }, "input.formats", "an object of image formats"],
+    [(d) => { d.input.formats.PNG = "every kind"; }, "input.formats", "an object of image formats"],
+    [(d) => { d.input.max_pixels = 0; }, "input.max_pixels", "a positive integer"],
+    [(d) => { delete d.input.max_pixels; }, "input.max_pixels", "a positive integer"],
+    [(d) => { d.input.formats.BMP.bits = 24; }, "input.formats.BMP.bits", "a list"],
+    [(d) => { d.input.formats.TIFF.compression = "raw"; }, "input.formats.TIFF.compression", "a list"],
+  ];
+  for (const [change, key, should] of cases) {
+    const folder = withPreprocess(change);
+    const expected = `${path.join(folder, "preprocess.json")}: ${key} must be ${should}; ${AGAIN}`;
+    await assert.rejects(loadModel(folder), { kind: "bad_manifest", message: expected });
+  }
+  const notJson = copy([{ op: "write", file: "preprocess.json", text: "{ not json" }]);
+  await assert.rejects(loadModel(notJson, { checkSha256: false }), (error) => {
+    assert.equal(error.kind, "bad_manifest");
+    assert.ok(error.message.startsWith(`${path.join(notJson, "preprocess.json")} cannot be read (`), error.message);
+    return true;
+  });
+});
+
+test("resolution, mean and std are preprocess.json's: other values give the pixels they define", async () => {
+  const [mean, std] = [[0.25, 0.5, 0.75], [0.5, 0.25, 2]];
+  const folder = withPreprocess((d) => Object.assign(d, { resolution: 32, mean, std }));
+  const model = await loadModel(folder);
+  const images = vectors.images.map(at);
+  const got = await pixels(model, images);
+  // Python's pixels at R = 32 (the export's own mean and std; clip.mjs's hash to them, so they are
+  // Python's) give each sample's 0..255 value back; normalised with these mean and std in float32, as
+  // pixels() does, they must be clip.mjs's bit for bit
+  const size = 3 * 32 * 32;
+  const defaultModel = await loadModel(SOURCE);
+  const python = await pixels({ ...defaultModel, preprocess: { ...defaultModel.preprocess, resolution: 32 } }, images);
+  const hashes = images.map((_, n) => createHash("sha256").update(new Uint8Array(python.buffer, python.byteOffset + n * size * 4, size * 4)).digest("hex"));
+  assert.deepEqual(hashes, vectors.pixels["32"]);
+  const defaults = JSON.parse(readFileSync(path.join(SOURCE, "preprocess.json"), "utf8"));
+  assert.equal(got.length, python.length);
+  let differ = 0;
+  for (let k = 0; k < got.length; k++) {
+    const c = Math.floor((k % size) / (32 * 32));
+    const value = Math.round((python[k] * defaults.std[c] + defaults.mean[c]) * 255);
+    const want = Math.fround(Math.fround(Math.fround(value / 255) - Math.fround(mean[c])) / Math.fround(std[c]));
+    if (got[k] !== want) differ++;
+  }
+  assert.equal(differ, 0);
+});
+
+test("the committed files are as they were: every change went to a scratch copy", () => {
+  assert.deepEqual(snapshot(), before);
 });

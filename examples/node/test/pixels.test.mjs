@@ -1,54 +1,86 @@
-// Pixels equal Python's (clip_onnx.preprocess.load) bit for bit, file by file: the PNGs in every mode
-// at several resolutions, every other listed kind of file (all_images: JPEG kinds, ICC profiles, EXIF,
-// 16-bit PNG, WebP, GIF, BMP, TIFF) at 224, extra BMP kinds at 32; every unlisted and bad file refused
-// (kind unreadable_image, one line naming it); what is read follows preprocess.json's `input`.
+// Pixels equal Python's (clip_onnx.preprocess.load) bit for bit, file by file: each file's float32
+// [3, R, R] (little-endian) hashes to vectors.json's SHA-256 of Python's. The PNGs in every mode at
+// several resolutions (`pixels`), every other listed kind of file (`all_images`: JPEG kinds, ICC
+// profiles, EXIF, 16-bit PNG, WebP, GIF, BMP, TIFF) at 224, the JPEG, and `more_pixels` (BMP kinds, CMYK
+// with black, sizes already at R, pass-order ties); every unlisted and bad file refused (kind
+// unreadable_image, one line naming it); what is read follows preprocess.json's `input`. Prints how many
+// pixel cases ran and differ.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 
+import sharp from "sharp";
+
 import { ClipError, loadModel, pixels } from "../clip.mjs";
-import { read, vectors } from "./vectors.mjs";
+import { EXPORT, ROOT, at, vectors } from "./vectors.mjs";
 
-const model = await loadModel(vectors.exports[0].folder, { checkSha256: false });
-const at = (resolution) => ({ ...model, preprocess: { ...model.preprocess, resolution } });
+const model = await loadModel(EXPORT, { checkSha256: false });
+const withResolution = (resolution) => ({ ...model, preprocess: { ...model.preprocess, resolution } });
+const images = vectors.images.map(at);
+const allImages = vectors.all_images.map(at);
+const unlistedImages = vectors.unlisted_images.map(at);
+const badImages = vectors.bad_images.map(at);
 
-// The files whose pixels differ from Python's at R = resolution, with how many values differ.
-async function differing(files, resolution, reference) {
-  const size = 3 * resolution * resolution;
-  const want = read(reference, Uint32Array);
-  assert.equal(want.length, files.length * size);
+// Every case the vectors hold, so the count printed at the end says none is left out.
+const EXPECTED = Object.values(vectors.pixels).flat().length + vectors.all_pixels.length + 1 + vectors.more_pixels.length;
+const tally = { ran: 0, differ: [] };
+
+// The SHA-256 of clip.mjs's pixels of one file at R = resolution, as Python hashes its own.
+async function pixelsSha256(file, resolution) {
+  const values = await pixels(withResolution(resolution), [file]);
+  assert.equal(values.length, 3 * resolution * resolution);
+  return createHash("sha256").update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest("hex");
+}
+
+// [file, R, Python's SHA-256] cases whose pixels differ, each named with its file and R; counted in `tally`.
+async function differing(cases) {
   const wrong = [];
-  for (const [n, file] of files.entries()) {
-    const got = new Uint32Array((await pixels(at(resolution), [file])).buffer);
-    const count = got.reduce((sum, bits, k) => sum + (bits !== want[n * size + k]), 0);
-    if (count) wrong.push(`${file}: ${count} of ${size} values differ`);
+  for (const [file, resolution, sha256] of cases) {
+    tally.ran++;
+    if (await pixelsSha256(file, resolution) !== sha256) wrong.push(`${path.relative(ROOT, file)} at R = ${resolution}`);
   }
+  tally.differ.push(...wrong);
   return wrong;
 }
 
-for (const [resolution, reference] of Object.entries(vectors.pixels)) {
+for (const [resolution, hashes] of Object.entries(vectors.pixels)) {
   test(`the PNGs at R = ${resolution} are Python's pixels bit for bit`, async () => {
-    assert.deepEqual(await differing(vectors.images, Number(resolution), reference), []);
+    assert.equal(hashes.length, images.length);
+    assert.deepEqual(await differing(images.map((file, n) => [file, Number(resolution), hashes[n]])), []);
   });
 }
 
-test("every listed kind of file at R = 224 is Python's pixels bit for bit", async () => {
-  const names = vectors.all_images.map((file) => path.basename(file));
+test("every listed kind of file at R = 224 is Python's pixels bit for bit", async (t) => {
+  const names = allImages.map((file) => path.basename(file));
   // the kinds this suite must see, so a shorter list cannot pass unnoticed
   for (const name of ["jpeg-icc.jpg", "jpeg-grey-icc.jpg", "jpeg-camera-icc.jpg", "png-icc.png", "png-grey-icc.png",
     "jpeg-exif-rotated.jpg", "jpeg-cmyk.jpg", "png-rgb16.png", "webp-alpha.webp", "gif-animated.gif", "bmp-1.bmp",
     "bmp-8.bmp", "bmp-24.bmp", "bmp-32.bmp", "tiff-grey-tiff_lzw.tiff", "tiff-tiff_adobe_deflate.tiff"]) {
     assert.ok(names.includes(name), `all_images lacks ${name}`);
   }
-  assert.deepEqual(await differing(vectors.all_images, 224, vectors.all_pixels), []);
-  console.log(`${vectors.all_images.length} files compared bit for bit at R = 224, 0 skipped`);
+  assert.equal(vectors.all_pixels.length, allImages.length);
+  assert.deepEqual(await differing(allImages.map((file, n) => [file, 224, vectors.all_pixels[n]])), []);
+  t.diagnostic(`${allImages.length} files compared bit for bit at R = 224, 0 skipped`);
 });
 
-test("every unlisted and bad file is refused: unreadable_image, one line naming the file", async () => {
-  const refused = [...vectors.unlisted_images, ...vectors.bad_images];
-  assert.ok(vectors.unlisted_images.length >= 7 && vectors.bad_images.length >= 9, "the vectors hold too few refused files");
+test("the JPEG at R = 224 is Python's pixels bit for bit", async () => {
+  assert.deepEqual(await differing([[at(vectors.jpeg), 224, vectors.jpeg_pixels]]), []);
+});
+
+test("Python's pixels where the shorter side already is R, at pass-order ties, CMYK with black, and BMP kinds", async () => {
+  const names = vectors.more_pixels.map(({ file }) => path.basename(file));
+  for (const name of ["cmyk-black.jpg", "bmp-grey.bmp", "bmp-1-colours.bmp", "bmp-8-top-down.bmp", "bmp-24-top-down.bmp", "bmp-32-top-down.bmp"]) {
+    assert.ok(names.includes(name), `more_pixels lacks ${name}`);
+  }
+  assert.deepEqual(await differing(vectors.more_pixels.map(({ file, resolution, sha256 }) => [at(file), resolution, sha256])), []);
+});
+
+test("every unlisted and bad file is refused: unreadable_image, one line naming the file", async (t) => {
+  const refused = [...unlistedImages, ...badImages];
+  assert.ok(unlistedImages.length >= 7 && badImages.length >= 9, "the vectors hold too few refused files");
   const wrong = [];
   for (const file of refused) {
     try {
@@ -61,20 +93,20 @@ test("every unlisted and bad file is refused: unreadable_image, one line naming 
     }
   }
   assert.deepEqual(wrong, []);
-  console.log(`${refused.length} files refused (${vectors.unlisted_images.length} unlisted, ${vectors.bad_images.length} bad)`);
+  t.diagnostic(`${refused.length} files refused (${unlistedImages.length} unlisted, ${badImages.length} bad)`);
 });
 
 test("a batch is the files' pixels in order", async () => {
-  const [a, b] = [vectors.images[0], vectors.images[4]];
-  const batch = await pixels(at(32), [a, b]);
-  const one = async (file) => Array.from(await pixels(at(32), [file]));
+  const [a, b] = [images[0], images[4]];
+  const batch = await pixels(withResolution(32), [a, b]);
+  const one = async (file) => Array.from(await pixels(withResolution(32), [file]));
   assert.deepEqual(Array.from(batch), [...(await one(a)), ...(await one(b))]);
 });
 
 const READS = "PNG, JPEG, WEBP, GIF, BMP, TIFF";
 
 test("a bad file is an error naming it and saying why", async () => {
-  const named = Object.fromEntries([...vectors.bad_images, ...vectors.unlisted_images].map((file) => [path.basename(file), file]));
+  const named = Object.fromEntries([...badImages, ...unlistedImages].map((file) => [path.basename(file), file]));
   const kind = "unreadable_image";
   const says = (name, message) => assert.rejects(pixels(model, [named[name]]), { message: `${named[name]}${message}`, kind });
   const starts = (name, start) => assert.rejects(pixels(model, [named[name]]), (error) => {
@@ -100,7 +132,7 @@ test("a bad file is an error naming it and saying why", async () => {
 // A copy of bmp-8.bmp whose header says `bits` bits per pixel and compression `compression`.
 function bmpOf(scratch, bits, compression) {
   const file = path.join(scratch, `bmp-${bits}-${compression}.bmp`);
-  const bytes = Buffer.from(readFileSync(vectors.all_images.find((name) => path.basename(name) === "bmp-8.bmp")));
+  const bytes = Buffer.from(readFileSync(allImages.find((name) => path.basename(name) === "bmp-8.bmp")));
   bytes.writeUInt16LE(bits, 28);
   bytes.writeUInt32LE(compression, 30);
   writeFileSync(file, bytes);
@@ -121,7 +153,7 @@ test("a BMP of bits or a compression preprocess.json's input.formats.BMP does no
     });
   }
   // the vectors' BMPs outside the list, refused by every consumer
-  const unlisted = vectors.unlisted_images.filter((file) => path.basename(file).startsWith("bmp-"));
+  const unlisted = unlistedImages.filter((file) => path.basename(file).startsWith("bmp-"));
   assert.deepEqual(unlisted.map((file) => path.basename(file)).sort(), ["bmp-16.bmp", "bmp-4.bmp", "bmp-rle8.bmp"]);
   for (const file of unlisted) {
     await assert.rejects(pixels(model, [file]), (error) => {
@@ -136,7 +168,7 @@ test("a BMP of bits or a compression preprocess.json's input.formats.BMP does no
 test("the BMP kinds read are preprocess.json's input.formats.BMP, within what decodeBmp decodes", async () => {
   const scratch = mkdtempSync(path.join(os.tmpdir(), "clip-node-bmp-list-"));
   after(() => rmSync(scratch, { recursive: true, force: true }));
-  const named = Object.fromEntries(vectors.all_images.map((file) => [path.basename(file), file]));
+  const named = Object.fromEntries(allImages.map((file) => [path.basename(file), file]));
   const bmp = (BMP) => ({ ...model, preprocess: { ...model.preprocess, input: { ...model.preprocess.input, formats: { ...model.preprocess.input.formats, BMP } } } });
   await assert.rejects(pixels(bmp({ bits: [1, 8, 32], compression: ["raw"] }), [named["bmp-24.bmp"]]), {
     message: `${named["bmp-24.bmp"]} is a BMP of 24 bits per pixel with raw compression; clip.mjs reads BMP of 1, 8, 32 bits with `
@@ -156,7 +188,7 @@ test("the BMP kinds read are preprocess.json's input.formats.BMP, within what de
 });
 
 test("what is read is preprocess.json's input: its formats, TIFF kinds and pixel limit", async () => {
-  const named = Object.fromEntries(vectors.all_images.map((file) => [path.basename(file), file]));
+  const named = Object.fromEntries(allImages.map((file) => [path.basename(file), file]));
   const input = model.preprocess.input;
   const withInput = (changes) => ({ ...model, preprocess: { ...model.preprocess, input: { ...input, ...changes } } });
   const { GIF, ...noGif } = input.formats;
@@ -169,11 +201,13 @@ test("what is read is preprocess.json's input: its formats, TIFF kinds and pixel
   await assert.rejects(pixels(tiff({ ...input.formats.TIFF, modes: ["RGB"] }), [named["tiff-grey-raw.tiff"]]), { kind: "unreadable_image" });
   await pixels(tiff({ ...input.formats.TIFF, modes: ["L"] }), [named["tiff-grey-raw.tiff"]]);
   // the limit is on width * height, equal allowed, for sharp's formats and clip.mjs's BMP decoder alike
+  // the three hold the same photo (skimage's chelsea, halved): the PNG's header gives its size
+  const { width, height } = await sharp(named["chelsea.png"]).metadata();
+  const pixelsOf = width * height;
   for (const name of ["chelsea.png", "bmp-24.bmp", "tiff-raw.tiff"]) {
-    const pixelsOf = 451 * 300; // skimage's chelsea
     await pixels(withInput({ max_pixels: pixelsOf }), [named[name]]);
     await assert.rejects(pixels(withInput({ max_pixels: pixelsOf - 1 }), [named[name]]),
-      { message: `${named[name]} is 451 x 300 pixels, more than preprocess.json's input.max_pixels (${pixelsOf - 1}): resize it first`, kind: "unreadable_image" });
+      { message: `${named[name]} is ${width} x ${height} pixels, more than preprocess.json's input.max_pixels (${pixelsOf - 1}): resize it first`, kind: "unreadable_image" });
   }
   // an export from before the list cannot say what to read: export it again
   await assert.rejects(pixels(withInput({ formats: undefined }), [named["chelsea.png"]]), { kind: "invalid_input", message: /lacks input\.formats/ });
@@ -214,10 +248,8 @@ test("the kind of a file that cannot be decoded is told by its first bytes", asy
   }
 });
 
-test("Python's pixels where the shorter side already is R, at pass-order ties, CMYK with black, and BMP kinds", async () => {
-  const wrong = [];
-  for (const { file, resolution, pixels: reference } of vectors.node.extra_pixels) {
-    wrong.push(...(await differing([file], resolution, reference)).map((line) => `R=${resolution} ${line}`));
-  }
-  assert.deepEqual(wrong, []);
+test("every pixel case of the vectors ran, none differs", (t) => {
+  t.diagnostic(`${tally.ran} pixel cases ran, ${tally.differ.length} differ, ${EXPECTED - tally.ran} skipped`);
+  assert.deepEqual(tally.differ, []);
+  assert.equal(tally.ran, EXPECTED);
 });

@@ -1,33 +1,44 @@
-// Token ids equal Python's (clip_onnx.tokenizer.encode, truncated) on every text of the vectors: those
-// ftfy repairs, and the HTML texts, which only CLIP's double html.unescape changes. (cleaning.test.mjs
-// holds clean() to Python on 10,663 more.)
+// Token ids equal Python's (clip_onnx.tokenizer.encode, truncated; vectors.json `token_ids`) on every
+// text of the vectors, and clean() is Python's (`cleaned`): those ftfy repairs, and the HTML texts,
+// which only CLIP's double html.unescape changes; htmlUnescape is Python's html.unescape (`unescape`). Prints
+// how many token cases ran and differ.
+// (cleaning.test.mjs holds clean() to Python on 10,663 more.)
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { decodeHTML } from "entities";
 
-import { clean, loadModel, tokenize } from "../clip.mjs";
-import { read, vectors } from "./vectors.mjs";
+import { clean, htmlUnescape, loadModel, tokenize } from "../clip.mjs";
+import { EXPORT, read, vectors } from "./vectors.mjs";
 
-const model = await loadModel(vectors.exports[0].folder);
+const model = await loadModel(EXPORT);
 const { texts, ftfy_changes: changes, html_texts: htmlTexts } = vectors;
 const length = model.contextLength;
 const expected = read(vectors.token_ids, Int32Array);
 const row = (ids, i) => Array.from(ids.subarray(i * length, (i + 1) * length));
 
 test("clean is clip_onnx.tokenizer.clean (ftfy.fix_text, then html.unescape twice) on every text", () => {
-  const wrong = Object.entries(vectors.node.cleaned).filter(([text, want]) => clean(text) !== want);
+  assert.equal(vectors.cleaned.length, texts.length);
+  const wrong = texts.map((text, i) => [text, vectors.cleaned[i], clean(text)]).filter(([, want, got]) => got !== want);
   assert.deepEqual(wrong, []);
-  assert.equal(Object.keys(vectors.node.cleaned).length, new Set(texts).size);
 });
 
-test("token ids equal Python's on every text, those ftfy repairs and the HTML texts among them", () => {
+test("htmlUnescape is Python's html.unescape on its hard cases; entities' decodeHTML alone keeps code points Python drops", () => {
+  const cases = vectors.unescape;
+  assert.ok(cases.length > 200, "the vectors hold too few unescape cases");
+  assert.deepEqual(cases.filter(([text, python]) => htmlUnescape(text) !== python), []);
+  // the cases tell them apart: "&#31;" is "\x1f" to decodeHTML, "" to Python
+  assert.ok(cases.some(([text, python]) => decodeHTML(text) !== python));
+});
+
+test("token ids equal Python's on every text, those ftfy repairs and the HTML texts among them", (t) => {
   assert.equal(length, 77);
   assert.equal(expected.length, texts.length * length);
   assert.ok(changes.some(Boolean) && htmlTexts.length > 0);
   const ids = tokenize(model, texts, { truncate: true });
   assert.equal(ids.length, expected.length);
   const wrong = texts.filter((_, i) => row(ids, i).join() !== row(expected, i).join());
+  t.diagnostic(`${texts.length} token cases ran, ${wrong.length} differ, 0 skipped`);
   assert.deepEqual(wrong, []);
 });
 

@@ -1,18 +1,21 @@
-// The test vectors the suites hold clip.mjs to: `node-vectors.json`, written by the Python side
-// (tests/test_node_example.py's write_node_vectors: the shared vectors of tests/vectors.py plus
-// "node": an external-data copy of an export, a sparse file over 2 GiB, Python's html.unescape twice).
+// The conformance artifact the suites hold clip.mjs to: tests/conformance/vectors.json, committed and
+// written by `.venv/bin/python -m tests.conformance tests/conformance` (tests/conformance.py says what
+// each key means). CLIP_ONNX_VECTORS names another vectors.json. Every path in it is relative to its
+// folder: `at` resolves one.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const EXAMPLE = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+export const VECTORS = path.resolve(process.env.CLIP_ONNX_VECTORS || path.join(EXAMPLE, "..", "..", "tests", "conformance", "vectors.json"));
+export const ROOT = path.dirname(VECTORS);
+export const vectors = JSON.parse(readFileSync(VECTORS, "utf8"));
+// the artifact's layout this code reads (tests/conformance.py VERSION)
+if (vectors.version !== 1) throw new Error(`${VECTORS} is version ${vectors.version}; these suites read version 1`);
 
-const where = process.env.CLIP_ONNX_VECTORS;
-if (!where) {
-  throw new Error("set CLIP_ONNX_VECTORS to the node-vectors.json that `.venv/bin/python -m tests.test_node_example OUT` "
-    + "prints (run from the repository root); see test/README.md");
-}
-export const vectors = JSON.parse(readFileSync(where, "utf8"));
+export const at = (relative) => path.join(ROOT, relative);
+// The export every suite runs (tiny-ViT in fp16), as an absolute folder.
+export const EXPORT = at(vectors.exports[0].folder);
 
 // A little-endian binary file of the vectors as a typed array (a copy, so aligned).
-export const read = (file, Type) => new Type(new Uint8Array(readFileSync(file)).buffer);
+export const read = (file, Type) => new Type(new Uint8Array(readFileSync(at(file))).buffer);

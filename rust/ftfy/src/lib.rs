@@ -27,6 +27,9 @@ mod tables;
 pub use badness::{badness, is_bad};
 pub use normalize::nfc;
 
+/// The version of Python's ftfy whose `fix_text` this crate reproduces.
+pub const VERSION: &str = "6.3.1";
+
 /// ftfy's `TextFixerConfig.max_decode_length`: the longest segment, in code points.
 const MAX_DECODE_LENGTH: usize = 1_000_000;
 
