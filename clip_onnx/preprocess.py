@@ -159,6 +159,9 @@ class Preprocessing:
             raise bad("input.formats", "an object of image formats")
         if type(source.get("max_pixels")) is not int or source["max_pixels"] < 1:
             raise bad("input.max_pixels", "a positive integer")
+        for name, key in (("BMP", "bits"), ("BMP", "compression"), ("TIFF", "modes"), ("TIFF", "compression")):
+            if not isinstance(source["formats"].get(name, {}).get(key, []), list):
+                raise bad(f"input.formats.{name}.{key}", "a list")
         return cls(resolution, numbers["mean"], numbers["std"], source["formats"], source["max_pixels"])
 
 

@@ -326,3 +326,53 @@ def test_the_pixel_limit_holds_whatever_pillows_own_limit_is(corpus, monkeypatch
         assert huge.width * huge.height > pp.MAX_PIXELS >= (huge.width - 1) * (huge.height - 1)
     with pytest.raises(ClipOnnxError, match=f"has more than {pp.MAX_PIXELS} pixels, the limit every clip-onnx"):
         pp.load([corpus[2][-1]], 224)
+
+
+def _edited(change: Callable[[dict], object]) -> dict:
+    data = pp.spec(224)
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(("change", "kind", "line"), [
+    (lambda d: d["rules"].update(resize_filter="lanczos"), "unsupported_format",
+     'p.json: rule resize_filter is "lanczos", which this clip-onnx does not implement (it implements '
+     '"pillow_bicubic_antialiased"); pip install --upgrade clip-onnx, or use files of a release it reads'),
+    (lambda d: d["rules"].update(foo="bar"), "unsupported_format",
+     'p.json: rule "foo" is not one this clip-onnx knows; pip install --upgrade clip-onnx, or use files of a release it reads'),
+    (lambda d: d["rules"].pop("crop"), "unsupported_format",
+     "p.json lacks rule crop; export the variant again with a clip-onnx that writes it"),
+    (lambda d: d.update(rules=[]), "bad_manifest", "p.json: rules must be an object of rule identifiers; export the variant again"),
+    (lambda d: d.update(resolution="224"), "bad_manifest", "p.json: resolution must be a positive integer; export the variant again"),
+    (lambda d: d.update(resolution=0), "bad_manifest", "p.json: resolution must be a positive integer; export the variant again"),
+    (lambda d: d.update(mean=[0.5, 0.5]), "bad_manifest",
+     "p.json: mean must be 3 finite numbers, one per RGB channel; export the variant again"),
+    (lambda d: d.update(mean=[0.5, 0.5, True]), "bad_manifest",
+     "p.json: mean must be 3 finite numbers, one per RGB channel; export the variant again"),
+    (lambda d: d.update(std=[0.5, 0, 0.5]), "bad_manifest",
+     "p.json: std must be 3 finite numbers, one per RGB channel, none zero; export the variant again"),
+    (lambda d: d["input"].update(formats=[]), "bad_manifest",
+     "p.json: input.formats must be an object of image formats; export the variant again"),
+    (lambda d: d["input"].pop("max_pixels"), "bad_manifest",
+     "p.json: input.max_pixels must be a positive integer; export the variant again"),
+    (lambda d: d["input"]["formats"]["TIFF"].update(modes="RGB"), "bad_manifest",
+     "p.json: input.formats.TIFF.modes must be a list; export the variant again"),
+], ids=lambda value: value if isinstance(value, str) and len(value) < 20 else None)
+def test_a_preprocess_json_this_runtime_does_not_implement_is_refused_in_one_line(change, kind, line):
+    with pytest.raises(ClipOnnxError) as caught:
+        pp.Preprocessing.parse(_edited(change), "p.json")
+    assert (caught.value.kind, str(caught.value)) == (kind, line)
+
+
+def test_the_files_read_are_the_ones_preprocess_json_lists(tmp_path):
+    """A narrower list in the file narrows what is read: BMP without 24 bits, no WebP."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.bmp")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.webp")
+    narrow = pp.Preprocessing.parse(_edited(lambda d: (d["input"]["formats"]["BMP"].update(bits=[1, 8]),
+                                                       d["input"]["formats"].pop("WEBP"))), "p.json")
+    assert pp.load([tmp_path / "a.bmp", tmp_path / "a.webp"], 224).shape == (2, 3, 224, 224)
+    with pytest.raises(ClipOnnxError, match="a.bmp is a BMP of 24 bits per pixel with compression 0; clip-onnx reads "
+                                            "uncompressed BMP of 1, 8 bits"):
+        pp.load([tmp_path / "a.bmp"], narrow)
+    with pytest.raises(ClipOnnxError, match="a.webp is in the WEBP format; clip-onnx reads PNG, JPEG, GIF, BMP, TIFF"):
+        pp.load([tmp_path / "a.webp"], narrow)

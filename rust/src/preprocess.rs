@@ -62,8 +62,8 @@ pub const BMP_COMPRESSIONS: [&str; 1] = ["raw"];
 pub const TIFF_MODES: [&str; 2] = ["RGB", "L"];
 pub const TIFF_COMPRESSIONS: [&str; 3] = ["raw", "tiff_lzw", "tiff_adobe_deflate"];
 /// Every rule of the algorithm this crate implements, by the identifier preprocess.json's `rules` gives it
-/// (Python's `clip_onnx.preprocess.RULES`; docs/consumers.md says what each means). A file naming another
-/// value, another rule, or lacking one of these is refused when read.
+/// (Python's `clip_onnx.preprocess.RULES`; docs/consumers.md#preprocessing-rules says what each means). A
+/// file naming another value, another rule, or lacking one of these is refused when read.
 pub const RULES: [(&str, &str); 20] = [
     ("orientation", "exif_ignored"),
     ("color_profile", "ignored"),

@@ -94,7 +94,7 @@ fn each_api_case_is_an_error_of_its_kind_in_one_line_naming_the_input() {
     }
     assert!(wrong.is_empty(), "{} of {} API cases are wrong:\n{wrong:#?}", wrong.len(), cases.len());
     assert!(snapshot(&v.root) == committed, "a case changed the committed files under {}", v.root.display());
-    println!("{} API cases ran, 0 skipped", cases.len());
+    common::report(&format!("{} API cases ran, 0 skipped", cases.len()));
 }
 
 #[test]
@@ -127,5 +127,5 @@ fn each_command_line_case_exits_with_its_code_and_one_line_naming_the_input() {
         }
     }
     assert!(wrong.is_empty(), "{} of {} command-line cases are wrong:\n{wrong:#?}", wrong.len(), cases.len());
-    println!("{} command-line cases ran, 0 skipped", cases.len());
+    common::report(&format!("{} command-line cases ran, 0 skipped", cases.len()));
 }

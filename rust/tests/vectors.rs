@@ -55,7 +55,7 @@ fn pixels_equal_pythons_bit_for_bit_in_every_mode_size_and_kind_of_file() {
         wrong.push(why);
     }
     println!("{} of {} image files bit-identical to Pillow, 0 skipped", all.len() - listed_wrong, all.len());
-    println!("{} pixel cases ran, {} differ, 0 skipped", cases.len(), wrong.len());
+    common::report(&format!("{} pixel cases ran, {} differ, 0 skipped", cases.len(), wrong.len()));
     assert!(wrong.is_empty(), "{} of {} pixel cases differ from Python's:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
     for kind in ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"] {
         let count = all.iter().filter(|p| preprocess::format(&std::fs::read(p).unwrap()) == Some(kind)).count();
@@ -173,7 +173,7 @@ fn token_ids_and_cleaning_equal_pythons_on_every_text() {
             tokenize::encode(&tokenizer, &[text], true).unwrap() != expected[i * 77..(i + 1) * 77] || tokenize::clean(text) != cleaned[*i]
         })
         .map(|(_, text)| text).collect();
-    println!("{} token cases ran, {} differ, 0 skipped", texts.len(), differ.len());
+    common::report(&format!("{} token cases ran, {} differ, 0 skipped", texts.len(), differ.len()));
     assert!(differ.is_empty(), "{} of {} texts get other ids or cleaning than Python's: {differ:?}", differ.len(), texts.len());
     println!("token ids: {} texts, all equal Python's ({} with HTML that only the double unescape changes)", texts.len(),
              v["html_texts"].as_array().unwrap().len());
@@ -205,7 +205,7 @@ fn clip_cleaning_and_token_ids_equal_pythons_on_ftfys_cases_the_corpus_and_gener
         assert_eq!((cleaned, other_ids), (0, 0), "{set}: first differing texts {:?}", &wrong[..wrong.len().min(5)]);
     }
     assert_eq!(row * 77, expected.len(), "every text of the cleaning set was compared");
-    println!("{row} token cases ran, 0 differ, 0 skipped");
+    common::report(&format!("{row} token cases ran, 0 differ, 0 skipped"));
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn embeddings_are_within_each_precisions_tolerance_of_pythons() {
             }
         }
     }
-    println!("{ran} embedding cases ran, 0 skipped");
+    common::report(&format!("{ran} embedding cases ran, 0 skipped"));
 }
 
 #[test]

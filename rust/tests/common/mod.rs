@@ -260,3 +260,10 @@ pub fn hub() -> Value {
     let json = if given.trim_start().starts_with('{') { given } else { std::fs::read_to_string(&given).unwrap_or_else(|e| panic!("{given}: {e}")) };
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("CLIP_ONNX_TEST_HUB: {e}"))
 }
+
+/// A summary line (how many cases ran) that a bare `cargo test` shows too: written to stderr directly,
+/// which libtest's capture of passing tests' `print!` and `eprint!` output does not take.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
