@@ -1,6 +1,7 @@
 """CLIP's text cleaning, `ftfy.fix_text` then two HTML unescapes, in Python, Rust and Node, side by side
-in one run on the cleaning set's 10,000 generated texts (tests/ftfy_cases.py): texts per second each,
-and the ratio of each port to Python. Best of five passes each, after a warm-up.
+in one run on the cleaning set's 10,000 generated texts (the conformance artifact's cleaning.json, from
+tests/ftfy_cases.py): texts per second each, and the ratio of each port to Python. Best of five passes
+each, after a warm-up.
 
     .venv/bin/python -m bench.cleaning_speed
 
@@ -13,12 +14,11 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from clip_onnx.tokenizer import clean
-from tests import ftfy_cases
+from tests.conformance import COMMITTED
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = """
@@ -61,11 +61,10 @@ def node_rate(cases: Path) -> float:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        cases = ftfy_cases.write(Path(folder) / "cleaning.json")
-        texts = [case["text"] for case in json.loads(cases.read_text())["sets"]["generated"]]
-        rates = {"Python (ftfy + html.unescape x2)": python_rate(texts), "Rust (rust/ftfy fix_text)": rust_rate(cases),
-                 "Node (ftfy-js + entities x2)": node_rate(cases)}
+    cases = COMMITTED / "cleaning.json"
+    texts = [case["text"] for case in json.loads(cases.read_text())["sets"]["generated"]]
+    rates = {"Python (ftfy + html.unescape x2)": python_rate(texts), "Rust (rust/ftfy fix_text)": rust_rate(cases),
+             "Node (ftfy-js + htmlUnescape x2)": node_rate(cases)}
     python = next(iter(rates.values()))
     print(f"{len(texts)} generated texts, best of 5 passes")
     for name, rate in rates.items():
