@@ -33,6 +33,9 @@ def _labels(value: str) -> list[str]:
     labels = [label.strip() for label in value.split(",") if label.strip()]
     if not labels:
         raise argparse.ArgumentTypeError(f"{value!r} names no label; give comma-separated labels")
+    twice = next((label for label in labels if labels.count(label) > 1), None)
+    if twice:  # its probability would be split between the two
+        raise argparse.ArgumentTypeError(f"{twice!r} is named twice; give each label once")
     return labels
 
 

@@ -51,6 +51,9 @@ def _graphs(value: str) -> list[str]:
     unknown = [g for g in graphs if g not in GRAPHS]
     if unknown or not graphs:
         raise argparse.ArgumentTypeError(f"{value!r}: choose a comma-separated subset of {','.join(GRAPHS)}")
+    twice = next((g for g in graphs if graphs.count(g) > 1), None)
+    if twice:
+        raise argparse.ArgumentTypeError(f"{value!r} names {twice} twice; name each graph once, from {','.join(GRAPHS)}")
     return graphs
 
 

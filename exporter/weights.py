@@ -69,11 +69,6 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
     Bytes go to `<file>.part` first; an interrupted download resumes from it (HTTP Range), and only
     a file whose SHA-256 matches is renamed to its final name.
     """
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ClipOnnxError(f"the cache folder {cache_dir} cannot be made ({error.strerror}); pass --cache-dir FOLDER "
-                            f"or set CLIP_ONNX_CACHE to a folder you can write") from None
     target = cache_dir / url.rsplit("/", 1)[-1]
     if target.is_file():
         if sha256_file(target) == sha256:
@@ -81,8 +76,13 @@ def download(url: str, sha256: str, cache_dir: Path, progress: bool = True) -> P
         warnings.warn(f"{target} does not match its SHA-256; downloading it again")
         target.unlink()
     offline = hub_weights.unreachable(url)
-    if offline is not None:
+    if offline is not None:  # before the folder is made: a failed export leaves no empty cache folder behind
         raise SourceError(f"{url}: not in {cache_dir}, and {offline}")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ClipOnnxError(f"the cache folder {cache_dir} cannot be made ({error.strerror}); pass --cache-dir FOLDER "
+                            f"or set CLIP_ONNX_CACHE to a folder you can write") from None
     partial = target.with_name(target.name + ".part")
     start = partial.stat().st_size if partial.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})

@@ -309,6 +309,8 @@ def _bad_inputs(export: Path, root: Path, images: Path, bad_images: list[Path], 
     for top, says in (("0", "--top"), ("-1", "--top"), ("two", "--top")):
         case(f"--top {top}", "cli", "usage", says, images=[chelsea], labels="a cat,a dog", top=top, exit=2)
     case("--labels with no label", "cli", "usage", "--labels", images=[chelsea], labels=" , ", top="1", exit=2)
+    case("--labels with a label twice", "cli", "usage", "'a cat' is named twice", images=[chelsea],
+         labels="a cat,a dog, a cat", top="1", exit=2)
     case("classify a missing image", "cli", "missing_file", "absent.png", images=[_rel(images / "absent.png", root)],
          labels="a cat", top="1", exit=1)
     case("classify an unknown format_version", "cli", "unsupported_format", "999", manifest(["format_version"], 999),

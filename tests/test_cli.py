@@ -51,14 +51,14 @@ def test_list_names_the_openai_variants_and_test_configurations_only_on_request(
 def test_list_argument_errors_and_an_offline_export_answer_without_importing_torch(tmp_path):
     probe = ("import sys\nfrom exporter.cli import main\n"
              "codes = [main(['list', '--all']), main(['export', 'ViT-B/99']), main(['export']),\n"
-             f"         main(['export', 'ViT-B/32', '-o', {str(tmp_path / 'out')!r}])]\n"
+             f"         main(['export', 'ViT-B/32', '-o', {str(tmp_path / 'out')!r}, '--cache-dir', {str(tmp_path / 'cache')!r}])]\n"
              "print(codes, 'torch' in sys.modules)")
     offline = {**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=offline)
     assert result.stdout.strip().splitlines()[-1] == "[0, 1, 2, 1] False", result.stdout + result.stderr
     assert "unknown variant 'ViT-B/99'" in result.stderr and "name a variant" in result.stderr
     assert "no source gave ViT-B/32's weights" in result.stderr and "--weights random" in result.stderr
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # nothing made, not even empty
 
 
 def test_the_parameter_counts_list_shows_are_torchs():
@@ -134,10 +134,11 @@ def test_export_then_verify_end_to_end(tmp_path):
     (["export", "--checkpoint", "x.pt", "--name", " "], 2, ["--name is empty"]),
     (["export", "RN50", "--opset", "17"], 2, ["--opset", "18"]),
     (["export", "RN50", "--graphs", "visual,text"], 2, ["--graphs", "forward,visual,transformer"]),
+    (["export", "RN50", "--graphs", "visual, visual"], 2, ["--graphs", "names visual twice; name each graph once"]),
     (["embed", "-m", "/nonexistent"], 2, ["nothing to embed"]),
     (["classify", "a.png", "-m", "/x", "--labels", "a", "--template", "{x} {}"], 2, ["--template", "exactly once"]),
 ], ids=["unknown-variant", "no-variant", "variant-and-checkpoint", "negative-seed", "missing-checkpoint",
-        "not-an-export", "url-base-not-a-url", "checkpoint-and-random", "empty-name", "opset-too-old", "unknown-graph", "nothing-to-embed", "template-field"])
+        "not-an-export", "url-base-not-a-url", "checkpoint-and-random", "empty-name", "opset-too-old", "unknown-graph", "graph-twice", "nothing-to-embed", "template-field"])
 def test_bad_input_is_one_clear_line(tmp_path, args, code, fragments):
     result = run(*args, "-o", str(tmp_path / "out")) if args[0] == "export" else run(*args)
     if code == 2:  # a usage error: argparse's usage line plus one error line, or our one line

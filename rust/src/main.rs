@@ -160,11 +160,15 @@ fn top(value: &str) -> Result<usize, Stop> {
     Ok(usize::try_from(number).unwrap_or(usize::MAX))
 }
 
-/// `--labels`: comma-separated, each trimmed, blanks dropped; at least one.
+/// `--labels`: comma-separated, each trimmed, blanks dropped; at least one, each once (a label named twice
+/// would have its probability split between the two).
 fn labels(value: &str) -> Result<Vec<String>, Stop> {
     let labels: Vec<String> = value.split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if labels.is_empty() {
         return usage(format!("argument --labels: {} names no label; give comma-separated labels", repr(value)));
+    }
+    if let Some(twice) = labels.iter().find(|label| labels.iter().filter(|other| other == label).count() > 1) {
+        return usage(format!("argument --labels: {} is named twice; give each label once", repr(twice)));
     }
     Ok(labels)
 }
