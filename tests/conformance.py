@@ -84,6 +84,16 @@ def pixels_sha256(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels, dtype="<f4").tobytes()).hexdigest()
 
 
+def pixel_cases(vectors: dict) -> list[tuple[str, int, str]]:
+    """Every pixel case of `vectors` as (file relative to its folder, R, SHA-256): `images` at each R of
+    `pixels`, `all_images` at 224, the JPEG, and `more_pixels`."""
+    cases = [(path, int(r), want) for r, hashes in vectors["pixels"].items()
+             for path, want in zip(vectors["images"], hashes, strict=True)]
+    cases += [(path, 224, want) for path, want in zip(vectors["all_images"], vectors["all_pixels"], strict=True)]
+    cases += [(vectors["jpeg"], 224, vectors["jpeg_pixels"])]
+    return cases + [(case["file"], case["resolution"], case["sha256"]) for case in vectors["more_pixels"]]
+
+
 def apply(base: Path, changes: list[dict], scratch: Path, root: Path) -> Path:
     """A copy of the export `base` at `scratch` with `changes` made, as every language makes it: each file
     hard-linked, and a changed file unlinked before it is written, so the committed files never change.
@@ -262,13 +272,16 @@ def _bad_inputs(export: Path, root: Path, images: Path, bad_images: list[Path], 
         cases.append({"name": name, "call": call, "kind": kind, "names": names, "folder": folder,
                       "changes": changes or [], "images": [], "texts": [], **inputs})
 
+    def edit(file: str, path: list[str], *value) -> dict:
+        """The value at `path` in the JSON file set, or removed when no value is given."""
+        return {"op": "json", "file": file, "path": path, **({"value": value[0]} if value else {})}
+
     def manifest(path: list[str], *value) -> list[dict]:
-        return [{"op": "json", "file": "manifest.json", "path": path, **({"value": value[0]} if value else {})}]
+        return [edit("manifest.json", path, *value)]
 
     def rules(path: list[str], *value) -> list[dict]:
         """preprocess.json edited and listed again with its new SHA-256, so only its content is at fault."""
-        return [{"op": "json", "file": "preprocess.json", "path": path, **({"value": value[0]} if value else {})},
-                {"op": "rehash", "file": "preprocess.json"}]
+        return [edit("preprocess.json", path, *value), {"op": "rehash", "file": "preprocess.json"}]
 
     case("no manifest.json", "load", "not_an_export", "manifest.json", [{"op": "delete", "file": "manifest.json"}])
     case("manifest.json not JSON", "load", "bad_manifest", "manifest.json",

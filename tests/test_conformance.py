@@ -29,10 +29,7 @@ def vectors() -> dict:
 def test_pixels_equal_the_committed_hashes_bit_for_bit(vectors):
     """Every case through the parameters and rules of the export's preprocess.json, at the case's R."""
     rules = preprocess.Preprocessing.read(ROOT / vectors["exports"][0]["folder"] / "preprocess.json")
-    cases = [(path, int(r), want) for r, hashes in vectors["pixels"].items() for path, want in zip(vectors["images"], hashes)]
-    cases += [(path, 224, want) for path, want in zip(vectors["all_images"], vectors["all_pixels"])]
-    cases += [(vectors["jpeg"], 224, vectors["jpeg_pixels"])]
-    cases += [(case["file"], case["resolution"], case["sha256"]) for case in vectors["more_pixels"]]
+    cases = conformance.pixel_cases(vectors)
     wrong = [f"{path} at R={r}" for path, r, want in cases
              if conformance.pixels_sha256(preprocess.load([ROOT / path], replace(rules, resolution=r))[0]) != want]
     assert not wrong, wrong

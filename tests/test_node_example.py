@@ -32,9 +32,10 @@ import pytest
 from clip_onnx.model import Model, logits
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.verify import row_cosine
+from tests.conformance import COMMITTED, pixel_cases
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "node"
-VECTORS = Path(__file__).resolve().parent / "conformance" / "vectors.json"
+VECTORS = COMMITTED / "vectors.json"
 FP32 = TOLERANCES["fp32"]  # Node and Python run the same graphs: float32's tolerance, whatever the export's precision
 SUITES = sorted(path.name for path in (EXAMPLE / "test").glob("*.test.mjs"))
 # The count line each of these suites prints (t.diagnostic): every case of the artifact ran, none differs.
@@ -104,10 +105,7 @@ def test_token_ids_and_pixels_equal_python_file_by_file(vectors, tmp_path):
     """Each case's pixels hash to the SHA-256 of Python's float32 [3, R, R] (little-endian, as Node writes
     a Float32Array here): the PNGs at every resolution, every listed kind of file at 224, the JPEG and
     `more_pixels`."""
-    cases = [(int(r), at(f), sha) for r, hashes in vectors["pixels"].items() for f, sha in zip(vectors["images"], hashes, strict=True)]
-    cases += [(224, at(f), sha) for f, sha in zip(vectors["all_images"], vectors["all_pixels"], strict=True)]
-    cases += [(224, at(vectors["jpeg"]), vectors["jpeg_pixels"])]
-    cases += [(case["resolution"], at(case["file"]), case["sha256"]) for case in vectors["more_pixels"]]
+    cases = [(r, at(f), sha) for f, r, sha in pixel_cases(vectors)]
     ids, found, errors = _pixels(vectors, tmp_path, [(r, f) for r, f, _ in cases])
     assert errors == {}, errors
 

@@ -27,10 +27,10 @@ import onnxruntime
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
+from tests.conformance import COMMITTED, pixel_cases
 from tests.loopback_hub import LoopbackHub
 
 CRATE = Path(__file__).resolve().parent.parent / "rust"
-ARTIFACT = Path(__file__).resolve().parent / "conformance"  # tests/conformance.py COMMITTED, without its imports
 # the ignored test that is a measurement, not a check (rust/tests/decode_speed.rs)
 CARGO_TEST = ["test", "--workspace", "--locked", "--", "--include-ignored", "--skip", "decode_speed"]
 
@@ -58,8 +58,8 @@ def _publish(hub: LoopbackHub, folder: Path, repo: str, tamper: bool) -> None:
 def serve(hub: LoopbackHub) -> dict:
     """The artifact's export released on the Hub, intact and tampered; what the Rust tests read from
     `CLIP_ONNX_TEST_HUB` (rust/tests/common `hub`)."""
-    vectors = json.loads((ARTIFACT / "vectors.json").read_text())
-    export = ARTIFACT / vectors["exports"][0]["folder"]
+    vectors = json.loads((COMMITTED / "vectors.json").read_text())
+    export = COMMITTED / vectors["exports"][0]["folder"]
     _publish(hub, export, "org/clip-onnx-tiny-ViT", tamper=False)
     _publish(hub, export, "org/tampered", tamper=True)
     return {"endpoint": hub.url, "repo": "org/clip-onnx-tiny-ViT", "tampered_repo": "org/tampered", "tag": "v1.0.0"}
@@ -76,7 +76,7 @@ def cargo() -> str:
 
 
 def test_the_rust_crate_equals_the_python_runtime(cargo):
-    vectors = json.loads((ARTIFACT / "vectors.json").read_text())
+    vectors = json.loads((COMMITTED / "vectors.json").read_text())
     # the committed artifact and cases, not files another run pointed these at
     env = {k: v for k, v in os.environ.items() if k not in ("CLIP_ONNX_VECTORS", "CLIP_ONNX_FTFY_CASES")}
     with LoopbackHub() as hub:
@@ -96,9 +96,8 @@ def test_the_rust_crate_equals_the_python_runtime(cargo):
         return sum(int(n) for n in found)
 
     # every case of the artifact ran, none differed: pixels, token ids and cleaning, embeddings, bad inputs
-    cleaning = json.loads((ARTIFACT / vectors["cleaning"]["file"]).read_text())["sets"]
-    assert count(r"(\d+) pixel cases ran, 0 differ, 0 skipped") == (
-        len(vectors["pixels"]) * len(vectors["images"]) + len(vectors["all_images"]) + 1 + len(vectors["more_pixels"]))
+    cleaning = json.loads((COMMITTED / vectors["cleaning"]["file"]).read_text())["sets"]
+    assert count(r"(\d+) pixel cases ran, 0 differ, 0 skipped") == len(pixel_cases(vectors))
     assert count(r"(\d+) token cases ran, 0 differ, 0 skipped") == len(vectors["texts"]) + sum(map(len, cleaning.values()))
     assert count(r"(\d+) embedding cases ran, 0 skipped") == len(vectors["exports"]) * (
         len(vectors["images"]) + len(vectors["embedded_texts"]))
@@ -147,7 +146,7 @@ def main(root: Path) -> None:
         (root / "hub.json").write_text(json.dumps(serve(hub)))
         # the artifact named by its absolute path: cargo-mutants tests a copy of rust/ without the repository beside it
         (root / "env").write_text(f"export CLIP_ONNX_TEST_HUB={root / 'hub.json'}\nexport ORT_DYLIB_PATH={ort_library()}\n"
-                                  f"export CLIP_ONNX_VECTORS={ARTIFACT / 'vectors.json'}\n")
+                                  f"export CLIP_ONNX_VECTORS={COMMITTED / 'vectors.json'}\n")
         print((root / "env").read_text(), flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -7,10 +7,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use clip_onnx::{hub, manifest, ErrorKind};
+use common::Scratch;
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1 << 20;
@@ -77,21 +78,6 @@ fn peak_memory() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-/// A folder under the temporary directory, removed when dropped, a failing test's included (a 2 GiB file).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scratch(what: &str) -> Scratch {
-    let folder = std::env::temp_dir().join(format!("clip-onnx-{what}-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).unwrap();
-    Scratch(folder)
-}
-
 fn assert_bounded(before: Option<u64>, what: &str) {
     match (before, peak_memory()) {
         (Some(before), Some(after)) => {
@@ -108,7 +94,7 @@ fn files_over_2_gib_are_hashed_and_downloaded_in_bounded_memory() {
     let v = common::vectors();
     let (big, big_sha256) = (v["large_file"]["bytes"].as_u64().unwrap(), common::text(&v["large_file"]["sha256"]));
     assert!(big > i32::MAX as u64, "large_file is {big} bytes, not past signed 32-bit sizes");
-    let scratch = scratch("big");
+    let scratch = Scratch::new("big");
     let folder = &scratch.0;
     let before = peak_memory();
     // a sparse file: 2 GiB of zeros that take no disk
@@ -157,7 +143,7 @@ fn a_body_longer_or_shorter_than_the_manifest_says_is_refused_and_nothing_is_kep
         ("org/short", "fp32/a.bin is not the 1001 bytes its manifest says; refused (nothing kept)"),
         ("org/wrong", "fp32/a.bin does not match the SHA-256 in its manifest; refused (nothing kept)"),
     ] {
-        let scratch = scratch(&repo.replace('/', "-"));
+        let scratch = Scratch::new(&repo.replace('/', "-"));
         let target = &scratch.0;
         let refused = hub::download(repo, "v1", "fp32", target, Some(&endpoint)).expect_err("a wrong body was kept");
         assert_eq!(refused.message(), format!("{repo}@v1: {says}"));
@@ -179,7 +165,7 @@ fn an_intact_file_is_not_downloaded_again_and_a_name_outside_the_folder_is_refus
         (route("org/bare", "manifest.json"), Body::Text(r#"{"format_version": 2, "files": {"a.bin": {"bytes": 3000}}}"#.into())),
         (route("org/bare", "a.bin"), Body::Zeros(3000)),
     ]);
-    let intact = scratch("intact");
+    let intact = Scratch::new("intact");
     let target = &intact.0;
     std::fs::create_dir_all(target.join("fp32")).unwrap();
     std::fs::write(target.join("fp32").join("a.bin"), &content).unwrap();
@@ -189,7 +175,7 @@ fn an_intact_file_is_not_downloaded_again_and_a_name_outside_the_folder_is_refus
     let asked = log.lock().unwrap().clone();
     assert_eq!(asked, [route("org/ok", "manifest.json"), route("org/ok", "b.bin")], "the intact a.bin was fetched again");
 
-    let scratch = scratch("evil");
+    let scratch = Scratch::new("evil");
     let evil = &scratch.0;
     let refused = hub::download("org/evil", "v1", "fp32", evil, Some(&endpoint)).expect_err("a name outside the folder was written");
     assert_eq!(refused.kind(), ErrorKind::BadManifest);

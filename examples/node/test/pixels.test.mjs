@@ -6,7 +6,6 @@
 // unreadable_image, one line naming it); what is read follows preprocess.json's `input`. Prints how many
 // pixel cases ran and differ.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -15,7 +14,7 @@ import { after, test } from "node:test";
 import sharp from "sharp";
 
 import { ClipError, loadModel, pixels } from "../clip.mjs";
-import { EXPORT, ROOT, at, vectors } from "./vectors.mjs";
+import { EXPORT, ROOT, at, pixelsSha256 as hashed, vectors } from "./vectors.mjs";
 
 const model = await loadModel(EXPORT, { checkSha256: false });
 const withResolution = (resolution) => ({ ...model, preprocess: { ...model.preprocess, resolution } });
@@ -32,7 +31,7 @@ const tally = { ran: 0, differ: [] };
 async function pixelsSha256(file, resolution) {
   const values = await pixels(withResolution(resolution), [file]);
   assert.equal(values.length, 3 * resolution * resolution);
-  return createHash("sha256").update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest("hex");
+  return hashed(values);
 }
 
 // [file, R, Python's SHA-256] cases whose pixels differ, each named with its file and R; counted in `tally`.

@@ -2,6 +2,7 @@
 // written by `.venv/bin/python -m tests.conformance tests/conformance` (tests/conformance.py says what
 // each key means). CLIP_ONNX_VECTORS names another vectors.json. Every path in it is relative to its
 // folder: `at` resolves one.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +17,10 @@ if (vectors.version !== 1) throw new Error(`${VECTORS} is version ${vectors.vers
 export const at = (relative) => path.join(ROOT, relative);
 // The export every suite runs (tiny-ViT in fp16), as an absolute folder.
 export const EXPORT = at(vectors.exports[0].folder);
+
+// The SHA-256 the artifact gives pixels: of the float32 values' little-endian bytes, as Python hashes them.
+export const pixelsSha256 = (values) => createHash("sha256")
+  .update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest("hex");
 
 // A little-endian binary file of the vectors as a typed array (a copy, so aligned).
 export const read = (file, Type) => new Type(new Uint8Array(readFileSync(at(file))).buffer);
