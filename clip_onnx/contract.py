@@ -36,6 +36,12 @@ class GraphSpec:
     def file_name(self, name: str) -> str:
         return f"{name}{self.suffix}.onnx"
 
+    def data_file_name(self, name: str, precision: str) -> str:
+        """The external-data file of this graph's weights. It carries the precision (fp32's none), because a
+        graph names its data file inside its bytes, and a GitHub release lists every precision's files in one
+        flat list: `ViT-B-32_visual.onnx.data`, `ViT-B-32_visual-fp16.onnx.data`."""
+        return f"{name}{self.suffix}{'' if precision == 'fp32' else '-' + precision}.onnx.data"
+
 
 GRAPHS: dict[str, GraphSpec] = {
     spec.key: spec

@@ -1,8 +1,9 @@
 """Whether files are the ones recorded: SHA-256 of a file, and a folder checked against its manifest.
 
-"The files a graph needs" is defined here, once, from the manifest: the graph, its external data,
-`tokenizer.json` and `preprocess.json`. The Rust crate (`manifest::needed_files`) and the Node
-consumer (`neededFiles`) read the same keys."""
+"The files a graph needs" are the manifest's own list, `graphs.<graph>.files`: the graph, the
+external-data files it reads (the forward graph reads the encoders'), and `tokenizer.json` and/or
+`preprocess.json`, whichever feed its inputs. The Rust crate (`manifest::needed_files`) and the Node
+consumer (`neededFiles`) read the same key."""
 
 from __future__ import annotations
 
@@ -34,12 +35,23 @@ def consumer_files(manifest: dict) -> list[str]:
 
 
 def needed_files(manifest: dict, graphs: Iterable[str]) -> list[str]:
-    """The files that running `graphs` needs: each graph's file and external data, then the consumer files."""
-    names = []
+    """The files that running `graphs` needs, each once, in the manifest's order."""
+    names: list[str] = []
     for graph in graphs:
-        spec = manifest["graphs"][graph]
-        names += [spec["file"], *spec.get("external_data", [])]
-    return names + consumer_files(manifest)
+        spec = manifest["graphs"].get(graph)
+        files = spec.get("files") if isinstance(spec, dict) else None
+        if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+            raise ClipOnnxError(f"{MANIFEST} lists no files for the {graph} graph; export the variant again with "
+                                f"this clip-onnx", "bad_manifest")
+        names += files
+    return list(dict.fromkeys(names))
+
+
+def check_present(folder: Path, file_name: str) -> None:
+    path = folder / file_name
+    if not path.is_file():
+        raise ClipOnnxError(f"{path} is missing; download it beside {MANIFEST}, or export the variant again",
+                            "missing_file")
 
 
 def check_file(manifest: dict, folder: Path, file_name: str) -> None:
@@ -48,8 +60,7 @@ def check_file(manifest: dict, folder: Path, file_name: str) -> None:
     path = folder / file_name
     if facts is None:
         raise ClipOnnxError(f"{path} is not listed in {folder / MANIFEST}; export the variant again", "changed_file")
-    if not path.is_file():
-        raise ClipOnnxError(f"{path} is missing; export the variant again", "missing_file")
+    check_present(folder, file_name)
     if path.stat().st_size != facts["bytes"] or sha256_file(path) != facts["sha256"]:
         raise ClipOnnxError(f"{path} does not match the SHA-256 in {MANIFEST}; it changed since export", "changed_file")
 

@@ -21,10 +21,12 @@ import numpy as np
 import onnxruntime as ort
 import tokenizers
 
-from clip_onnx import integrity, manifest, preprocess, tokenizer
+from clip_onnx import hub, integrity, manifest, preprocess, tokenizer
 from clip_onnx.errors import ClipOnnxError, UsageError
 
 ImageInput = preprocess.ImageSource
+# onnxruntime's way to take external data from memory (1.19 and later)
+_IN_MEMORY = "add_external_initializers_from_files_in_memory"
 
 
 def unit(embeds: np.ndarray) -> np.ndarray:
@@ -47,8 +49,8 @@ class Model:
     """One exported variant folder. Sessions open on first use, one per graph.
 
     Every file a graph needs (`integrity.needed_files`) is checked against the manifest's SHA-256 before
-    it is used (`tokenizer.json` and `preprocess.json` at once, a graph and its external data when its
-    session opens): a changed file is refused, not run.
+    it is used (`tokenizer.json` and `preprocess.json` at once if present, a graph and its external data
+    when its session opens): a changed file is refused, not run.
     `check_sha256=False` skips that for callers that have already checked the files; the cost is the
     time to hash them, which `bench/hash_cost.py` measures per GB."""
 
@@ -60,44 +62,97 @@ class Model:
         self.check_sha256 = check_sha256
         self.logit_scale: float = self.manifest["logit_scale"]["exp"]
         self.embed_dim: int = self.manifest["architecture"]["embed_dim"]
-        tokenizer_file, preprocess_file = integrity.consumer_files(self.manifest)
-        path = self.folder / tokenizer_file  # the file the manifest names, which the check covers
-        if not path.is_file():
-            raise ClipOnnxError(f"{path} is missing; export the variant again with this clip-onnx", "missing_file")
         self._checked: set[str] = set()
-        self._check(integrity.needed_files(self.manifest, []))
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
-        cleaned_by = self.manifest["tokenizer"].get("ftfy")
-        if cleaned_by is not None and cleaned_by != ftfy.__version__:  # other repairs give other token ids
-            raise ClipOnnxError(f"{self.folder / manifest.MANIFEST}: tokenizer.ftfy is {json.dumps(cleaned_by)}, but "
-                                f"this environment cleans texts with ftfy {ftfy.__version__}, so token ids could "
-                                f"differ from the export's; install the clip-onnx release that made the files", "invalid_input")
-        # every parameter and rule of the pixels, refused in one line if this runtime does not implement it
-        self.preprocessing = preprocess.Preprocessing.read(self.folder / preprocess_file)
-        self.resolution: int = self.preprocessing.resolution
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._mapped: dict[str, list[np.memmap]] = {}
+        self._tokenizer: tokenizers.Tokenizer | None = None
+        self._preprocessing: preprocess.Preprocessing | None = None
+        # A folder may hold only some graphs' files (a text-only download has no preprocess.json): a file
+        # present is checked now, a missing one is refused when something needs it.
+        tokenizer_file, preprocess_file = integrity.consumer_files(self.manifest)
+        if (self.folder / tokenizer_file).exists():
+            self.tokenizer
+        if (self.folder / preprocess_file).exists():
+            self.preprocessing
+
+    @property
+    def tokenizer(self) -> tokenizers.Tokenizer:
+        """`tokenizer.json`, checked against the manifest and loaded on first use."""
+        if self._tokenizer is None:
+            file_name = integrity.consumer_files(self.manifest)[0]
+            self._check([file_name])
+            cleaned_by = self.manifest["tokenizer"].get("ftfy")
+            if cleaned_by is not None and cleaned_by != ftfy.__version__:  # other repairs give other token ids
+                raise ClipOnnxError(f"{self.folder / manifest.MANIFEST}: tokenizer.ftfy is {json.dumps(cleaned_by)}, "
+                                    f"but this environment cleans texts with ftfy {ftfy.__version__}, so token ids "
+                                    f"could differ from the export's; install the clip-onnx release that made the "
+                                    f"files", "invalid_input")
+            self._tokenizer = tokenizers.Tokenizer.from_file(str(self.folder / file_name))
+        return self._tokenizer
+
+    @property
+    def preprocessing(self) -> preprocess.Preprocessing:
+        """`preprocess.json`: every parameter and rule of the pixels, refused in one line if this runtime
+        does not implement it; checked against the manifest and read on first use."""
+        if self._preprocessing is None:
+            file_name = integrity.consumer_files(self.manifest)[1]
+            self._check([file_name])
+            self._preprocessing = preprocess.Preprocessing.read(self.folder / file_name)
+        return self._preprocessing
+
+    @property
+    def resolution(self) -> int:
+        return self.preprocessing.resolution
 
     def _check(self, file_names: list[str]) -> None:
-        if self.check_sha256:
-            for file_name in file_names:
-                if file_name not in self._checked:
+        for file_name in file_names:
+            if file_name not in self._checked:
+                if self.check_sha256:
                     integrity.check_file(self.manifest, self.folder, file_name)
-                    self._checked.add(file_name)
+                else:
+                    integrity.check_present(self.folder, file_name)
+                self._checked.add(file_name)
 
     def session(self, graph: str) -> ort.InferenceSession:
         if graph not in self._sessions:
             spec = self.manifest["graphs"].get(graph)
             if spec is None:
                 raise ClipOnnxError(f"{self.folder} has no {graph} graph (exported with --graphs "
-                                    f"{','.join(self.manifest['graphs'])}); export it with that graph")
+                                    f"{','.join(self.manifest['graphs'])}); export it with that graph", "bad_manifest")
             self._check(integrity.needed_files(self.manifest, [graph]))
             path = self.folder / spec["file"]
             try:
-                self._sessions[graph] = ort.InferenceSession(str(path), providers=self.providers)
+                self._sessions[graph] = self._open(graph, path)
             except Exception as error:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
                 first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
                 raise ClipOnnxError(f"onnxruntime cannot load {path} ({first}); download or export it again") from None
         return self._sessions[graph]
+
+    def _open(self, graph: str, path: Path) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(str(path), providers=self.providers)
+        except Exception:
+            data = [self.folder / name for name in self.manifest["graphs"][graph]["files"] if name.endswith(".data")]
+            if not any(p.is_symlink() for p in data) or not hasattr(ort.SessionOptions, _IN_MEMORY):
+                raise
+        # onnxruntime 1.24.1 refuses external data behind a symbolic link (every file of a Hugging Face
+        # cache snapshot is one): hand it the data files' bytes, mapped from disk, by the names the graph uses.
+        mapped = [np.memmap(p, dtype=np.uint8, mode="r") for p in data]
+        options = ort.SessionOptions()
+        getattr(options, _IN_MEMORY)([p.name for p in data], mapped, [m.nbytes for m in mapped])
+        session = ort.InferenceSession(path.read_bytes(), options, providers=self.providers)
+        self._mapped[graph] = mapped  # onnxruntime reads the mapped bytes for the session's lifetime
+        return session
+
+    @classmethod
+    def from_hub(cls, repo: str, revision: str, *, precision: str = "fp32", graphs: Sequence[str] | None = None,
+                 cache_dir: str | Path | None = None, endpoint: str | None = None, token: str | None = None,
+                 providers: Sequence[str] = ("CPUExecutionProvider",)) -> Model:
+        """A release's variant from the Hugging Face Hub at `revision` (pin a commit), downloading only the
+        files of `graphs` (default: all): `Model.from_hub("org/clip-onnx-ViT-B-32", "<commit>",
+        graphs=["transformer"])` fetches the text graph, its data, `tokenizer.json` and the manifest."""
+        return cls(hub.download(repo, revision, precision=precision, graphs=graphs, cache_dir=cache_dir,
+                                endpoint=endpoint, token=token), providers=providers)
 
     def pixels(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Images through CLIP's preprocessing: paths, the bytes of an image file, binary file objects,
@@ -130,17 +185,19 @@ class Model:
 
     def encode_image(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """`CLIP.encode_image`: [N, embed_dim] float32, not normalised."""
+        session = self.session("visual")  # the graph's files first: a folder without them names its graph
         pixels = self.pixels(images)
         if len(pixels) == 0:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
-        return self.session("visual").run(None, {"image": pixels})[0]
+        return session.run(None, {"image": pixels})[0]
 
     def encode_text(self, texts: str | Sequence[str], truncate: bool = False) -> np.ndarray:
         """`CLIP.encode_text`: [N, embed_dim] float32, not normalised."""
+        session = self.session("transformer")
         tokens = self.tokens(texts, truncate)
         if len(tokens) == 0:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
-        return self.session("transformer").run(None, {"text": tokens})[0]
+        return session.run(None, {"text": tokens})[0]
 
     def logits(self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str],
                truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -158,5 +215,6 @@ class Model:
     def forward(self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str],
                 truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """`CLIP.forward` by the forward graph: (logits_per_image, logits_per_text)."""
-        outputs = self.session("forward").run(None, {"image": self.pixels(images), "text": self.tokens(texts, truncate)})
+        session = self.session("forward")
+        outputs = session.run(None, {"image": self.pixels(images), "text": self.tokens(texts, truncate)})
         return outputs[0], outputs[1]

@@ -135,7 +135,7 @@ def weight_bytes(module: nn.Module) -> int:
 
 
 def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> list[Path]:
-    """Export one graph to `path` (plus its external data file when it needs one); return the files."""
+    """Export one graph to `path` and its external data; return the files."""
     device = next(model.parameters()).device
     wrapper = WRAPPERS[spec.key](model).eval()
     examples = example_inputs(model, device)
@@ -158,9 +158,10 @@ def export_graph(model: nn.Module, spec: GraphSpec, path: Path, opset: int) -> l
         if actual != opset:
             raise ClipOnnxError(f"torch's exporter wrote opset {actual} for {path.name} when opset {opset} was "
                                 f"asked; use --opset {actual}")
-        initializer_bytes = sum(v.const_value.nbytes for v in program.model.graph.initializers.values()
-                                if v.const_value is not None)
-        files = onnx_files.save(program, path, initializer_bytes)
+        # the weights go to external data, which `exporter.shared_weights` lays out once every graph is written;
+        # streamed tensor by tensor, never serialised as one protobuf message (2 GiB at most)
+        program.save(path, external_data=True)
+        files = [path, *onnx_files.external_files(path)]
     del program
     memory.forget_rewrite_matches()
     memory.trim()

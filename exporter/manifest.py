@@ -13,7 +13,7 @@ from pathlib import Path
 import ftfy
 
 from clip_onnx import preprocess
-from clip_onnx.contract import GRAPHS, io_contract
+from clip_onnx.contract import GRAPHS, GraphSpec, io_contract
 from clip_onnx.integrity import sha256_file
 from clip_onnx.manifest import FORMAT_VERSION, MANIFEST
 from clip_onnx.tokenizer import TOKENIZER
@@ -79,10 +79,16 @@ def tokenizer(context_length: int, vocab_size: int) -> dict:
     }
 
 
+def graph_consumer_files(spec: GraphSpec) -> list[str]:
+    """The files that feed a graph's inputs: `tokenizer.json` for texts, `preprocess.json` for images."""
+    return [TOKENIZER] * ("text" in spec.inputs) + [preprocess.PREPROCESS] * ("image" in spec.inputs)
+
+
 def build(name: str, architecture: Architecture, source: dict, precision: str, opset: int,
           graph_files: dict[str, list[Path]], consumer_files: list[Path], logit_scale: float,
           verification: dict | None) -> dict:
-    """The manifest of an export: `consumer_files` are the tokenizer and preprocessing files written beside the graphs."""
+    """The manifest of an export: `graph_files` are each graph's `.onnx` and data files (`exporter.shared_weights`),
+    `consumer_files` the tokenizer and preprocessing files written beside them."""
     import onnx
 
     first = next(iter(graph_files.values()))[0]
@@ -99,7 +105,8 @@ def build(name: str, architecture: Architecture, source: dict, precision: str, o
         "graphs": {
             key: {
                 "file": files[0].name,
-                "external_data": [f.name for f in files[1:]],
+                # every file this graph needs, and only those: a folder holding them runs it
+                "files": [f.name for f in files] + graph_consumer_files(GRAPHS[key]),
                 **io_contract(GRAPHS[key], architecture.image_resolution, architecture.context_length,
                               architecture.embed_dim),
             }

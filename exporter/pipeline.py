@@ -25,7 +25,7 @@ from clip_onnx import manifest as consumer_manifest
 from clip_onnx.contract import DEFAULT_OPSET, GRAPHS, PRECISIONS, export_folder
 from clip_onnx.errors import ClipOnnxError
 from exporter.errors import InconclusiveError, VerificationError
-from exporter import manifest, memory, quantize, tokenizer
+from exporter import manifest, memory, quantize, shared_weights, tokenizer
 from exporter.export import export_graph, fold_batch_norms, to_precision, weight_bytes
 from exporter.variants import OPENAI_URL_BASE, Architecture, folder_name, get_variant
 from exporter.verify import References, Report, check, providers, tokenize
@@ -130,7 +130,7 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
     architecture = Architecture.of(model)
     if verify and extra_texts:
         tokenize(extra_texts, architecture.context_length, truncate)  # an over-long text fails before any write
-    # forward holds every weight, visual + transformer hold them once more
+    # until the graphs share their weights, forward holds every weight and visual + transformer hold them once more
     needed = weight_bytes(model) * (0.5 if precision == "fp16" else 1) * (2 if "forward" in graphs else 1) * 1.1
     with _writer_lock(out_dir, folder):
         _prepare_output(out_dir, folder, force, int(needed))
@@ -156,6 +156,9 @@ def export(weights: Weights, name: str, out_dir: Path, *, precision: str = "fp32
                 if precision == "int8":
                     graph_files[key] = quantize.quantize(graph_files[key][0])
                 log(f"      done in {time.perf_counter() - started:.1f} s")
+            if "forward" in graph_files and len(graph_files) > 1:
+                log(f"sharing the encoders' weights with {GRAPHS['forward'].file_name(name)}")
+            graph_files = shared_weights.lay_out(graph_files, name, precision)
             memory.release(model)  # the weights live in the graphs now: free them before onnxruntime loads those
             stray = set(os.listdir(staging)) - {f.name for files in graph_files.values() for f in files}
             if stray:

@@ -71,13 +71,15 @@ def toolchain(export: dict) -> str:
                      if version and name != "clip-onnx-commit")
 
 
-def _external(exports: list[dict]) -> str:
-    needs = [f"`{e['precision']}/{g['file']}` needs `{e['precision']}/{data}`" for e in exports
-             for g in e["graphs"].values() for data in g["external_data"]]
-    if not needs:
-        return "Every graph is a single file."
-    return ("Graphs over protobuf's 2 GB limit keep their weights in a separate file, which must sit beside the "
-            "graph under its own name (onnxruntime finds it by that name): " + "; ".join(needs) + ".")
+def _needs(exports: list[dict]) -> str:
+    """Which files each graph needs, per precision folder (the manifest's `graphs.<graph>.files`)."""
+    rows = "\n".join(f"| `{e['precision']}/{g['file']}` | {', '.join(f'`{name}`' for name in g['files'][1:])} |"
+                     for e in exports for g in e["graphs"].values())
+    return ("The three graphs share their weights: the visual and text graphs keep theirs in a `.data` file "
+            "beside them, and the forward graph reads those same files, so it adds only its own small `.onnx`. "
+            "onnxruntime finds a data file by its name beside the graph, so download a graph with every file of "
+            "its row into one folder; a program that only embeds texts needs only the transformer's row.\n\n"
+            "| graph | also needs, from the same folder |\n|---|---|\n" + rows)
 
 
 def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None = None) -> str:
@@ -103,7 +105,9 @@ def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None =
 OpenAI CLIP {variant} exported by clip-onnx: `{first['name']}.onnx` (forward: logits),
 `{first['name']}_visual.onnx` (image embeddings) and `{first['name']}_transformer.onnx` (text embeddings),
 each verified against PyTorch before publication. `fp32/` holds the float32 graphs, `fp16/` the float16
-ones, whose inputs and outputs are float32 too. {_external(exports)}
+ones, whose inputs and outputs are float32 too.
+
+{_needs(exports)}
 
 ## Licence
 
@@ -224,7 +228,7 @@ Exported by clip-onnx commit `{exports[0]['versions'].get('clip-onnx-commit')}` 
 Check what you downloaded (join split files first):
 
 ```bash
-cat RN50x64.onnx.data.part-* > RN50x64.onnx.data   # only for files published in parts
+cat ASSET.part-* > ASSET   # only for files published in parts
 sha256sum -c --ignore-missing SHA256SUMS
 gh release verify-asset {tag} ViT-B-32_visual.onnx   # with immutable releases: GitHub's own record
 ```

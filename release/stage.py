@@ -63,7 +63,7 @@ def asset_name(name: str, precision: str, file_name: str) -> str:
 
 def github_name(file_name: str, precision: str) -> str:
     """`ViT-B-32_visual.onnx` -> `ViT-B-32_visual-fp16.onnx`; `.onnx.data` files keep the name their
-    graph refers to, so only fp32 graphs (the only ones over the external-data threshold) have them."""
+    graph refers to, which carries the precision already (`GraphSpec.data_file_name`)."""
     if precision == "fp32" or file_name.endswith(".data"):
         return file_name
     stem, _, extension = file_name.partition(".")
@@ -143,7 +143,12 @@ def stage(exports: Path, tag: str, out: Path, org: str, *, variant: str | None =
         if (name, precision) in seen:
             raise ClipOnnxError(f"two exports of {name} in {precision} under {exports}; keep one")
         seen.add((name, precision))
-        graph_of = {f: key for key, g in data["graphs"].items() for f in [g["file"], *g["external_data"]]}
+        # a data file the forward graph shares belongs to its encoder (listed first)
+        graph_of = {}
+        for key in sorted(data["graphs"], key=lambda k: k == "forward"):
+            for f in data["graphs"][key]["files"]:
+                if f.endswith((".onnx", ".data")):  # not the tokenizer or preprocess.json, which graphs share
+                    graph_of.setdefault(f, key)
         for file_name in [*data["files"], manifest.MANIFEST]:
             source = folder / file_name
             _place(source, out / "hub" / name / precision / file_name)

@@ -9,8 +9,8 @@ files every language's own test suite holds itself to without Python (`rust/test
 change here lands with the files it writes. `VERSION` rises with any change to `vectors.json`'s keys or
 their meaning. Every path in `vectors.json` is relative to its folder. It holds:
 
-- `exports`: tiny-ViT in fp16 (visual and transformer graphs), with Python's image and text embeddings
-  (float32 little-endian, [N, D]) and its precision's tolerance;
+- `exports`: tiny-ViT in fp16 (all three graphs, the forward graph reading the encoders' data files),
+  with Python's image and text embeddings (float32 little-endian, [N, D]) and its precision's tolerance;
 - `images`: PNGs in every 8-bit mode Pillow opens them in (RGB, L, LA, RGBA, P with and without
   transparency, 1-bit), odd and tall sizes; `pixels`: for each resolution, the SHA-256 of Python's
   float32 [3, R, R] (little-endian) of each, so a language's pixels are equal bit for bit or not;
@@ -28,9 +28,10 @@ their meaning. Every path in `vectors.json` is relative to its folder. It holds:
 - `error_kinds` and `bad_inputs`: one table of bad inputs, each with the kind of error every language
   must raise (docs/consumers.md#errors). A case's folder is an export with `changes` applied to a
   scratch copy (`apply` below says what each change does; every language implements the same four);
-- `external_data`: the `changes` that turn the export into an intact one whose visual graph keeps its
-  weights in an external-data file; `large_file`: the size and SHA-256 of a file of zeros over 2 GiB,
-  for streamed hashing.
+- `partial_folders`: for each encoder, the `changes` that leave only the files its graph needs
+  (`graphs.<graph>.files`) and the manifest: such a folder encodes with that graph as the whole folder
+  does, and refuses the other encoder's input with `missing_file` naming `missing`;
+- `large_file`: the size and SHA-256 of a file of zeros over 2 GiB, for streamed hashing.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from pathlib import Path
 
 import ftfy
 import numpy as np
-import onnx
 import skimage.data
 from PIL import Image
 
@@ -59,7 +59,7 @@ from exporter.variants import folder_name, get_variant
 from exporter.weights import random_weights
 from tests import ftfy_cases, image_corpus
 
-VERSION = 1
+VERSION = 2
 COMMITTED = Path(__file__).resolve().parent / "conformance"
 CORPUS = Path(__file__).resolve().parent / "data" / "tokenizer_corpus.jsonl"
 LONG_TEXT = " ".join(["a very long caption"] * 30)  # truncated to 75 tokens + start + end
@@ -233,29 +233,24 @@ def _more_images(folder: Path, pngs: list[Path]) -> list[tuple[Path, int]]:
     return cases + [(path, 32) for path in made]
 
 
-def _external_data(export: Path, root: Path) -> tuple[list[dict], list[dict]]:
-    """The changes that give the export's visual graph its weights in an external-data file, and the
-    same without that file: `<visual>.data` beside the graph, listed in the manifest."""
-    manifest = json.loads((export / "manifest.json").read_text())
-    visual = manifest["graphs"]["visual"]["file"]
-    folder = root / "external-data"
-    folder.mkdir()
-    graph, data = folder / visual, folder / f"{visual}.data"
-    onnx.save_model(onnx.load(str(export / visual)), str(graph), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location=data.name)  # tensors of 1 KiB and more
-    entries = [{"op": "json", "file": "manifest.json", "path": ["graphs", "visual", "external_data"], "value": [data.name]}]
-    for path in (graph, data):
-        entries.append({"op": "json", "file": "manifest.json", "path": ["files", path.name],
-                        "value": {"sha256": sha256_file(path), "bytes": path.stat().st_size}})
-    graph_only = [{"op": "copy", "file": visual, "from": _rel(graph, root)}, *entries]
-    return graph_only + [{"op": "copy", "file": data.name, "from": _rel(data, root)}], graph_only
+def _partial_folders(export: Path) -> list[dict]:
+    """Per encoder: the folder reduced to that graph's files and the manifest, and what it must refuse."""
+    graphs = json.loads((export / "manifest.json").read_text())["graphs"]
+    cases = []
+    for graph, other in (("transformer", "visual"), ("visual", "transformer")):
+        keep = set(graphs[graph]["files"]) | {"manifest.json"}
+        absent = [name for name in graphs[other]["files"] if name not in keep]
+        cases.append({"graph": graph, "call": "encode_text" if graph == "transformer" else "encode_image",
+                      "changes": [{"op": "delete", "file": p.name} for p in sorted(export.iterdir()) if p.name not in keep],
+                      "refuses": "encode_image" if graph == "transformer" else "encode_text", "missing": absent[0]})
+    return cases
 
 
 def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _bad_inputs(export: Path, root: Path, images: Path, bad_images: list[Path], no_data: list[dict]) -> list[dict]:
+def _bad_inputs(export: Path, root: Path, images: Path, bad_images: list[Path]) -> list[dict]:
     """One table of bad inputs, each with the kind of error all three languages must raise and a text its
     message must contain (the file, the text or the argument at fault). A case runs `call` through each
     language's API: "load" (the folder), "encode_image" (`images`), "encode_text" (`texts`, no truncation),
@@ -263,6 +258,7 @@ def _bad_inputs(export: Path, root: Path, images: Path, bad_images: list[Path], 
     and Rust) with `labels` and `top` as given and expect `exit` and one line on stderr."""
     data = json.loads((export / "manifest.json").read_text())
     visual, transformer = data["graphs"]["visual"]["file"], data["graphs"]["transformer"]["file"]
+    visual_data = data["graphs"]["visual"]["files"][1]
     base = _rel(export, root)
     chelsea = _rel(images / "chelsea.png", root)
     cases: list[dict] = []
@@ -294,8 +290,9 @@ def _bad_inputs(export: Path, root: Path, images: Path, bad_images: list[Path], 
          manifest(["format_version"], "2"))
     case("a folder that does not exist", "load", "not_an_export", "absent-folder", folder="absent-folder")
     case("an unknown format_version", "load", "unsupported_format", "999", manifest(["format_version"], 999))
-    for file_name, call in ((visual, "encode_image"), (transformer, "encode_text"), ("tokenizer.json", "load"),
-                            ("preprocess.json", "load")):
+    # a file is missing only for what needs it: the tokenizer for texts, preprocess.json for images
+    for file_name, call in ((visual, "encode_image"), (transformer, "encode_text"), ("tokenizer.json", "encode_text"),
+                            ("preprocess.json", "encode_image"), (visual_data, "encode_image")):
         case(f"{file_name} missing", call, "missing_file", file_name, [{"op": "delete", "file": file_name}],
              images=[chelsea], texts=["a cat"])
         case(f"{file_name} with one byte changed", call, "changed_file", file_name,
@@ -303,7 +300,6 @@ def _bad_inputs(export: Path, root: Path, images: Path, bad_images: list[Path], 
              images=[chelsea], texts=["a cat"])
     case(f"{visual} cut in half", "encode_image", "changed_file", visual,
          [{"op": "bytes", "file": visual, "keep": (export / visual).stat().st_size // 2}], images=[chelsea])
-    case("external data missing", "encode_image", "missing_file", f"{visual}.data", no_data, images=[chelsea])
     case("a file the manifest does not list", "load", "changed_file", "tokenizer.json", manifest(["files", "tokenizer.json"]))
     case("preprocess.json with an unknown rule value", "load", "unsupported_format", "resize_filter",
          rules(["rules", "resize_filter"], "lanczos"))
@@ -352,10 +348,9 @@ def write(root: Path) -> Path:
     texts = TEXTS + corpus
     precision = "fp16"  # the smaller files; its graphs' inputs and outputs are float32 as fp32's are
     export = pipeline.export(random_weights(get_variant("tiny-ViT"), seed=0), folder_name("tiny-ViT"), root / "exports",
-                             precision=precision, graphs=["visual", "transformer"], verify=False, log=lambda _: None)
+                             precision=precision, verify=False, log=lambda _: None)
     model = Model(export)
     tolerance = TOLERANCES[precision]
-    with_data, without_data = _external_data(export, root)
     # run in `root` with relative paths, as each language's test runs it
     classify = subprocess.run([sys.executable, "-m", "clip_onnx", "classify", *(_rel(p, root) for p in pngs),
                                "-m", _rel(export, root), "--labels", ",".join(LABELS), "--top", str(len(LABELS))],
@@ -391,8 +386,8 @@ def write(root: Path) -> Path:
                                         root / "cleaning-ids.bin", np.int32, root)},
         "labels": LABELS, "classify": classify,
         "error_kinds": list(ERROR_KINDS),
-        "bad_inputs": _bad_inputs(export, root, root / "images", unlisted + bad, without_data),
-        "external_data": with_data,
+        "bad_inputs": _bad_inputs(export, root, root / "images", unlisted + bad),
+        "partial_folders": _partial_folders(export),
         "large_file": {"bytes": LARGE, "sha256": _zeros_sha256(LARGE)},
     }
     path = root / "vectors.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import cli, export, onnx_files, pipeline
+from exporter import cli, export, pipeline
 from exporter.variants import VARIANTS, get_variant
 from exporter.weights import random_weights
 
@@ -84,8 +84,8 @@ def test_export_then_verify_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "random weights" in result.stdout and "[3/3]" in result.stdout
     folder = out / "tiny-ViT"
-    names = {"tiny-ViT.onnx", "tiny-ViT_visual.onnx", "tiny-ViT_transformer.onnx", "manifest.json",
-             "tokenizer.json", "preprocess.json"}
+    names = {"tiny-ViT.onnx", "tiny-ViT_visual.onnx", "tiny-ViT_transformer.onnx", "tiny-ViT_visual.onnx.data",
+             "tiny-ViT_transformer.onnx.data", "manifest.json", "tokenizer.json", "preprocess.json"}
     assert set(os.listdir(folder)) == names and os.listdir(out) == ["tiny-ViT"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["source"] == {"kind": "random", "seed": 0, "variant": "tiny-ViT"}
@@ -119,7 +119,8 @@ def test_export_then_verify_end_to_end(tmp_path):
     forced = run("export", "tiny-ViT", "--weights", "random", "-o", str(out), "--force", "--graphs", "visual")
     assert forced.returncode == 0, forced.stderr
     consumer_files = {"manifest.json", "tokenizer.json", "preprocess.json"}
-    assert set(os.listdir(folder)) == {"tiny-ViT_visual.onnx", *consumer_files} and os.listdir(out) == ["tiny-ViT"]
+    assert set(os.listdir(folder)) == {"tiny-ViT_visual.onnx", "tiny-ViT_visual.onnx.data", *consumer_files}
+    assert os.listdir(out) == ["tiny-ViT"]
 
 
 @pytest.mark.parametrize("args,code,fragments", [
@@ -284,12 +285,11 @@ def test_user_texts_longer_than_the_context_need_truncate(tmp_path):
     assert "user-texts" in accepted.stdout
 
 
-def test_large_graphs_use_external_data_and_still_verify(tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_files, "EXTERNAL_DATA_THRESHOLD", 0)
+def test_one_graph_exported_alone_keeps_its_weights_in_its_data_file_and_verifies(tmp_path):
     assert cli.main(["export", "tiny-ViT", "--weights", "random", "-o", str(tmp_path), "--graphs", "visual"]) == 0
     folder = tmp_path / "tiny-ViT"
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["graphs"]["visual"]["external_data"] == ["tiny-ViT_visual.onnx.data"]
+    assert manifest["graphs"]["visual"]["files"] == ["tiny-ViT_visual.onnx", "tiny-ViT_visual.onnx.data", "preprocess.json"]
     assert set(manifest["files"]) == {"tiny-ViT_visual.onnx", "tiny-ViT_visual.onnx.data", "tokenizer.json",
                                       "preprocess.json"}
     assert (folder / "tiny-ViT_visual.onnx").stat().st_size < (folder / "tiny-ViT_visual.onnx.data").stat().st_size

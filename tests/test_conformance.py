@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from clip_onnx import preprocess, tokenizer
+from clip_onnx.errors import ClipOnnxError
 from clip_onnx.model import Model
 from tests import conformance
 
@@ -63,6 +64,25 @@ def test_embeddings_are_within_the_precisions_tolerance(vectors):
           f"0 skipped")
 
 
+def test_a_folder_of_one_graphs_files_encodes_with_it_and_refuses_the_other(vectors, tmp_path):
+    """Each `partial_folders` case: only the files its graph needs and the manifest (a text-only or
+    image-only download) give the whole folder's committed embeddings, here bit for bit, and the other
+    encoder is refused, naming the first file it lacks."""
+    export = vectors["exports"][0]
+    inputs = {"encode_text": vectors["embedded_texts"], "encode_image": [ROOT / p for p in vectors["images"]]}
+    for n, case in enumerate(vectors["partial_folders"]):
+        folder = conformance.apply(ROOT / export["folder"], case["changes"], tmp_path / str(n), ROOT)
+        model = Model(folder)
+        name = "text_embeds" if case["call"] == "encode_text" else "image_embeds"
+        kwargs = {"truncate": True} if case["call"] == "encode_text" else {}
+        actual = getattr(model, case["call"])(inputs[case["call"]], **kwargs)
+        assert actual.tobytes() == (ROOT / export[name]).read_bytes(), case["graph"]
+        with pytest.raises(ClipOnnxError) as refused:
+            getattr(model, case["refuses"])(inputs[case["refuses"]])
+        assert refused.value.kind == "missing_file" and case["missing"] in str(refused.value), str(refused.value)
+    print(f"{len(vectors['partial_folders'])} partial-folder cases ran, 0 skipped")
+
+
 def test_classify_prints_the_committed_lines(vectors):
     result = subprocess.run([sys.executable, "-m", "clip_onnx", "classify", *vectors["images"], "-m",
                              vectors["exports"][0]["folder"], "--labels", ",".join(vectors["labels"]), "--top", "9"],
@@ -81,8 +101,7 @@ def test_the_committed_artifact_is_what_the_module_writes(tmp_path, vectors):
 
     def comparable(data: dict) -> dict:
         data = json.loads(json.dumps(data))
-        for key in ("exports", "external_data"):
-            data.pop(key)
+        data.pop("exports")
         for case in data["bad_inputs"]:
             case["changes"] = [c for c in case["changes"] if c["op"] != "json" or c["path"][0] != "files"]
             for change in case["changes"]:
@@ -93,7 +112,7 @@ def test_the_committed_artifact_is_what_the_module_writes(tmp_path, vectors):
     ours = {p.relative_to(tmp_path / "written") for p in (tmp_path / "written").rglob("*") if p.is_file()}
     committed = {p.relative_to(ROOT) for p in ROOT.rglob("*") if p.is_file()}
     assert ours == committed
-    graphs = {p for p in ours if p.parts[0] in ("exports", "external-data") or p.name.endswith("-embeds.bin")
+    graphs = {p for p in ours if p.parts[0] == "exports" or p.name.endswith("-embeds.bin")
               or p.name == "vectors.json"}
     differ = [str(p) for p in sorted(ours - graphs) if (tmp_path / "written" / p).read_bytes() != (ROOT / p).read_bytes()]
     assert not differ, f"{differ}: run .venv/bin/python -m tests.conformance tests/conformance"

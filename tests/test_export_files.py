@@ -1,6 +1,5 @@
-"""The files themselves: the self-contained graph written in fragments is the same model as torch's own
-inline save, convolution weights are the model's own (BatchNorms folded before the exporter copies
-them), and an export is reproducible to the byte."""
+"""The files themselves: convolution weights are the model's own (BatchNorms folded before the exporter
+copies them), and an export is reproducible to the byte."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from torch import nn
 from exporter import memory, pipeline
 from clip_onnx.contract import GRAPHS
 from exporter.export import WRAPPERS, example_inputs, export_graph, fold_batch_norms
-from exporter.onnx_files import save_single_file
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.variants import get_variant
 from exporter.verify import max_pairwise_cosine, photos, row_cosine
@@ -32,22 +30,6 @@ def torch_export(variant: str, graph: str) -> torch.onnx.ONNXProgram:
         return torch.onnx.export(WRAPPERS[spec.key](model).eval(), tuple(examples[n] for n in spec.inputs),
                                  input_names=list(spec.inputs), output_names=list(spec.outputs), dynamo=True,
                                  opset_version=18, verbose=False)
-
-
-def test_fragmented_single_file_equals_an_inline_save(tmp_path):
-    program = torch_export("tiny-RN", "forward")
-    program.save(tmp_path / "inline.onnx", external_data=False)
-    save_single_file(program, tmp_path / "fragments.onnx")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fragments.onnx", "inline.onnx"]  # no scratch left
-    inline, fragments = (onnx.load(str(tmp_path / n)) for n in ("inline.onnx", "fragments.onnx"))
-    onnx.checker.check_model(fragments)
-    assert [t.name for t in fragments.graph.initializer] == [t.name for t in inline.graph.initializer]
-    assert len(inline.graph.initializer) > 50
-    for a, b in zip(fragments.graph.initializer, inline.graph.initializer):
-        assert a.data_location == onnx.TensorProto.DEFAULT
-        assert numpy_helper.to_array(a).tobytes() == numpy_helper.to_array(b).tobytes()
-    del inline.graph.initializer[:], fragments.graph.initializer[:]
-    assert fragments.SerializeToString() == inline.SerializeToString()
 
 
 def test_batch_norms_are_folded_in_place_before_the_export(tmp_path):
@@ -84,13 +66,13 @@ def test_same_weights_and_options_give_byte_identical_files(tmp_path):
                    capture_output=True)
     here, child = tmp_path / "here" / "tiny-RN", tmp_path / "child" / "tiny-RN"
     names = sorted(p.name for p in here.iterdir())
-    assert names == sorted(p.name for p in child.iterdir()) and len(names) == 6
+    assert names == sorted(p.name for p in child.iterdir()) and len(names) == 8  # 3 graphs, 2 data files, 3 JSON
     for name in names:
         assert (here / name).read_bytes() == (child / name).read_bytes(), name
     # the comparison can fail: another seed gives other bytes
     other = pipeline.export(random_weights(get_variant("tiny-RN"), seed=1), "tiny-RN", tmp_path / "other",
                             graphs=["visual"], verify=False, log=lambda _: None)
-    assert (other / "tiny-RN_visual.onnx").read_bytes() != (here / "tiny-RN_visual.onnx").read_bytes()
+    assert (other / "tiny-RN_visual.onnx.data").read_bytes() != (here / "tiny-RN_visual.onnx.data").read_bytes()
 
 
 def test_the_rewrite_matchers_memory_is_found_and_dropped():

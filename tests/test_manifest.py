@@ -23,7 +23,7 @@ def folder(tmp_path):
 
 def recorded() -> dict:
     return {"files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in FILES.items()},
-            "graphs": {"g": {"file": "g.onnx", "external_data": ["g.onnx.data"]}},
+            "graphs": {"g": {"file": "g.onnx", "files": ["g.onnx", "g.onnx.data", "tokenizer.json", "preprocess.json"]}},
             "tokenizer": {"file": "tokenizer.json"}, "preprocessing": {"file": "preprocess.json"}}
 
 
@@ -93,16 +93,21 @@ def test_a_format_version_this_runtime_does_not_read_is_refused(tmp_path, text):
 
 
 def test_the_files_each_graph_needs_come_from_the_manifest():
+    """Its own list: a graph that shares another's data file needs it too; each file is named once."""
     data = recorded()
-    data["graphs"]["h"] = {"file": "h.onnx"}  # no external data (a key older writers may leave out)
-    assert integrity.needed_files(data, ["g", "h"]) == ["g.onnx", "g.onnx.data", "h.onnx", "tokenizer.json",
-                                                        "preprocess.json"]
-    assert integrity.needed_files(data, ["h"]) == ["h.onnx", "tokenizer.json", "preprocess.json"]
+    data["graphs"]["h"] = {"file": "h.onnx", "files": ["h.onnx", "g.onnx.data", "tokenizer.json"]}
+    assert integrity.needed_files(data, ["g", "h"]) == ["g.onnx", "g.onnx.data", "tokenizer.json", "preprocess.json",
+                                                        "h.onnx"]
+    assert integrity.needed_files(data, ["h"]) == ["h.onnx", "g.onnx.data", "tokenizer.json"]
+    assert integrity.needed_files(data, []) == []
 
 
-def test_a_manifest_without_its_consumer_files_is_named():
+@pytest.mark.parametrize("spec", [{"file": "h.onnx"}, {"file": "h.onnx", "files": "h.onnx"},
+                                  {"file": "h.onnx", "files": ["h.onnx", 7]}, "h.onnx"])
+def test_a_graph_without_its_list_of_files_is_named(spec):
     data = recorded()
-    del data["preprocessing"]
-    with pytest.raises(ClipOnnxError, match="^manifest.json names no tokenizer or preprocessing file; export the "
-                                            "variant again with this clip-onnx$"):
-        integrity.needed_files(data, ["g"])
+    data["graphs"]["h"] = spec
+    with pytest.raises(ClipOnnxError, match="^manifest.json lists no files for the h graph; export the variant again "
+                                            "with this clip-onnx$") as caught:
+        integrity.needed_files(data, ["g", "h"])
+    assert caught.value.kind == "bad_manifest"

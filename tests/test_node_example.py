@@ -1,29 +1,29 @@
-"""The Node.js example (examples/node/clip.mjs) against the Python runtime, through the committed
+"""The Node.js example (examples/node/clip.mjs) against the Python runtime. Its own node:test suites
+(examples/node/test/*.test.mjs, what `npm test` runs, one pytest test per file) hold it to the committed
 conformance artifact (tests/conformance/vectors.json, written by `python -m tests.conformance`) the Rust
-crate answers to as well: token ids, and pixels file by file for every listed kind of image
-(`all_images`: PNG in every mode and depth, JPEG subsamplings, progressive, grey, CMYK, EXIF-rotated,
-with ICC profiles; WebP, GIF, BMP, TIFF), each reported and each hashed to the SHA-256 of Python's
-pixels; every unlisted and bad image refused (kind unreadable_image, one line naming it); embeddings,
-logits and probabilities within the float32 tolerance. Then the example's own node:test suites
-(examples/node/test/*.test.mjs, `npm test`) against the same artifact, with no environment variable:
-pixels, token ids and embeddings (each suite printing how many cases ran, none skipped), the integrity
-check (every file the graphs need, an external-data file included, refused after one changed byte, by
-`loadModel` and the CLI; an untouched copy loads), the shared `bad_inputs` table (each bad input an error
-of the kind Python and Rust give it, in one line naming the input), a sparse file over 2 GiB hashed
-with bounded memory, `clean` against Python on the `cleaning` sets (CLIP's ftfy cleaning with ftfy-js:
-10,663 texts).
+crate answers to as well, and each prints how many of the artifact's cases ran; asserted here, number for
+number: pixels file by file for every listed kind of image (bit for bit), every unlisted and bad image
+refused, token ids and CLIP's ftfy cleaning (10,663 texts), embeddings within the export's tolerance, the
+shared `bad_inputs` table (each bad input an error of the kind Python and Rust give it, in one line naming
+the input), partial folders (one encoder's files only: it encodes as the whole folder does and refuses
+the other encoder's input, `missing_file`), and download() from the loopback Hub (tests/loopback_hub.py,
+the export released by tests/released_hub.py, intact and tampered), served here through
+`CLIP_ONNX_TEST_HUB` so that those cases run, none skipped. Beside them, the integrity check (every file a
+graph needs, external data included, refused after one changed byte, by the API and the CLI) and a
+sparse file over 2 GiB hashed with bounded memory. Here too: the CLI's embeddings and logits and
+`probabilities` against a live `clip_onnx` `Model`, and the CLI's one-line refusals of bad images.
 
 Needs Node.js and npm; skipped without them, except on CI (CI=true), where a skip would hide a broken
 example. Installs the example's pinned packages with `npm ci` when node_modules is missing or stale."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,28 +33,31 @@ from clip_onnx.model import Model, logits
 from exporter.tolerances import MAX_INPUT_COSINE, TOLERANCES
 from exporter.verify import row_cosine
 from tests.conformance import COMMITTED, pixel_cases
+from tests.loopback_hub import LoopbackHub
+from tests.released_hub import serve
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "node"
 VECTORS = COMMITTED / "vectors.json"
 FP32 = TOLERANCES["fp32"]  # Node and Python run the same graphs: float32's tolerance, whatever the export's precision
 SUITES = sorted(path.name for path in (EXAMPLE / "test").glob("*.test.mjs"))
-# The count line each of these suites prints (t.diagnostic): every case of the artifact ran, none differs.
-COUNTS = {"pixels.test.mjs": r"\d+ pixel cases ran, 0 differ, 0 skipped", "tokens.test.mjs": r"\d+ token cases ran, 0 differ, 0 skipped",
-          "embeddings.test.mjs": r"\d+ embedding cases ran, 0 skipped"}
-# Token ids and pixels through the library functions, pixels one file at a time (an error is that
-# file's result), at a given resolution.
-PROBE = """
-import { readFileSync, writeFileSync } from "node:fs";
-import { loadModel, pixels, tokenize } from "./clip.mjs";
-const request = JSON.parse(readFileSync(0, "utf8"));
-const model = await loadModel(request.folder);
-const errors = {};
-for (const { resolution, file, out } of request.pixels) {
-  const preprocess = { ...model.preprocess, resolution };
-  try { writeFileSync(out, await pixels({ ...model, preprocess }, [file])); } catch (error) { errors[file] = { kind: error.kind, message: error.message }; }
-}
-console.log(JSON.stringify({ ids: Array.from(tokenize(model, request.texts, { truncate: true })), errors }));
-"""
+# The cases download.test.mjs runs against the loopback Hub (text-only, every file, tampered, kept or replaced).
+HUB_CASES = 4
+
+
+def count_lines(vectors: dict) -> dict[str, list[str]]:
+    """The count lines (t.diagnostic) each suite must print: every case of the artifact ran, none differs."""
+    cleaning = json.loads((COMMITTED / vectors["cleaning"]["file"]).read_text())["sets"]
+    bad_inputs = [case for case in vectors["bad_inputs"] if case["call"] != "cli"]
+    return {
+        "pixels.test.mjs": [f"{len(pixel_cases(vectors))} pixel cases ran, 0 differ, 0 skipped",
+                            f"{len(vectors['unlisted_images']) + len(vectors['bad_images'])} files refused"],
+        "tokens.test.mjs": [f"{len(vectors['texts'])} token cases ran, 0 differ, 0 skipped"],
+        "cleaning.test.mjs": [f"{name}: {len(texts)} texts, 0 cleaned differ, 0 ids differ" for name, texts in cleaning.items()],
+        "embeddings.test.mjs": [f"{len(vectors['images']) + len(vectors['embedded_texts'])} embedding cases ran, 0 skipped"],
+        "bad-inputs.test.mjs": [f"{len(bad_inputs)} bad-input cases ran, 0 differ, 0 skipped"],
+        "partial-folders.test.mjs": [f"{len(vectors['partial_folders'])} partial-folder cases ran, 0 skipped"],
+        "download.test.mjs": [f"{HUB_CASES} hub download cases ran, 0 skipped"],
+    }
 
 
 def node(*args: str, stdin: str | None = None) -> str:
@@ -89,56 +92,6 @@ def at(relative: str) -> str:
 @pytest.fixture(scope="module")
 def vectors(installed) -> dict:
     return json.loads(VECTORS.read_text())
-
-
-def _pixels(vectors: dict, tmp_path: Path, jobs: list[tuple[int, str]]) -> tuple[np.ndarray, dict, dict]:
-    """(token ids of the vectors' texts, (R, file) -> SHA-256 of Node's pixels, file -> error); files absolute."""
-    request = {"folder": at(vectors["exports"][0]["folder"]), "texts": vectors["texts"],
-               "pixels": [{"resolution": r, "file": f, "out": str(tmp_path / f"{i}.bin")} for i, (r, f) in enumerate(jobs)]}
-    answer = json.loads(node("--input-type=module", "-e", PROBE, stdin=json.dumps(request)))
-    found = {(r, f): hashlib.sha256((tmp_path / f"{i}.bin").read_bytes()).hexdigest() for i, (r, f) in enumerate(jobs)
-             if f not in answer["errors"]}
-    return np.array(answer["ids"]).reshape(len(vectors["texts"]), -1), found, answer["errors"]
-
-
-def test_token_ids_and_pixels_equal_python_file_by_file(vectors, tmp_path):
-    """Each case's pixels hash to the SHA-256 of Python's float32 [3, R, R] (little-endian, as Node writes
-    a Float32Array here): the PNGs at every resolution, every listed kind of file at 224, the JPEG and
-    `more_pixels`."""
-    cases = [(r, at(f), sha) for f, r, sha in pixel_cases(vectors)]
-    ids, found, errors = _pixels(vectors, tmp_path, [(r, f) for r, f, _ in cases])
-    assert errors == {}, errors
-
-    expected = np.fromfile(at(vectors["token_ids"]), dtype=np.int32).reshape(ids.shape)
-    changes = np.array(vectors["ftfy_changes"])
-    # Every text must give Python's ids: clean() is ftfy.fix_text (ftfy-js) and the double HTML unescape,
-    # those ftfy repairs and the HTML texts (which a consumer unescaping once gets wrong) among them.
-    assert changes.any() and vectors["html_texts"]
-    wrong = [text for text, a, b in zip(vectors["texts"], ids, expected) if (a != b).any()]
-    assert wrong == [], f"{len(wrong)} of {len(ids)} texts get other ids than Python's: {wrong[:5]}"
-    print(f"token ids: all {len(ids)} texts equal Python's ({int(changes.sum())} that ftfy changes, "
-          f"{len(vectors['html_texts'])} HTML texts among them)")
-
-    report = [f"{Path(f).relative_to(VECTORS.parent)} at R={r}: " + ("bit-identical" if found[r, f] == sha else "differs")
-              for r, f, sha in cases]
-    print("\n".join(report))
-    assert all(line.endswith("bit-identical") for line in report), [line for line in report if line.endswith("differs")]
-    assert set(found) == {(r, f) for r, f, _ in cases}  # the PNGs at 224 are in `pixels` and `all_images` alike
-    print(f"{len(cases)} pixel cases compared bit for bit ({len(vectors['all_images'])} files of every listed kind at R=224), 0 skipped")
-
-
-def test_unlisted_and_bad_images_are_refused(vectors, tmp_path):
-    """Every file outside preprocess.json's list (format, TIFF kind) and every damaged one (empty, not an
-    image, each format cut in half, over max_pixels): kind unreadable_image, one line naming the file."""
-    refused = [at(f) for f in vectors["unlisted_images"] + vectors["bad_images"]]
-    _, found, errors = _pixels(vectors, tmp_path, [(224, f) for f in refused])
-    assert found == {}, f"decoded where Python refuses: {sorted(f for _, f in found)}"
-    wrong = {file: error for file, error in errors.items()
-             if error["kind"] != "unreadable_image" or not error["message"].startswith(file) or "\n" in error["message"]}
-    assert wrong == {} and len(errors) == len(refused)
-    print("\n".join(error["message"] for error in errors.values()))
-    print(f"{len(refused)} files refused ({len(vectors['unlisted_images'])} unlisted, {len(vectors['bad_images'])} bad), "
-          f"each unreadable_image naming the file")
 
 
 def test_cli_embeddings_match_python(vectors):
@@ -219,12 +172,20 @@ def test_a_bad_file_is_one_line_naming_it(vectors, name, says):
     assert result.stderr.startswith(path) and says in result.stderr, result.stderr
 
 
+@pytest.fixture(scope="module")
+def hub() -> Iterator[str]:
+    """The loopback Hub serving the export's release, intact and tampered, as CLIP_ONNX_TEST_HUB's JSON."""
+    with LoopbackHub() as served:
+        yield json.dumps(serve(served))
+
+
 @pytest.mark.parametrize("suite", SUITES)
-def test_node_suite(installed, suite):
+def test_node_suite(installed, vectors, hub, suite):
     """One of examples/node/test/*.test.mjs with `node --test`, as `npm test` runs it: on the committed
-    artifact (CLIP_ONNX_VECTORS unset), every test must run (none skipped) and pass, and the pixel,
-    token and embedding suites must print that every case of theirs ran."""
-    env = {key: value for key, value in os.environ.items() if key != "CLIP_ONNX_VECTORS"}
+    artifact (CLIP_ONNX_VECTORS unset), with the loopback Hub served, every test must run (none skipped)
+    and pass, and each suite that counts its cases must print that every case of the artifact ran."""
+    env = {key: value for key, value in os.environ.items() if key not in ("CLIP_ONNX_VECTORS", "HF_ENDPOINT", "HF_TOKEN")}
+    env["CLIP_ONNX_TEST_HUB"] = hub
     result = subprocess.run(["node", "--test", "--test-reporter=tap", f"test/{suite}"], cwd=EXAMPLE,
                             capture_output=True, text=True, timeout=600, env=env)
     counts = {key: int(value) for key, value in re.findall(r"^# (tests|pass|fail|skipped|todo|cancelled) (\d+)$",
@@ -232,5 +193,11 @@ def test_node_suite(installed, suite):
     print(result.stdout[-4000:])
     assert result.returncode == 0, f"node --test test/{suite} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
     assert counts.get("pass", 0) > 0 and counts["pass"] == counts["tests"] and counts["skipped"] == 0, counts
-    if suite in COUNTS:
-        assert re.search(rf"^# {COUNTS[suite]}", result.stdout, re.MULTILINE), f"{suite} printed no count line"
+    for line in count_lines(vectors).get(suite, []):
+        assert re.search(rf"^# {re.escape(line)}", result.stdout, re.MULTILINE), f"{suite} printed no line {line!r}"
+
+
+def test_every_counting_suite_is_run():
+    """The suites count_lines expects are the files there: a renamed suite does not drop its counts unseen."""
+    expected = count_lines(json.loads(VECTORS.read_text()))
+    assert set(expected) <= set(SUITES), sorted(set(expected) - set(SUITES))

@@ -133,10 +133,10 @@ def test_rehearsal_of_the_whole_release(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     steps = [line for line in result.stdout.splitlines() if line.startswith("==== step ")]
     assert [s.split(":")[0] for s in steps] == [f"==== step {i}/7" for i in range(1, 8)]
-    assert "== hub: 24 files downloaded at their tag's commit match their manifests" in result.stdout
+    assert "== hub: 32 files downloaded at their tag's commit match their manifests" in result.stdout
     assert re.search(r"== github: \d+ assets match SHA256SUMS; [1-9]\d* split files join back", result.stdout)
     assert "== the second run changed nothing" in result.stdout
-    assert result.stdout.count("already holds these 14 files; nothing to do") == 2
+    assert result.stdout.count("already holds these 18 files; nothing to do") == 2
     assert result.stdout.splitlines()[-1] == f"rehearsal passed: {out}"
 
 

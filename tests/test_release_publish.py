@@ -22,7 +22,7 @@ from release.stage import artifact_name, hub_repo, read_sums
 ROOT = Path(__file__).resolve().parents[1]
 REPO, ORG, RUN = "owner/clip-onnx", "org", 7
 HUB_REPO = hub_repo(ORG, "tiny-ViT")
-PART = 300_000  # files over it (graphs, tokenizer.json) are published in parts
+PART = 300_000  # files over it (data files, tokenizer.json) are published in parts
 
 
 @pytest.fixture
@@ -47,13 +47,13 @@ def test_split_assets_are_published_and_join_back(run, github, hub):
     assert not release["draft"]
     names = {a["name"] for a in release["assets"]}
     sums = read_sums(github.content(REPO, "v1.0.0", "SHA256SUMS").decode())
-    parts = sorted(n for n in names if n.startswith("tiny-ViT_transformer.onnx.part-"))
-    assert len(parts) > 1 and "tiny-ViT_transformer.onnx" not in names  # listed in SHA256SUMS, not an asset
+    parts = sorted(n for n in names if n.startswith("tiny-ViT_transformer.onnx.data.part-"))
+    assert len(parts) > 1 and "tiny-ViT_transformer.onnx.data" not in names  # listed in SHA256SUMS, not an asset
     joined = b"".join(github.content(REPO, "v1.0.0", p) for p in parts)
-    assert hashlib.sha256(joined).hexdigest() == sums["tiny-ViT_transformer.onnx"]
+    assert hashlib.sha256(joined).hexdigest() == sums["tiny-ViT_transformer.onnx.data"]
     split = {n.rsplit(".part-", 1)[0] for n in names if ".part-" in n}
     assert names == (set(sums) - split) | {"SHA256SUMS"}  # every other line of SHA256SUMS is an asset
-    assert joined == hub.files(HUB_REPO, commits[HUB_REPO])["fp32/tiny-ViT_transformer.onnx"]
+    assert joined == hub.files(HUB_REPO, commits[HUB_REPO])["fp32/tiny-ViT_transformer.onnx.data"]
     assert hub.tags(HUB_REPO) == {"v1.0.0": commits[HUB_REPO]}
     files = set(hub.files(HUB_REPO, "v1.0.0"))
     assert {"README.md", "fp32/manifest.json", "fp16/tiny-ViT_visual.onnx"} <= files
@@ -171,8 +171,9 @@ def test_dry_run_lists_every_upload_and_contacts_nothing(release_exports, tmp_pa
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     hub_lines = [line for line in lines if line.startswith(f"would upload to {HUB_REPO}: ")]
-    assert len(hub_lines) == 12  # README.md, LICENSE, and per precision two graphs, manifest, tokenizer, preprocess
-    assert sum("would attach to the GitHub release v1.0.0" in line for line in lines) == 12
+    assert len(hub_lines) == 16  # README.md, LICENSE, and per precision two graphs, two data files, manifest,
+    # tokenizer, preprocess
+    assert sum("would attach to the GitHub release v1.0.0" in line for line in lines) == 16
     assert lines[-1] == "dry run: nothing was uploaded"
 
 

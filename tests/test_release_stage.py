@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,10 +26,11 @@ def test_stage_lays_out_one_hub_repo_per_variant_and_github_assets_with_checksum
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
     hub = sorted(str(p.relative_to(out / "hub")) for p in (out / "hub").rglob("*") if p.is_file())
-    folder_files = ["manifest.json", "preprocess.json", "tiny-ViT_transformer.onnx", "tiny-ViT_visual.onnx",
-                    "tokenizer.json"]
+    folder_files = {p: sorted(["manifest.json", "preprocess.json", "tiny-ViT_transformer.onnx", "tiny-ViT_visual.onnx",
+                               f"tiny-ViT_transformer{s}.onnx.data", f"tiny-ViT_visual{s}.onnx.data", "tokenizer.json"])
+                    for p, s in (("fp16", "-fp16"), ("fp32", ""))}
     assert hub == ["tiny-ViT/LICENSE", "tiny-ViT/README.md",
-                   *(f"tiny-ViT/{p}/{f}" for p in ("fp16", "fp32") for f in folder_files)]
+                   *(f"tiny-ViT/{p}/{f}" for p in ("fp16", "fp32") for f in folder_files[p])]
     assert (out / "hub" / "tiny-ViT" / "LICENSE").read_text().startswith("MIT License\n\nCopyright (c) 2021 OpenAI")
     assert (out / "github" / "LICENSE-OpenAI-CLIP.txt").read_bytes() == (out / "hub" / "tiny-ViT" / "LICENSE").read_bytes()
     assert (out / "github" / "tiny-ViT_visual-fp16.onnx").read_bytes() == (
@@ -36,7 +38,9 @@ def test_stage_lays_out_one_hub_repo_per_variant_and_github_assets_with_checksum
     assert (out / "github" / "tiny-ViT-fp16.tokenizer.json").read_bytes() == (
         exports / "fp16" / "tiny-ViT-fp16" / "tokenizer.json").read_bytes()
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "github", capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 11
+    assert check.returncode == 0 and check.stdout.count(": OK") == 15  # 2 x 7 files and the licence
+    # the data files' names carry the precision: both precisions' sit in one flat list
+    assert {"tiny-ViT_visual.onnx.data", "tiny-ViT_visual-fp16.onnx.data"} <= set(os.listdir(out / "github"))
     release = json.loads((out / "release-manifest.json").read_text())
     visual16 = next(f for f in release["files"] if f["hub_path"] == "fp16/tiny-ViT_visual.onnx")
     assert visual16["graph"] == "visual" and visual16["precision"] == "fp16" and len(visual16["sha256"]) == 64
@@ -48,7 +52,7 @@ def test_files_over_the_asset_limit_are_split_in_chunks_and_join_back(exports, t
     """Joined as docs/releasing.md says, `cat <asset>.part-* > <asset>` (the shell's glob order), every
     split file matches SHA256SUMS, past 10 and 100 parts too."""
     monkeypatch.setattr(staging, "CHUNK", 4096)  # parts are copied in chunks, not read whole
-    largest = max(p.stat().st_size for p in exports.glob("fp32/*/*.onnx"))
+    largest = max(p.stat().st_size for p in exports.glob("fp32/*/*") if p.name.endswith((".onnx", ".data")))
     part_bytes = -(-largest // parts)
     release = staging.stage(exports, "v1.0.0", tmp_path / "out", "org", part_bytes=part_bytes)
     github = tmp_path / "out" / "github"
@@ -70,7 +74,7 @@ def test_files_over_the_asset_limit_are_split_in_chunks_and_join_back(exports, t
 def test_one_variant_is_staged_alone(exports, tmp_path):
     with pytest.raises(ClipOnnxError, match="no exported folders .* for ViT-B-32"):
         staging.stage(exports, "v1.0.0", tmp_path / "a", "org", variant="ViT-B-32")
-    assert len(staging.stage(exports, "v1.0.0", tmp_path / "b", "org", variant="tiny-ViT")["files"]) == 11
+    assert len(staging.stage(exports, "v1.0.0", tmp_path / "b", "org", variant="tiny-ViT")["files"]) == 15
 
 
 def flip_last_byte(path) -> None:
@@ -119,7 +123,9 @@ def test_model_card_and_notes_carry_the_measured_figures(exports, tmp_path):
     assert "| fp16 | visual | " in card and f"{worst:.7f}" in card
     assert '"fp32/tiny-ViT_visual.onnx", revision="v2.0.0"' in card
     assert 'clip_onnx::hub::download("org/clip-onnx-tiny-ViT", "v2.0.0", "fp32"' in card
-    assert "Every graph is a single file." in card
+    # each graph's row: its data files and the file that feeds it, from the same folder
+    assert ("| `fp16/tiny-ViT_transformer.onnx` | `tiny-ViT_transformer-fp16.onnx.data`, `tokenizer.json` |"
+            in card)
     exported = [json.loads((out / "hub" / "tiny-ViT" / "fp32" / "manifest.json").read_text())]
     notes = cards.release_notes(release["files"], "v2.0.0", {"org/clip-onnx-tiny-ViT": "ab" * 20}, exported)
     assert all(f["hub_path"] in notes and f["sha256"][:16] in notes for f in release["files"])
@@ -137,7 +143,6 @@ def test_the_card_of_openais_weights_carries_licence_use_provenance_and_pins(exp
     for path in (out / "hub" / "tiny-ViT").glob("*/manifest.json"):
         data = json.loads(path.read_text())
         data["source"] = hub_source
-        data["graphs"]["visual"]["external_data"] = ["tiny-ViT_visual.onnx.data"] if "fp32" in str(path) else []
         path.unlink()  # staged files are hard links to the exports: replace, never write through
         path.write_text(json.dumps(data))
     card = cards.model_card(out / "hub" / "tiny-ViT", "org/clip-onnx-tiny-ViT", "v2.0.0",
@@ -158,7 +163,7 @@ def test_the_card_of_openais_weights_carries_licence_use_provenance_and_pins(exp
     assert (f"Weights: `open_clip_model.safetensors` of the Hub repo `timm/vit_base_patch32_clip_224.openai` at "
             f"commit `{'c' * 40}`, SHA-256 `{'d' * 64}`.") in card
     assert "- Toolchain: clip-onnx " in card and "torch " in card and "onnxruntime " in card
-    assert "`fp32/tiny-ViT_visual.onnx` needs `fp32/tiny-ViT_visual.onnx.data`" in card
+    assert "| `fp32/tiny-ViT_visual.onnx` | `tiny-ViT_visual.onnx.data`, `preprocess.json` |" in card
     assert f"| `v2.0.0` | `{'2' * 40}` |\n| `v1.0.0` | `{'1' * 40}` |" in card
     assert card.count(f'"{"2" * 40}"') == 2 and f"/resolve/{'2' * 40}/fp32/tiny-ViT_visual.onnx" in card
     assert cards.rust_snippet("org/clip-onnx-tiny-ViT", "2" * 40) in card and 'ort = "2"' not in card

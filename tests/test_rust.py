@@ -25,10 +25,10 @@ from pathlib import Path
 
 import onnxruntime
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi
 
 from tests.conformance import COMMITTED, pixel_cases
 from tests.loopback_hub import LoopbackHub
+from tests.released_hub import serve
 
 CRATE = Path(__file__).resolve().parent.parent / "rust"
 # the ignored test that is a measurement, not a check (rust/tests/decode_speed.rs)
@@ -40,29 +40,6 @@ def ort_library() -> str:
     found = glob.glob(str(Path(onnxruntime.__file__).parent / "capi" / "libonnxruntime.so*"))
     assert found, "the onnxruntime wheel ships no libonnxruntime.so.*"
     return sorted(found)[-1]
-
-
-def _publish(hub: LoopbackHub, folder: Path, repo: str, tamper: bool) -> None:
-    api = HfApi(endpoint=hub.url, token=hub.token)
-    api.create_repo(repo)
-    operations = []
-    for path in sorted(folder.iterdir()):
-        content = path.read_bytes()
-        if tamper and path.name.endswith("_visual.onnx"):
-            content = content[:-1] + bytes([content[-1] ^ 1])  # same size, other bytes
-        operations.append(CommitOperationAdd(f"fp32/{path.name}", content))
-    commit = api.create_commit(repo, operations, commit_message="release")
-    api.create_tag(repo, tag="v1.0.0", revision=commit.oid)
-
-
-def serve(hub: LoopbackHub) -> dict:
-    """The artifact's export released on the Hub, intact and tampered; what the Rust tests read from
-    `CLIP_ONNX_TEST_HUB` (rust/tests/common `hub`)."""
-    vectors = json.loads((COMMITTED / "vectors.json").read_text())
-    export = COMMITTED / vectors["exports"][0]["folder"]
-    _publish(hub, export, "org/clip-onnx-tiny-ViT", tamper=False)
-    _publish(hub, export, "org/tampered", tamper=True)
-    return {"endpoint": hub.url, "repo": "org/clip-onnx-tiny-ViT", "tampered_repo": "org/tampered", "tag": "v1.0.0"}
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +79,7 @@ def test_the_rust_crate_equals_the_python_runtime(cargo):
     assert count(r"(\d+) embedding cases ran, 0 skipped") == len(vectors["exports"]) * (
         len(vectors["images"]) + len(vectors["embedded_texts"]))
     assert count(r"(\d+) (?:API|command-line) cases ran, 0 skipped") == len(vectors["bad_inputs"])
+    assert count(r"(\d+) partial-folder cases ran, 0 skipped") == len(vectors["partial_folders"])
     # every listed kind of image file equals Pillow's pixels, and the unlisted and damaged ones are refused
     identical = re.search(r"^(\d+) of (\d+) image files bit-identical to Pillow, 0 skipped$", output, re.MULTILINE)
     assert identical and identical[1] == identical[2] == str(len(vectors["all_images"])), output[-3000:]
@@ -112,7 +90,7 @@ def test_the_rust_crate_equals_the_python_runtime(cargo):
     # the measured lines (JPEG decoding, the texts ftfy would change, memory) and the counts
     for line in output.splitlines():
         if (line.startswith(("JPEG:", "token ids:", "memory:"))
-                or re.fullmatch(r"\d+ (API|command-line|pixel|token|embedding) cases ran, .*", line)
+                or re.fullmatch(r"\d+ (API|command-line|partial-folder|pixel|token|embedding) cases ran, .*", line)
                 or re.fullmatch(r"\d+ of \d+ image files bit-identical to Pillow, 0 skipped", line)
                 or re.fullmatch(r"\d+ unlisted and \d+ bad image files refused as .*", line)
                 or re.fullmatch(r"\w+: \d+ texts, 0 (cleaned )?differ.*", line)):

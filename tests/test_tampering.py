@@ -18,24 +18,24 @@ import pytest
 from clip_onnx import integrity
 from clip_onnx.errors import ClipOnnxError
 from clip_onnx.model import Model
-from exporter import onnx_files, pipeline
+from exporter import pipeline
 from exporter.cli import main
 from exporter.variants import get_variant
 from exporter.weights import random_weights
 from release import stage as staging
 
-NEEDED = ["tiny-ViT_visual.onnx", "tiny-ViT_visual.onnx.data", "tokenizer.json", "preprocess.json"]
+NEEDED = ["tiny-ViT_visual.onnx", "tiny-ViT_visual.onnx.data", "preprocess.json"]  # what the visual graph needs
+# and the tokenizer, which the transformer graph needs and every path that loads a folder checks when present
+TAMPERED = [*NEEDED, "tokenizer.json"]
 
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory) -> Path:
-    """A verified tiny-ViT export (visual, transformer) whose graphs keep their weights in external data,
-    as the largest variants' do, laid out as a release's export job writes it (<precision>/<name>/)."""
+    """A verified tiny-ViT export (visual, transformer), laid out as a release's export job writes it
+    (<precision>/<name>/)."""
     root = tmp_path_factory.mktemp("tampering")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(onnx_files, "EXTERNAL_DATA_THRESHOLD", 0)
-        folder = pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / "fp32",
-                                 graphs=["visual", "transformer"], log=lambda _: None)
+    folder = pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / "fp32",
+                             graphs=["visual", "transformer"], log=lambda _: None)
     from PIL import Image
 
     Image.new("RGB", (40, 30), (200, 100, 50)).save(root / "image.png")
@@ -45,11 +45,12 @@ def export(tmp_path_factory) -> Path:
 def test_the_files_a_graph_needs_are_read_from_the_manifest(export):
     manifest = json.loads((export / "manifest.json").read_text())
     assert integrity.needed_files(manifest, ["visual"]) == NEEDED
-    assert integrity.needed_files(manifest, []) == ["tokenizer.json", "preprocess.json"]
+    assert integrity.needed_files(manifest, ["transformer"]) == [
+        "tiny-ViT_transformer.onnx", "tiny-ViT_transformer.onnx.data", "tokenizer.json"]
     assert set(integrity.needed_files(manifest, manifest["graphs"])) == set(manifest["files"])
 
 
-@pytest.fixture(params=NEEDED)
+@pytest.fixture(params=TAMPERED)
 def tampered(request, export, tmp_path) -> tuple[Path, str]:
     """A copy of the export with one byte of one needed file flipped (same size: only the SHA-256 can tell)."""
     copy = tmp_path / "fp32" / "tiny-ViT"

@@ -26,22 +26,30 @@
 // lacks a rule (kind unsupported_format), and one whose resolution, mean, std, rules or input are malformed
 // (kind bad_manifest).
 //
-// loadModel first checks the files the two graphs need (each graph's file and external data,
-// tokenizer.json, preprocess.json) against manifest.json: size, then SHA-256, hashed as a stream. A
-// changed, truncated or missing file is refused in one line naming it; { checkSha256: false }
-// (--no-sha256-check) skips the check for files you have already checked.
+// The files a graph needs are manifest.json's `graphs.<graph>.files` (neededFiles): the graph, the
+// external-data files holding its weights, and tokenizer.json and/or preprocess.json, whichever feed its
+// inputs. Each is checked against manifest.json before it is used: size, then SHA-256, hashed as a
+// stream. A changed, truncated or missing file is refused in one line naming it; { checkSha256: false }
+// (--no-sha256-check) skips the check for files you have already checked. A folder may hold only some
+// graphs' files (a text-only download): loadModel checks and reads tokenizer.json and preprocess.json if
+// they are there, and each graph's files are checked, and its session made, on the graph's first use.
+//
+// download() fetches a release's files from the Hugging Face Hub at a pinned revision, only those the
+// graphs asked for need, each checked against the release's manifest.json before it is kept (the Rust
+// crate's hub::download).
 //
 // Every error on bad input is a ClipError: one line naming the input and saying what to do, and a
 // `kind` from ERROR_KINDS, the name the Python runtime and the Rust crate give the same failure.
 //
 //   ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev    (the CPU binaries ship in onnxruntime-node; skips CUDA extras)
 //   node clip.mjs FOLDER --image cat.png --text "a cat" --text "a dog" [--truncate] [--json] [--no-sha256-check]
+//   node clip.mjs download org/clip-onnx-ViT-B-32 --revision v1.0.0 -o models [--precision fp16] [--graphs transformer]
 //
 // Tests: test/*.test.mjs (node:test; test/README.md lists them), run by tests/test_node_example.py
 // against the conformance artifact (tests/conformance).
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
-import { stat } from "node:fs/promises";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
@@ -131,7 +139,12 @@ function readManifest(folder) {
   if (!existsSync(folder)) throw new ClipError(`${folder} does not exist; point at a folder written by \`clip-onnx export\``, "not_an_export");
   if (isFile(folder)) throw new ClipError(`${folder} is a file; pass the folder that holds ${MANIFEST}`, "not_an_export");
   if (!isFile(file)) throw new ClipError(`${folder} has no ${MANIFEST}; point at a folder written by \`clip-onnx export\``, "not_an_export");
-  const manifest = readJson(folder, MANIFEST, "bad_manifest");
+  return checkManifest(readJson(folder, MANIFEST, "bad_manifest"), file);
+}
+
+// A parsed manifest.json in a format_version this consumer reads, with every key it reads; `file` names it
+// in the one-line refusal.
+function checkManifest(manifest, file) {
   if (!isObject(manifest)) throw new ClipError(`${file} is not a JSON object; ${AGAIN}`, "bad_manifest");
   if (!FORMAT_VERSIONS.includes(manifest.format_version)) {
     // shown as the JSON it is (a string "1" is not the number 1), as Python and Rust show it
@@ -150,15 +163,22 @@ function readManifest(folder) {
   return manifest;
 }
 
-// The files the given graphs need, as the Python runtime and the Rust crate define them: each graph's
-// file and every file of its external data, then manifest.tokenizer.file and manifest.preprocessing.file.
+// The files the given graphs need, as the Python runtime (clip_onnx.integrity.needed_files) and the Rust
+// crate define them: the union of the manifest's `graphs.<graph>.files` lists (each graph's file, the
+// external-data files it reads, and tokenizer.json and/or preprocess.json, whichever feed its inputs),
+// each name once, in order. A graph the manifest does not list, or lists without a list of file names,
+// is bad_manifest naming the graph.
 export function neededFiles(manifest, graphs) {
   const names = graphs.flatMap((graph) => {
-    const spec = manifest.graphs?.[graph];
-    if (!spec) throw new ClipError(`${MANIFEST} lists no ${graph} graph; export the variant with it`, "bad_manifest");
-    return [spec.file, ...(spec.external_data ?? [])];
+    const spec = isObject(manifest?.graphs) && Object.hasOwn(manifest.graphs, graph) ? manifest.graphs[graph] : undefined;
+    if (!isObject(spec)) throw new ClipError(`${MANIFEST} lists no ${graph} graph; export the variant with it`, "bad_manifest");
+    const { files } = spec;
+    if (!Array.isArray(files) || !files.every((name) => typeof name === "string")) {
+      throw new ClipError(`${MANIFEST} lists no files for the ${graph} graph; ${AGAIN} with this clip-onnx`, "bad_manifest");
+    }
+    return files;
   });
-  return [...new Set([...names, manifest.tokenizer.file, manifest.preprocessing.file])];
+  return [...new Set(names)];
 }
 
 // SHA-256 of a file, hex, read as a stream: memory stays at a few chunks whatever the file's size.
@@ -200,21 +220,241 @@ export async function checkFiles(folder, manifest, names) {
   }
 }
 
-// The visual and transformer graphs, the tokenizer and the preprocessing rules of an exported folder;
-// every file they need is checked against manifest.json first unless checkSha256 is false.
+// The Hugging Face Hub, or HF_ENDPOINT (a mirror speaking its documented resolve endpoint).
+export const HUB_ENDPOINT = "https://huggingface.co";
+// The precisions an export may have, each a folder of a release (clip_onnx.contract.PRECISIONS).
+export const PRECISIONS = ["fp32", "fp16", "int8"];
+// The most a manifest may weigh (they are a few KiB): a larger body is not a manifest.
+const MANIFEST_LIMIT = 16 << 20;
+
+// A GET of `url` (redirects followed, as the Hub sends large files to its CDN), the token as a bearer
+// token; a failure to connect or a status other than 2xx is one line naming the URL.
+async function get(url, token) {
+  let response;
+  try {
+    response = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {}, redirect: "follow" });
+  } catch (error) {
+    throw new ClipError(`GET ${url}: ${firstLine(error.cause ?? error)}; check the endpoint and the connection, and try again`);
+  }
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => {});
+    const advice = response.status === 401 || response.status === 403 ? "set HF_TOKEN to a token that may read the repository"
+      : response.status === 404 ? "check the repository, the revision and the precision" : "try again";
+    throw new ClipError(`GET ${url}: HTTP ${response.status} ${response.statusText}; ${advice}`.replace(/\s+/g, " "));
+  }
+  return response;
+}
+
+// The chunks of a response's body, a failure while reading it one line naming the URL.
+async function* body(response, url) {
+  try {
+    for await (const chunk of response.body ?? []) yield chunk;
+  } catch (error) {
+    throw new ClipError(`GET ${url}: ${firstLine(error.cause ?? error)}; try again`);
+  }
+}
+
+// Stream a response into `partial` (which must not exist), hashing as it goes, never past `limit` bytes
+// (one chunk more is read to notice a longer body): memory stays at a chunk whatever the file's size.
+// Returns the body's SHA-256 (of what was written) and its size (more than `limit` if it is longer).
+async function save(response, url, partial, limit) {
+  const written = (error) => new ClipError(`${partial}: cannot be written (${error.code ?? firstLine(error)})`);
+  const hash = createHash("sha256");
+  let size = 0;
+  const handle = await open(partial, "wx").catch((error) => { throw written(error); });
+  try {
+    for await (const chunk of body(response, url)) {
+      size += chunk.length;
+      if (size > limit) break; // longer than the manifest says: refused by its size, the rest not read
+      hash.update(chunk);
+      await handle.write(chunk).catch((error) => { throw written(error); });
+    }
+    await handle.sync().catch((error) => { throw written(error); });
+  } finally {
+    await handle.close();
+  }
+  return { sha256: hash.digest("hex"), size };
+}
+
+// Download `precision`/ of the release `repo` at `revision` (a commit or a tag: required, so the files are
+// the ones released) into `target`/`precision`/, from `{endpoint}/{repo}/resolve/{revision}/{precision}/{path}`:
+// manifest.json first, then only the files `graphs` need (neededFiles; default every graph the manifest
+// lists), each streamed to a temporary name while it is hashed and renamed to its own only once its size
+// and SHA-256 are the manifest's. A file already there and matching is kept, not downloaded; one that
+// does not match is replaced. A file that does not match after download is refused in one line naming it
+// (kind changed_file), and nothing is left under its name. manifest.json is written last, once every
+// file asked for is in place. Returns the folder (absolute), ready for loadModel. `endpoint` defaults to
+// HF_ENDPOINT, then huggingface.co; `token` to HF_TOKEN, sent as a bearer token when set.
+export async function download({ repo, revision, precision = "fp32", graphs, target, endpoint, token } = {}) {
+  // one name of a path, nothing that would leave the folder or break a one-line message
+  const plain = (value) => typeof value === "string" && value !== "" && value !== "." && value !== ".." && !/[/\\\u0000-\u001f]/.test(value);
+  if (typeof repo !== "string" || !/^[^/\s]+\/[^/\s]+$/.test(repo) || repo.split("/").some((part) => !plain(part))) {
+    throw new ClipError(`download: repo ${JSON.stringify(repo ?? null)} is not a repository; give it as org/name`, "usage");
+  }
+  if (typeof revision !== "string" || !revision.trim()) {
+    throw new ClipError("download: a revision is required (a commit or a tag), so the files are the ones released", "usage");
+  }
+  if (!PRECISIONS.includes(precision)) throw new ClipError(`download: unknown precision ${JSON.stringify(precision)}; choose one of ${PRECISIONS.join(", ")}`, "usage");
+  if (typeof target !== "string" || !target) throw new ClipError("download: a target folder is required", "usage");
+  if (graphs !== undefined && (!Array.isArray(graphs) || !graphs.length || !graphs.every((graph) => typeof graph === "string"))) {
+    throw new ClipError(`download: graphs ${JSON.stringify(graphs)} is not a list of graph names, as ["transformer"]`, "usage");
+  }
+  const base = String(endpoint || process.env.HF_ENDPOINT || HUB_ENDPOINT).replace(/\/+$/, "");
+  const bearer = token ?? process.env.HF_TOKEN ?? null;
+  const url = (name) => `${base}/${repo}/resolve/${encodeURIComponent(revision)}/${encodeURIComponent(precision)}/${encodeURIComponent(name)}`;
+  const where = `${repo}@${revision}: ${precision}`;
+  const folder = path.resolve(target, precision);
+  await mkdir(folder, { recursive: true }).catch((error) => {
+    throw new ClipError(`${folder}: cannot be created (${error.code ?? firstLine(error)})`);
+  });
+
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of body(await get(url(MANIFEST), bearer), url(MANIFEST))) {
+    size += chunk.length;
+    if (size > MANIFEST_LIMIT) throw new ClipError(`${where}/${MANIFEST} is over ${MANIFEST_LIMIT} bytes: not a manifest; refused (nothing kept)`, "bad_manifest");
+    chunks.push(chunk);
+  }
+  const manifestBytes = Buffer.concat(chunks);
+  let manifest;
+  try {
+    manifest = JSON.parse(manifestBytes.toString("utf8"));
+  } catch (error) {
+    throw new ClipError(`${where}/${MANIFEST} is not JSON (${firstLine(error)}); refused (nothing kept)`, "bad_manifest");
+  }
+  checkManifest(manifest, `${where}/${MANIFEST}`);
+  const listed = Object.keys(manifest.graphs);
+  // as the Python runtime and the Rust crate: each graph named once, from those the release has
+  const asked = graphs ?? listed;
+  if (asked.some((graph, i) => !Object.hasOwn(manifest.graphs, graph) || asked.indexOf(graph) !== i)) {
+    throw new ClipError(`download: graphs ${asked.map((graph) => JSON.stringify(graph)).join(", ")}: name each once, from the graphs `
+      + `${repo}@${revision} has: ${listed.join(", ")}`, "usage");
+  }
+
+  // every name and its size and SHA-256 checked before any file is fetched
+  const needed = neededFiles(manifest, asked);
+  for (const name of needed) {
+    if (!plain(name) || name === MANIFEST) {
+      throw new ClipError(`${where}/${MANIFEST} names ${JSON.stringify(name)}, not a file of the folder; refused (nothing kept)`, "bad_manifest");
+    }
+    const facts = manifest.files[name];
+    if (!isObject(facts) || typeof facts.sha256 !== "string" || !Number.isSafeInteger(facts.bytes) || facts.bytes < 0) {
+      throw new ClipError(`${where}/${name} has no sha256 and bytes in its manifest; refused (nothing kept)`, "bad_manifest");
+    }
+  }
+  for (const name of needed) {
+    const facts = manifest.files[name];
+    const refused = (why) => new ClipError(`${where}/${name} ${why}; refused (nothing kept)`, "changed_file");
+    const file = path.join(folder, name);
+    if (existsSync(file)) {
+      const kept = await checkFiles(folder, manifest, [name]).then(() => true, () => false);
+      if (kept) continue; // already here, its size and SHA-256 the manifest's
+      await rm(file, { force: true }).catch((error) => {
+        throw new ClipError(`${file}: does not match ${where}/${MANIFEST} and cannot be replaced (${error.code ?? firstLine(error)})`);
+      });
+    }
+    const partial = path.join(folder, `.${name}.${process.pid}.partial`);
+    try {
+      await rm(partial, { force: true }); // a killed run's, of a process of the same id
+      const saved = await save(await get(url(name), bearer), url(name), partial, facts.bytes);
+      if (saved.size > facts.bytes) throw refused(`is longer than the ${facts.bytes} bytes its manifest says`);
+      if (saved.size < facts.bytes) throw refused(`has ${saved.size} bytes, not the ${facts.bytes} its manifest says`);
+      if (saved.sha256 !== facts.sha256) throw refused("does not match the SHA-256 in its manifest");
+      await rename(partial, file);
+    } catch (error) {
+      await rm(partial, { force: true });
+      if (error instanceof ClipError) throw error;
+      throw new ClipError(`${file}: cannot be written (${error.code ?? firstLine(error)})`);
+    }
+  }
+  // the manifest last, by the same rename, once every file asked for is in place
+  const partial = path.join(folder, `.${MANIFEST}.${process.pid}.partial`);
+  try {
+    const handle = await open(partial, "w");
+    try {
+      await handle.writeFile(manifestBytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(partial, path.join(folder, MANIFEST));
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw new ClipError(`${path.join(folder, MANIFEST)}: cannot be written (${error.code ?? firstLine(error)})`);
+  }
+  return folder;
+}
+
+// An exported folder, whole or partial (only some graphs' files beside manifest.json, as a download of
+// some graphs leaves it). tokenizer.json and preprocess.json are each checked against manifest.json
+// (size, then SHA-256) and read now if present: a present file that is changed or malformed is refused at
+// once; a missing one only when something needs it (encodeText tokenizer.json, encodeImage and pixels
+// preprocess.json), kind missing_file. Each graph's files are checked and its onnxruntime session created
+// on its first use (graphSession), so a text-only folder never needs the visual graph's files.
+// checkSha256: false skips the checks, for files already checked.
 export async function loadModel(folder, { checkSha256 = true } = {}) {
   const manifest = readManifest(folder);
-  const graphs = ["visual", "transformer"];
-  const needed = neededFiles(manifest, graphs);
-  if (checkSha256) await checkFiles(folder, manifest, needed);
-  const preprocess = readPreprocess(folder, manifest.preprocessing.file);
-  return {
+  const model = {
+    folder,
     manifest,
-    ...loadTokenizer(folder, manifest.tokenizer.file),
-    preprocess,
-    visual: await session(folder, manifest.graphs[graphs[0]].file),
-    transformer: await session(folder, manifest.graphs[graphs[1]].file),
+    checkSha256,
+    tokenizer: null,
+    contextLength: null,
+    padId: null,
+    preprocess: null,
+    // shared by copies ({ ...model, preprocess }): each file checked once, each graph's session made once
+    checked: new Set(),
+    sessions: new Map(),
   };
+  if (existsSync(path.join(folder, manifest.tokenizer.file))) await needTokenizer(model);
+  if (existsSync(path.join(folder, manifest.preprocessing.file))) await needPreprocess(model);
+  return model;
+}
+
+// Each named file of the model's folder checked against manifest.json, once per model, if the check is on.
+async function checkOnce(model, names) {
+  if (!model.checkSha256) return;
+  for (const name of names) {
+    if (model.checked.has(name)) continue;
+    await checkFiles(model.folder, model.manifest, [name]);
+    model.checked.add(name);
+  }
+}
+
+// The model's tokenizer, checked and read on first need; missing_file if tokenizer.json is not there.
+async function needTokenizer(model) {
+  if (!model.tokenizer) {
+    const name = model.manifest.tokenizer.file;
+    await checkOnce(model, [name]);
+    Object.assign(model, loadTokenizer(model.folder, name));
+  }
+  return model;
+}
+
+// The model's preprocessing rules, checked and read on first need; missing_file if preprocess.json is not there.
+async function needPreprocess(model) {
+  if (!model.preprocess) {
+    const name = model.manifest.preprocessing.file;
+    await checkOnce(model, [name]);
+    model.preprocess = readPreprocess(model.folder, name);
+  }
+  return model.preprocess;
+}
+
+// The onnxruntime session of one of the manifest's graphs ("visual", "transformer", "forward"), made on
+// first use after every file the graph needs (neededFiles) is checked, in the manifest's order; the first
+// missing or changed one is refused in one line naming it.
+export async function graphSession(model, graph) {
+  if (!model.sessions.has(graph)) {
+    const made = (async () => {
+      const names = neededFiles(model.manifest, [graph]);
+      await checkOnce(model, names);
+      return session(model.folder, model.manifest.graphs[graph].file);
+    })();
+    model.sessions.set(graph, made);
+    made.catch(() => model.sessions.delete(graph)); // a refusal is not kept: fixing the folder and retrying works
+  }
+  return model.sessions.get(graph);
 }
 
 // The rules of the preprocessing, by name, and the identifier of the one clip.mjs implements
@@ -334,6 +574,11 @@ export const clean = (text) => htmlUnescape(htmlUnescape(fixText(text)));
 // clip.tokenize: int32 [N, contextLength], zero padded. A text longer than that is an error unless
 // `truncate`, which keeps its first tokens and the end token, as the Rust tokenizers' truncation does.
 export function tokenize(model, texts, { truncate = false } = {}) {
+  if (!model.tokenizer) {
+    // loadModel reads tokenizer.json when it is there (encodeText reads it later, if it came since)
+    const file = path.join(model.folder, model.manifest.tokenizer.file);
+    throw new ClipError(existsSync(file) ? `${file} came after the folder was loaded; load it again` : `${file} is missing; ${AGAIN}`, "missing_file");
+  }
   const length = model.contextLength;
   const ids = new Int32Array(texts.length * length).fill(model.padId);
   texts.forEach((text, row) => {
@@ -736,10 +981,11 @@ function rgb(image, p) {
 
 // clip_onnx.preprocess.load: float32 [N, 3, R, R] following preprocess.json.
 export async function pixels(model, files) {
-  const { resolution: r, mean, std } = model.preprocess;
+  const preprocess = await needPreprocess(model);
+  const { resolution: r, mean, std } = preprocess;
   const out = new Float32Array(files.length * 3 * r * r);
   for (const [n, file] of files.entries()) {
-    const decoded = await decode(file, model.preprocess.input);
+    const decoded = await decode(file, preprocess.input);
     const { width, height } = decoded;
     // Shorter side to R, the longer floored; the integer division is exact in doubles at image sizes.
     const [w, h] = width <= height ? [r, Math.floor((r * height) / width)] : [Math.floor((r * width) / height), r];
@@ -772,18 +1018,22 @@ async function run(session, tensor) {
   return rows(outputs[session.outputNames[0]]);
 }
 
-// CLIP.encode_image: one Float32Array per file, not normalised; none for no files.
+// CLIP.encode_image: one Float32Array per file, not normalised; none for no files. The visual graph's
+// files (its graph, its data, preprocess.json) are checked, and its session made, before any image is read.
 export async function encodeImage(model, files) {
   if (!files.length) return [];
-  const r = model.preprocess.resolution;
-  return run(model.visual, new ort.Tensor("float32", await pixels(model, files), [files.length, 3, r, r]));
+  const visual = await graphSession(model, "visual");
+  const r = (await needPreprocess(model)).resolution;
+  return run(visual, new ort.Tensor("float32", await pixels(model, files), [files.length, 3, r, r]));
 }
 
 // CLIP.encode_text: one Float32Array per text, not normalised; none for no texts.
 export async function encodeText(model, texts, { truncate = false } = {}) {
   if (!texts.length) return [];
+  const transformer = await graphSession(model, "transformer");
+  await needTokenizer(model);
   const ids = tokenize(model, texts, { truncate });
-  return run(model.transformer, new ort.Tensor("int32", ids, [texts.length, model.contextLength]));
+  return run(transformer, new ort.Tensor("int32", ids, [texts.length, model.contextLength]));
 }
 
 // CLIP.forward's logits_per_image: exp(logit_scale) * cosine similarity.
@@ -811,31 +1061,58 @@ export function probabilities(model, imageEmbeds, textEmbeds) {
 }
 
 const USAGE = 'usage: node clip.mjs FOLDER --image a.png [--image ...] --text "a cat" [--text ...] [--truncate] [--json] [--no-sha256-check]';
+const DOWNLOAD_USAGE = "usage: node clip.mjs download REPO --revision COMMIT_OR_TAG -o DIR [--precision fp32|fp16|int8] [--graphs transformer,visual] [--endpoint URL]";
+
+// parseArgs on `args` with `options`; anything it refuses is a usage error.
+function parseWith(args, options, usage) {
+  try {
+    return parseArgs({ args, allowPositionals: true, options });
+  } catch (error) {
+    throw new ClipError(`${firstLine(error)}; ${usage}`, "usage");
+  }
+}
 
 // The command line's folder and options; anything else is a usage error.
 function parse(args) {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        image: { type: "string", multiple: true, default: [] },
-        text: { type: "string", multiple: true, default: [] },
-        truncate: { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        "no-sha256-check": { type: "boolean", default: false },
-      },
-    });
-  } catch (error) {
-    throw new ClipError(`${firstLine(error)}; ${USAGE}`, "usage");
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseWith(args, {
+    image: { type: "string", multiple: true, default: [] },
+    text: { type: "string", multiple: true, default: [] },
+    truncate: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    "no-sha256-check": { type: "boolean", default: false },
+  }, USAGE);
   if (positionals.length !== 1 || !values.image.length || !values.text.length) throw new ClipError(USAGE, "usage");
   return { values, positionals };
 }
 
+// `download REPO --revision R -o DIR [--precision fp32|fp16] [--graphs a,b] [--endpoint URL]`, as the Rust
+// crate's clip-onnx download: the folder written, on stdout.
+async function downloadCommand(args) {
+  const { values, positionals } = parseWith(args, {
+    revision: { type: "string" },
+    output: { type: "string", short: "o" },
+    precision: { type: "string", default: "fp32" },
+    graphs: { type: "string", multiple: true },
+    endpoint: { type: "string" },
+  }, DOWNLOAD_USAGE);
+  if (positionals.length !== 1 || values.revision === undefined || values.output === undefined) {
+    const lacked = [!positionals.length && "REPO", values.revision === undefined && "--revision", values.output === undefined && "-o/--output"].filter(Boolean);
+    const why = positionals.length > 1 ? `unrecognized arguments: ${positionals.slice(1).join(" ")}` : `the following arguments are required: ${lacked.join(", ")}`;
+    throw new ClipError(`${why}; ${DOWNLOAD_USAGE}`, "usage");
+  }
+  if (!PRECISIONS.includes(values.precision)) {
+    throw new ClipError(`argument --precision: invalid choice: ${JSON.stringify(values.precision)} (choose from ${PRECISIONS.join(", ")}); ${DOWNLOAD_USAGE}`, "usage");
+  }
+  const graphs = values.graphs?.flatMap((list) => list.split(",")).map((graph) => graph.trim()).filter(Boolean);
+  if (graphs && !graphs.length) throw new ClipError(`argument --graphs: no graph named; ${DOWNLOAD_USAGE}`, "usage");
+  const folder = await download({
+    repo: positionals[0], revision: values.revision, precision: values.precision, graphs, target: values.output, endpoint: values.endpoint,
+  });
+  console.log(folder);
+}
+
 async function main() {
+  if (process.argv[2] === "download") return downloadCommand(process.argv.slice(3));
   const { values, positionals } = parse(process.argv.slice(2));
   const model = await loadModel(positionals[0], { checkSha256: !values["no-sha256-check"] });
   const imageEmbeds = await encodeImage(model, values.image);

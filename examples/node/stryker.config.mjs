@@ -1,7 +1,8 @@
 // StrykerJS mutation run of clip.mjs, one scope at a time, each mutant judged by the node:test suite
 // that guards it (Stryker's command runner, `node --test`): CLIP_ONNX_MUTATE picks the scope.
 //   integrity: the code that decides "untampered" and each error's kind (readManifest, neededFiles,
-//              sha256File, checkFiles, loadModel, readPreprocess's rules), judged by integrity and bad-inputs
+//              sha256File, checkFiles, download, loadModel and the lazy sessions, readPreprocess's rules),
+//              judged by integrity, bad-inputs, partial-folders and download (its local server's cases)
 //   tokens:    htmlUnescape, clean and tokenize, judged by tokens and cleaning
 //   pixels:    the format sniffing, TIFF kind, BMP header and preprocess.json `input` checks, resize's
 //              mode and pass order, RGB conversion, crop, normalisation
@@ -19,7 +20,7 @@ function lines(first, next) {
 }
 
 const SCOPES = {
-  integrity: { mutate: [lines("const MANIFEST = ", "// clip_onnx.tokenizer.clean")], test: ["integrity", "bad-inputs"] },
+  integrity: { mutate: [lines("const MANIFEST = ", "// clip_onnx.tokenizer.clean")], test: ["integrity", "bad-inputs", "partial-folders", "download"] },
   tokens: { mutate: [lines("const CHARREF = ", "// The image format by its first bytes")], test: ["tokens", "cleaning"] },
   // what decides the pixels around the resampling (the format sniffing, the TIFF kind, the BMP header and
   // what preprocess.json's `input` reads; resize's mode and pass order; the RGB conversion; the crop and

@@ -46,12 +46,22 @@ fn save(body: &mut dyn Read, partial: &Path, limit: u64, url: &str) -> Result<(S
     Ok((manifest::hex(&hasher.finalize()), size))
 }
 
-/// Download `{precision}/` of `repo` at `revision` into `target/{precision}`: its manifest first, then every
-/// file it lists, each streamed to a temporary name while it is hashed (memory stays the same whatever the
-/// file's size) and renamed only once its size and SHA-256 match. A file already in the folder is hashed
-/// again and kept only if it matches; otherwise it is downloaded again. Returns the folder, ready for
-/// `Model::load`. `endpoint`: None for huggingface.co (or `HF_ENDPOINT`).
+/// Download `{precision}/` of `repo` at `revision` into `target/{precision}`, every graph its manifest
+/// lists: `download_graphs` with no graph named. Returns the folder, ready for `Model::load`.
+/// `endpoint`: None for huggingface.co (or `HF_ENDPOINT`).
 pub fn download(repo: &str, revision: &str, precision: &str, target: &Path, endpoint: Option<&str>) -> Result<PathBuf> {
+    download_graphs(repo, revision, precision, &[], target, endpoint)
+}
+
+/// Download the files `graphs` need from `{precision}/` of `repo` at `revision` into `target/{precision}`:
+/// its manifest first, then only `manifest::needed_files(manifest, graphs)` (an empty `graphs`: every graph
+/// the manifest lists), each streamed to a temporary name while it is hashed (memory stays the same
+/// whatever the file's size) and renamed only once its size and SHA-256 match. A file already in the
+/// folder is hashed again and kept only if it matches; otherwise it is downloaded again. A graph the
+/// manifest does not list, or one named twice, is a `Usage` error before any other file is fetched.
+/// Returns the folder, ready for `Model::load` (`["transformer"]`: a folder for `encode_text` only).
+/// `endpoint`: None for huggingface.co (or `HF_ENDPOINT`).
+pub fn download_graphs(repo: &str, revision: &str, precision: &str, graphs: &[&str], target: &Path, endpoint: Option<&str>) -> Result<PathBuf> {
     let endpoint = endpoint.map(str::to_string).or_else(|| std::env::var("HF_ENDPOINT").ok()).unwrap_or_else(|| ENDPOINT.into());
     let token = std::env::var("HF_TOKEN").ok();
     let folder = target.join(precision);
@@ -64,10 +74,22 @@ pub fn download(repo: &str, revision: &str, precision: &str, target: &Path, endp
         .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("GET {}: {e}; try again", url(manifest::MANIFEST))))?;
     let parsed: Value = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| Error::new(ErrorKind::BadManifest, format!("{repo}@{revision}: {precision}/manifest.json is not JSON ({e})")))?;
-    let files = parsed["files"]
-        .as_object()
-        .ok_or_else(|| Error::new(ErrorKind::BadManifest, format!("{repo}@{revision}: {precision}/manifest.json lacks files; refused (nothing kept)")))?;
-    for (name, expected) in files {
+    let bad = |what: &str| Error::new(ErrorKind::BadManifest, format!("{repo}@{revision}: {precision}/manifest.json {what}; refused (nothing kept)"));
+    let files = parsed["files"].as_object().ok_or_else(|| bad("lacks files"))?;
+    let listed: Vec<&str> = parsed["graphs"].as_object().ok_or_else(|| bad("lacks graphs"))?.keys().map(String::as_str).collect();
+    let graphs: Vec<&str> = if graphs.is_empty() { listed.clone() } else { graphs.to_vec() };
+    let unknown = graphs.iter().any(|g| !listed.contains(g));
+    let twice = graphs.iter().enumerate().any(|(i, g)| graphs[..i].contains(g));
+    if unknown || twice {
+        let asked: Vec<String> = graphs.iter().map(|g| format!("'{g}'")).collect();
+        return error(ErrorKind::Usage, format!(
+            "graphs {}: name each once, from the graphs {repo}@{revision} has: {}",
+            asked.join(", "),
+            listed.join(", ")
+        ));
+    }
+    for name in &manifest::needed_files(&parsed, &graphs)? {
+        let expected = files.get(name).unwrap_or(&Value::Null);
         let name = manifest::file_name(name)?;
         let refused = |why: &str| format!("{repo}@{revision}: {precision}/{name} {why}; refused (nothing kept)");
         let (Some(sha256), Some(bytes)) = (expected["sha256"].as_str(), expected["bytes"].as_u64()) else {
@@ -90,7 +112,7 @@ pub fn download(repo: &str, revision: &str, precision: &str, target: &Path, endp
         }
         std::fs::rename(&partial, &path).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", path.display())))?;
     }
-    // the manifest last: a folder with a manifest is complete
+    // the manifest last: a folder with a manifest holds every file of the graphs asked for
     std::fs::write(folder.join(manifest::MANIFEST), manifest_bytes).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", folder.display())))?;
     Ok(folder)
 }

@@ -17,12 +17,13 @@ const HELP: &str = "clip-onnx: OpenAI CLIP from the ONNX folders clip-onnx expor
 
 usage:
   clip-onnx classify IMAGE... -m FOLDER --labels \"a cat,a dog\" [--template \"a photo of {}.\"] [--top N] [--truncate] [--no-sha256-check]
-  clip-onnx download REPO --revision COMMIT_OR_TAG [--precision fp32|fp16] -o DIR [--endpoint URL]
+  clip-onnx download REPO --revision COMMIT_OR_TAG [--precision fp32|fp16] [--graphs visual,transformer] -o DIR [--endpoint URL]
 
 classify prints, per image, its most likely labels with softmax probabilities:
   IMAGE...            PNG or JPEG files
   -m, --model FOLDER  an exported variant (manifest.json, graphs, tokenizer.json, preprocess.json); every
-                      file its graphs need is checked against the manifest's SHA-256 first
+                      file the visual and transformer graphs need is checked against the manifest's SHA-256
+                      before it is used
   --labels LABELS     comma-separated labels, e.g. \"a cat,a dog\"
   --template TEXT     the caption made of each label, {} where the label goes (default: the label as is)
   --top N             labels shown per image, 1 or more (default: 5)
@@ -30,10 +31,14 @@ classify prints, per image, its most likely labels with softmax probabilities:
   --no-sha256-check   skip the SHA-256 check (for files already checked)
 
 download fetches one precision of a release at a pinned revision into DIR/PRECISION, checks every file's
-size and SHA-256, and prints that folder (--endpoint, else HF_ENDPOINT, else https://huggingface.co).
+size and SHA-256, and prints that folder (--endpoint, else HF_ENDPOINT, else https://huggingface.co):
+  --graphs GRAPHS     comma-separated graphs to fetch the files of, each once, from forward, visual and
+                      transformer (default: every graph the release's manifest lists); e.g. transformer
+                      alone: the files encode_text needs, without the visual graph's
 
 examples:
   clip-onnx download org/clip-onnx-ViT-B-32 --revision v1.0.0 -o models
+  clip-onnx download org/clip-onnx-ViT-B-32 --revision v1.0.0 --graphs transformer -o text-models
   clip-onnx classify cat.png dog.jpg -m models/fp32 --labels \"a cat,a dog\" --template \"a photo of {}.\"
 
 ORT_DYLIB_PATH must name libonnxruntime 1.18 or newer (the onnxruntime Python wheel ships one in
@@ -84,7 +89,9 @@ struct Args {
 /// Options taking a value, each with its other spelling (the first name is the one messages use).
 const CLASSIFY_OPTIONS: [&[&str]; 4] = [&["-m", "--model"], &["--labels"], &["--template"], &["--top"]];
 const CLASSIFY_FLAGS: [&str; 2] = ["--truncate", "--no-sha256-check"];
-const DOWNLOAD_OPTIONS: [&[&str]; 4] = [&["--revision"], &["--precision"], &["-o", "--output"], &["--endpoint"]];
+const DOWNLOAD_OPTIONS: [&[&str]; 5] = [&["--revision"], &["--precision"], &["--graphs"], &["-o", "--output"], &["--endpoint"]];
+/// The graphs a release may hold (clip_onnx/contract.py `GRAPHS`), which `download --graphs` names.
+const RELEASE_GRAPHS: [&str; 3] = ["forward", "visual", "transformer"];
 
 /// Parse `argv` (after the command) as argparse would: `--option value` or `--option=value`, a value that
 /// looks like an option refused, `--` ending the options, anything unknown refused.
@@ -173,6 +180,23 @@ fn labels(value: &str) -> Result<Vec<String>, Stop> {
     Ok(labels)
 }
 
+/// `--graphs`: comma-separated, each trimmed, blanks dropped; at least one, each once, each a graph a
+/// release may hold (`RELEASE_GRAPHS`).
+fn graphs(value: &str) -> Result<Vec<String>, Stop> {
+    let graphs: Vec<String> = value.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect();
+    let choices = RELEASE_GRAPHS.map(repr).join(", ");
+    if graphs.is_empty() {
+        return usage(format!("argument --graphs: {} names no graph; give comma-separated graphs from {choices}", repr(value)));
+    }
+    if let Some(unknown) = graphs.iter().find(|graph| !RELEASE_GRAPHS.contains(&graph.as_str())) {
+        return usage(format!("argument --graphs: invalid choice: {} (choose from {choices})", repr(unknown)));
+    }
+    if let Some(twice) = graphs.iter().find(|graph| graphs.iter().filter(|other| other == graph).count() > 1) {
+        return usage(format!("argument --graphs: {} is named twice; give each graph once", repr(twice)));
+    }
+    Ok(graphs)
+}
+
 /// `--template`: Python's `str.format` with one `{}` field and `{{`, `}}` for literal braces; the text
 /// before and after the field.
 fn template(value: &str) -> Result<(String, String), Stop> {
@@ -258,6 +282,7 @@ fn download(argv: &[OsString]) -> Result<(), Stop> {
     if !["fp32", "fp16"].contains(&precision) {
         return usage(format!("argument --precision: invalid choice: {} (choose from 'fp32', 'fp16')", repr(precision)));
     }
+    let graphs = args.get("--graphs").map(graphs).transpose()?.unwrap_or_default();
     if args.positional.len() > 1 {
         return usage(format!("unrecognized arguments: {}", args.positional[1].to_string_lossy()));
     }
@@ -266,10 +291,11 @@ fn download(argv: &[OsString]) -> Result<(), Stop> {
         &[("REPO", repo.is_some()), ("--revision", args.get("--revision").is_some()), ("-o/--output", args.get("-o").is_some())],
         " (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)",
     )?;
-    let folder = hub::download(
+    let folder = hub::download_graphs(
         repo.unwrap_or_default(),
         args.get("--revision").unwrap_or_default(),
         precision,
+        &graphs.iter().map(String::as_str).collect::<Vec<_>>(),
         std::path::Path::new(args.get("-o").unwrap_or_default()),
         args.get("--endpoint"),
     )?;

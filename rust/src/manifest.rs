@@ -84,29 +84,29 @@ pub fn file_name(name: &str) -> Result<&str> {
     Ok(name)
 }
 
-/// The files `graphs` need, as the manifest names them: each graph's `file` and its `external_data`, the
-/// tokenizer's `file` and the preprocessing's `file`. Sorted, each once. These, and only these, are what
-/// `Model::load` checks for its graphs; a file the manifest lists that no graph needs (the forward graph
-/// `<name>.onnx`) may be absent.
+/// The files `graphs` need: the union of each graph's `graphs.<graph>.files`, the manifest's one list of
+/// what running that graph reads (the graph, the external-data files holding its weights, the forward
+/// graph reading the encoders', and tokenizer.json and/or preprocess.json, whichever feed its inputs).
+/// In the manifest's order, each once. A graph without a list of file names is a `BadManifest` naming
+/// its `graphs.<graph>.files`. These, and only these, are what `Model` checks before it opens a graph and
+/// what `hub::download_graphs` fetches: a folder may hold only some graphs' files.
 pub fn needed_files(manifest: &Value, graphs: &[&str]) -> Result<Vec<String>> {
     let lacks = |what: String| Error::new(ErrorKind::BadManifest, format!("{MANIFEST} lacks {what}; export the variant again, or download a release made by clip-onnx"));
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for &graph in graphs {
         let spec = &manifest["graphs"][graph];
-        let file = spec["file"].as_str().ok_or_else(|| lacks(format!("graphs.{graph}.file (this folder has no {graph} graph)")))?;
-        names.push(file_name(file)?.to_string());
-        let external = spec["external_data"].as_array().ok_or_else(|| lacks(format!("graphs.{graph}.external_data")))?;
-        for name in external {
-            let name = name.as_str().ok_or_else(|| lacks(format!("a file name in graphs.{graph}.external_data")))?;
-            names.push(file_name(name)?.to_string());
+        if !spec.is_object() {
+            return Err(lacks(format!("graphs.{graph}.files (this folder has no {graph} graph)")));
+        }
+        let files = spec["files"].as_array().ok_or_else(|| lacks(format!("graphs.{graph}.files, the list of the files the {graph} graph needs")))?;
+        for name in files {
+            let name = name.as_str().ok_or_else(|| lacks(format!("a file name in graphs.{graph}.files (it holds {name})")))?;
+            let name = file_name(name)?;
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
         }
     }
-    for section in ["tokenizer", "preprocessing"] {
-        let file = manifest[section]["file"].as_str().ok_or_else(|| lacks(format!("{section}.file")))?;
-        names.push(file_name(file)?.to_string());
-    }
-    names.sort();
-    names.dedup();
     Ok(names)
 }
 
@@ -146,9 +146,9 @@ mod tests {
     fn manifest() -> Value {
         json!({
             "graphs": {
-                "visual": {"file": "m_visual.onnx", "external_data": ["m_visual.onnx.data"]},
-                "transformer": {"file": "m_transformer.onnx", "external_data": []},
-                "forward": {"file": "m.onnx", "external_data": ["m.onnx.data"]},
+                "forward": {"file": "m.onnx", "files": ["m.onnx", "m_transformer.onnx.data", "m_visual.onnx.data", "tokenizer.json", "preprocess.json"]},
+                "visual": {"file": "m_visual.onnx", "files": ["m_visual.onnx", "m_visual.onnx.data", "preprocess.json"]},
+                "transformer": {"file": "m_transformer.onnx", "files": ["m_transformer.onnx", "m_transformer.onnx.data", "tokenizer.json"]},
             },
             "tokenizer": {"file": "tokenizer.json"},
             "preprocessing": {"file": "preprocess.json"},
@@ -156,32 +156,44 @@ mod tests {
     }
 
     #[test]
-    fn the_needed_files_are_the_graphs_their_external_data_the_tokenizer_and_preprocess_json() {
+    fn the_needed_files_are_the_union_of_the_graphs_files_lists_in_order_each_once() {
         let needed = needed_files(&manifest(), &["visual", "transformer"]).unwrap();
-        assert_eq!(needed, ["m_transformer.onnx", "m_visual.onnx", "m_visual.onnx.data", "preprocess.json", "tokenizer.json"]);
-        assert_eq!(needed_files(&manifest(), &["forward"]).unwrap(), ["m.onnx", "m.onnx.data", "preprocess.json", "tokenizer.json"]);
-        assert_eq!(needed_files(&manifest(), &["visual", "visual"]).unwrap().len(), 4, "each file once");
+        assert_eq!(needed, ["m_visual.onnx", "m_visual.onnx.data", "preprocess.json", "m_transformer.onnx", "m_transformer.onnx.data", "tokenizer.json"]);
+        assert_eq!(needed_files(&manifest(), &["transformer"]).unwrap(), ["m_transformer.onnx", "m_transformer.onnx.data", "tokenizer.json"]);
+        assert_eq!(
+            needed_files(&manifest(), &["forward"]).unwrap(),
+            ["m.onnx", "m_transformer.onnx.data", "m_visual.onnx.data", "tokenizer.json", "preprocess.json"]
+        );
+        assert_eq!(needed_files(&manifest(), &["visual", "visual"]).unwrap().len(), 3, "each file once");
+        assert_eq!(needed_files(&manifest(), &["forward", "visual", "transformer"]).unwrap().len(), 7, "each file once");
+        assert!(needed_files(&manifest(), &[]).unwrap().is_empty(), "no graph needs no file");
+        // only the graph's own list counts: the tokenizer and preprocessing sections add nothing
+        let mut m = manifest();
+        m["graphs"]["visual"]["files"] = json!(["m_visual.onnx"]);
+        assert_eq!(needed_files(&m, &["visual"]).unwrap(), ["m_visual.onnx"]);
     }
 
     #[test]
-    fn a_manifest_without_a_needed_entry_is_an_error_naming_it() {
-        for (pointer, names) in [
-            ("/graphs/visual/file", "graphs.visual.file"),
-            ("/graphs/visual/external_data", "graphs.visual.external_data"),
-            ("/tokenizer/file", "tokenizer.file"),
-            ("/preprocessing/file", "preprocessing.file"),
+    fn a_manifest_without_a_graphs_files_list_is_a_bad_manifest_naming_it() {
+        for (value, names) in [
+            (Value::Null, "graphs.visual.files, the list"),
+            (json!("m_visual.onnx"), "graphs.visual.files, the list"),
+            (json!({"m_visual.onnx": 1}), "graphs.visual.files, the list"),
+            (json!(["m_visual.onnx", 7]), "a file name in graphs.visual.files (it holds 7)"),
         ] {
             let mut m = manifest();
-            *m.pointer_mut(pointer).unwrap() = Value::Null;
+            m["graphs"]["visual"]["files"] = value;
             let refused = needed_files(&m, &["visual"]).unwrap_err();
             assert_eq!(refused.kind(), ErrorKind::BadManifest);
             let message = refused.to_string();
-            assert!(message.contains(names), "{message}");
+            assert!(message.contains(names) && !message.contains('\n'), "{message}");
+            assert!(needed_files(&m, &["transformer"]).is_ok(), "another graph's list is not read");
         }
         let mut m = manifest();
-        m["graphs"]["visual"]["external_data"] = json!([7]);
-        assert!(needed_files(&m, &["visual"]).unwrap_err().to_string().contains("a file name in graphs.visual.external_data"));
-        assert!(needed_files(&manifest(), &["text"]).unwrap_err().to_string().contains("no text graph"));
+        m["graphs"]["visual"].as_object_mut().unwrap().remove("files");
+        assert!(needed_files(&m, &["visual"]).unwrap_err().to_string().contains("lacks graphs.visual.files"));
+        let refused = needed_files(&manifest(), &["text"]).unwrap_err();
+        assert!(refused.kind() == ErrorKind::BadManifest && refused.to_string().contains("graphs.text.files (this folder has no text graph)"), "{refused}");
     }
 
     #[test]
@@ -211,10 +223,10 @@ mod tests {
         }
         assert_eq!(file_name("ViT-B-32_visual.onnx.data").unwrap(), "ViT-B-32_visual.onnx.data");
         let mut m = manifest();
-        m["tokenizer"]["file"] = json!("../tokenizer.json");
-        assert!(needed_files(&m, &[]).unwrap_err().to_string().contains("\"../tokenizer.json\", which is not a file name"));
-        m["tokenizer"]["file"] = json!("tokenizer.json");
-        m["graphs"]["visual"]["external_data"] = json!(["/tmp/x"]);
+        m["graphs"]["transformer"]["files"] = json!(["m_transformer.onnx", "../tokenizer.json"]);
+        let refused = needed_files(&m, &["transformer"]).unwrap_err();
+        assert!(refused.kind() == ErrorKind::BadManifest && refused.to_string().contains("\"../tokenizer.json\", which is not a file name"), "{refused}");
+        m["graphs"]["visual"]["files"] = json!(["/tmp/x"]);
         assert!(needed_files(&m, &["visual"]).is_err());
     }
 

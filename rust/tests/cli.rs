@@ -147,6 +147,18 @@ fn blank_labels_a_bad_template_and_missing_or_unknown_arguments_are_usage_errors
     usage_error(&["clasify", &image], watched, "argument COMMAND: invalid choice: 'clasify' (choose from 'classify', 'download')");
     usage_error(&["download"], watched, "the following arguments are required: REPO, --revision, -o/--output (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)");
     usage_error(&["download", "org/x", "--revision", "v1", "-o", "out", "--precision", "fp8"], watched, "argument --precision: invalid choice: 'fp8' (choose from 'fp32', 'fp16')");
+    // --graphs: each a graph a release may hold, each once, at least one; refused before anything is fetched
+    let download = |graphs: &str| ["download", "org/x", "--revision", "v1", "-o", "out", "--endpoint", "http://127.0.0.1:9", "--graphs", graphs].map(String::from);
+    let choices = "'forward', 'visual', 'transformer'";
+    for (graphs, message) in [
+        ("visual,text", format!("argument --graphs: invalid choice: 'text' (choose from {choices})")),
+        ("Visual", format!("argument --graphs: invalid choice: 'Visual' (choose from {choices})")),
+        ("visual, transformer,visual", "argument --graphs: 'visual' is named twice; give each graph once".to_string()),
+        (" , ", format!("argument --graphs: ' , ' names no graph; give comma-separated graphs from {choices}")),
+    ] {
+        let args = download(graphs);
+        usage_error(&args.iter().map(String::as_str).collect::<Vec<_>>(), watched, &message);
+    }
 }
 
 #[test]
@@ -316,7 +328,7 @@ fn help_teaches_the_usage_with_an_example_on_stdout_and_exits_0() {
         let example = ran.stdout.lines().skip_while(|l| *l != "examples:").find(|l| l.trim_start().starts_with("clip-onnx classify "));
         let example = example.unwrap_or_else(|| panic!("no example of classify after 'examples:': {}", ran.stdout));
         assert!(example.contains(" -m ") && example.contains("--labels \"a cat,a dog\""), "{example}");
-        for option in ["--top N", "--truncate", "--template", "ORT_DYLIB_PATH", "clip-onnx download "] {
+        for option in ["--top N", "--truncate", "--template", "ORT_DYLIB_PATH", "clip-onnx download ", "--graphs GRAPHS"] {
             assert!(ran.stdout.contains(option), "--help does not mention {option}");
         }
     }

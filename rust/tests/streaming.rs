@@ -64,7 +64,9 @@ fn serve(routes: Vec<(String, Body)>) -> (String, Arc<Mutex<Vec<String>>>) {
 fn manifest_of(files: &[(&str, u64, &str)]) -> Body {
     let files: serde_json::Map<String, serde_json::Value> =
         files.iter().map(|(name, bytes, sha256)| (name.to_string(), serde_json::json!({"sha256": sha256, "bytes": bytes}))).collect();
-    Body::Text(serde_json::json!({"format_version": 2, "files": files}).to_string())
+    // one graph needing every file, as `download` fetches the files of every graph the manifest lists
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    Body::Text(serde_json::json!({"format_version": 2, "graphs": {"forward": {"file": names[0], "files": names}}, "files": files}).to_string())
 }
 
 fn route(repo: &str, name: &str) -> String {
@@ -162,7 +164,7 @@ fn an_intact_file_is_not_downloaded_again_and_a_name_outside_the_folder_is_refus
         (route("org/ok", "b.bin"), Body::Zeros(3000)),
         (route("org/evil", "manifest.json"), manifest_of(&[("../escaped.bin", 3000, &sha)])),
         (route("org/evil", "../escaped.bin"), Body::Zeros(3000)),
-        (route("org/bare", "manifest.json"), Body::Text(r#"{"format_version": 2, "files": {"a.bin": {"bytes": 3000}}}"#.into())),
+        (route("org/bare", "manifest.json"), Body::Text(r#"{"format_version": 2, "graphs": {"forward": {"file": "a.bin", "files": ["a.bin"]}}, "files": {"a.bin": {"bytes": 3000}}}"#.into())),
         (route("org/bare", "a.bin"), Body::Zeros(3000)),
     ]);
     let intact = Scratch::new("intact");
@@ -186,4 +188,49 @@ fn an_intact_file_is_not_downloaded_again_and_a_name_outside_the_folder_is_refus
     assert_eq!(refused.kind(), ErrorKind::BadManifest);
     assert_eq!(refused.message(), "org/bare@v1: fp32/a.bin has no sha256 and bytes in its manifest; refused (nothing kept)");
     assert!(files_in(&evil.join("fp32")).is_empty());
+}
+
+#[test]
+fn only_the_files_of_the_graphs_asked_for_are_fetched_and_a_graph_the_release_lacks_is_a_usage_error() {
+    let sha = zeros_sha256(100);
+    let entry = serde_json::json!({"sha256": sha, "bytes": 100});
+    let manifest = serde_json::json!({
+        "format_version": 2,
+        "graphs": {
+            "visual": {"file": "v.onnx", "files": ["v.onnx", "v.onnx.data", "preprocess.json"]},
+            "transformer": {"file": "t.onnx", "files": ["t.onnx", "t.onnx.data", "tokenizer.json"]},
+        },
+        "files": {"v.onnx": entry, "v.onnx.data": entry, "preprocess.json": entry, "t.onnx": entry, "t.onnx.data": entry, "tokenizer.json": entry},
+    });
+    let names = ["v.onnx", "v.onnx.data", "preprocess.json", "t.onnx", "t.onnx.data", "tokenizer.json"];
+    let mut routes = vec![(route("org/two", "manifest.json"), Body::Text(manifest.to_string()))];
+    routes.extend(names.iter().map(|name| (route("org/two", name), Body::Zeros(100))));
+    let (endpoint, log) = serve(routes);
+    let asked = |from: usize| log.lock().unwrap()[from..].to_vec();
+
+    let text = Scratch::new("text-only");
+    let folder = hub::download_graphs("org/two", "v1", "fp32", &["transformer"], &text.0, Some(&endpoint)).unwrap();
+    assert_eq!(files_in(&folder), ["manifest.json", "t.onnx", "t.onnx.data", "tokenizer.json"]);
+    let fetched: Vec<String> = ["manifest.json", "t.onnx", "t.onnx.data", "tokenizer.json"].iter().map(|n| route("org/two", n)).collect();
+    assert_eq!(asked(0), fetched, "other files were fetched for the transformer alone");
+
+    let all = Scratch::new("all-graphs");
+    let before = log.lock().unwrap().len();
+    let folder = hub::download("org/two", "v1", "fp32", &all.0, Some(&endpoint)).unwrap();
+    let mut every: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    every.push("manifest.json".into());
+    every.sort();
+    assert_eq!(files_in(&folder), every, "the default is every graph");
+    assert_eq!(asked(before).len(), 1 + names.len(), "each file once");
+
+    for graphs in [&["text"][..], &["visual", "visual"], &["visual", "forward"]] {
+        let refused_folder = Scratch::new("refused-graphs");
+        let before = log.lock().unwrap().len();
+        let refused = hub::download_graphs("org/two", "v1", "fp32", graphs, &refused_folder.0, Some(&endpoint)).expect_err("a wrong graph list was fetched");
+        assert_eq!(refused.kind(), ErrorKind::Usage, "{refused}");
+        let shown: Vec<String> = graphs.iter().map(|g| format!("'{g}'")).collect();
+        assert_eq!(refused.message(), format!("graphs {}: name each once, from the graphs org/two@v1 has: transformer, visual", shown.join(", ")));
+        assert_eq!(asked(before), [route("org/two", "manifest.json")], "{graphs:?}: more than the manifest was fetched");
+        assert!(files_in(&refused_folder.0.join("fp32")).is_empty());
+    }
 }

@@ -4,8 +4,8 @@
 // A case's folder is the export with its `changes` made on a scratch copy (changes.mjs). The table's
 // command-line cases run `clip-onnx classify`, which Python and Rust have and clip.mjs has not;
 // clip.mjs's own command line exits 2 on a usage error, 1 on any other, one line each. Beyond the table:
-// every manifest key clip.mjs reads, the files `checkSha256: false` leaves to onnxruntime and
-// Tokenizers.js, and empty inputs. The committed files stay as they were.
+// every manifest key clip.mjs reads (a graph's `files` list included), the files `checkSha256: false`
+// leaves to onnxruntime and Tokenizers.js, and empty inputs. The committed files stay as they were.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -103,6 +103,8 @@ test("beyond the table: every key clip.mjs reads, and files { checkSha256: false
     ["bad_manifest", "logit_scale.exp", [manifest(["logit_scale", "exp"])]],
     ["bad_manifest", "graphs, architecture", [manifest(["graphs"]), manifest(["architecture"])]],
     ["bad_manifest", "transformer graph", [manifest(["graphs", "transformer"])]],
+    ["bad_manifest", "files for the visual graph", [manifest(["graphs", "visual", "files"])]],
+    ["bad_manifest", "files for the transformer graph", [manifest(["graphs", "transformer", "files"], ["tokenizer.json", 7])]],
     ["missing_file", "_visual.onnx", [{ op: "delete", file: VISUAL }]],
     ["missing_file", "tokenizer.json", [{ op: "delete", file: "tokenizer.json" }]],
     ["invalid_input", "_visual.onnx", [{ op: "write", file: VISUAL, text: "not a graph" }]],
@@ -111,7 +113,13 @@ test("beyond the table: every key clip.mjs reads, and files { checkSha256: false
   const wrong = {};
   for (const [kind, names, changes] of cases) {
     let caught;
-    await loadModel(scratch.export(EXPORT, changes), { checkSha256: false }).catch((error) => { caught = error; });
+    // a graph's files are its session's, made on the graph's first use: both encoders run after loading
+    await loadModel(scratch.export(EXPORT, changes), { checkSha256: false })
+      .then(async (model) => {
+        await encodeImage(model, [at(vectors.images[0])]);
+        await encodeText(model, ["a cat"]);
+      })
+      .catch((error) => { caught = error; });
     const why = mismatch({ kind, names }, caught);
     if (why) wrong[`${kind} ${names}`] = why;
   }

@@ -1,5 +1,5 @@
 // Scratch copies of an export with a list of `changes` made (vectors.json's `bad_inputs` and
-// `external_data`): tests/conformance.py `apply` in JavaScript, op for op. Each file of the base folder
+// `partial_folders`): tests/conformance.py `apply` in JavaScript, op for op. Each file of the base folder
 // is hard-linked, so a changed file is unlinked before it is written: writing through the link would
 // change the committed file. `snapshot` lets a suite check the committed files stayed as they were.
 import { createHash } from "node:crypto";

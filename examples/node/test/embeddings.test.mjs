@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { encodeImage, encodeText, loadModel, probabilities } from "../clip.mjs";
-import { EXPORT, at, read, vectors } from "./vectors.mjs";
+import { EXPORT, at, cosine, outsideTolerance, vectors } from "./vectors.mjs";
 
 const [reference] = vectors.exports;
 const model = await loadModel(EXPORT);
@@ -17,27 +17,10 @@ const imageEmbeds = await encodeImage(model, images);
 const textEmbeds = await encodeText(model, texts, { truncate: true });
 const ran = { count: 0 };
 
-const dot = (a, b) => a.reduce((sum, x, k) => sum + x * b[k], 0);
-const cosine = (a, b) => dot(a, b) / Math.sqrt(dot(a, a) * dot(b, b));
-
-// The rows of `got` outside the tolerance of Python's rows in `file` ([N, D] float32), each named.
+// The rows of `got` outside the tolerance of Python's rows in `file`, each named; each row counted.
 function outside(got, file, names) {
-  const want = read(file, Float32Array);
-  assert.equal(want.length % got.length, 0);
-  const d = want.length / got.length;
-  const wrong = [];
-  for (const [n, row] of got.entries()) {
-    ran.count++;
-    assert.equal(row.length, d);
-    const python = want.subarray(n * d, (n + 1) * d);
-    const largest = Math.max(...python.map(Math.abs));
-    const difference = Math.max(...row.map((x, k) => Math.abs(x - python[k])));
-    const similarity = cosine(row, python);
-    if (!(similarity >= reference.min_cosine && difference <= reference.max_relative * largest)) {
-      wrong.push(`${names[n]}: cosine ${similarity.toFixed(6)}, largest difference ${difference.toExponential(2)} of ${largest.toExponential(2)}`);
-    }
-  }
-  return wrong;
+  ran.count += got.length;
+  return outsideTolerance(got, file, names, reference);
 }
 
 test("image embeddings are Python's within the export's tolerance", () => {

@@ -1,16 +1,18 @@
-// The integrity check: loadModel (and the CLI) refuse a folder whose needed files differ from
-// manifest.json, naming the file in one line; an untouched copy loads. Then preprocess.json's check: a
-// rule clip.mjs does not implement, does not know or lacks, and a malformed parameter, each refused in
-// one line. The kind of each refusal, on the shared table's folders, is bad-inputs.test.mjs's; here the
-// exact messages, the CLI and the options. Every altered export is a scratch copy (changes.mjs) of the
-// export with vectors.json's `external_data` changes made; the committed files stay as they were.
+// The integrity check: the files a graph needs (manifest.json's `graphs.<graph>.files`) are checked before
+// use, tokenizer.json and preprocess.json by loadModel when they are there, each graph's files on its
+// first use (encodeImage, encodeText, the CLI); a folder whose needed files differ from manifest.json is
+// refused, naming the file in one line; an untouched copy loads. Then preprocess.json's check: a rule
+// clip.mjs does not implement, does not know or lacks, and a malformed parameter, each refused in one
+// line. The kind of each refusal, on the shared table's folders, is bad-inputs.test.mjs's; here the exact
+// messages, the CLI and the options. Every altered export is a scratch copy (changes.mjs) of the export,
+// whose graphs keep their weights in external-data files; the committed files stay as they were.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, test } from "node:test";
 
-import { RULES, checkFiles, loadModel, neededFiles, pixels } from "../clip.mjs";
+import { RULES, checkFiles, encodeImage, encodeText, loadModel, neededFiles, pixels } from "../clip.mjs";
 import { scratchFolder, snapshot } from "./changes.mjs";
 import { EXAMPLE, EXPORT, at, pixelsSha256, vectors } from "./vectors.mjs";
 
@@ -18,11 +20,13 @@ const before = snapshot();
 const scratch = scratchFolder("clip-node-integrity-");
 after(scratch.remove);
 
-// An export whose visual graph keeps its weights in `<file>.data`, the manifest updated to match.
-const SOURCE = scratch.export(EXPORT, vectors.external_data);
+const SOURCE = EXPORT;
 const MANIFEST = JSON.parse(readFileSync(path.join(SOURCE, "manifest.json"), "utf8"));
-const VISUAL = MANIFEST.graphs.visual.file;
-const NEEDED = [VISUAL, `${VISUAL}.data`, MANIFEST.graphs.transformer.file, "tokenizer.json", "preprocess.json"];
+// the export's files by the names the exporter gives them (not read from the lists neededFiles reads)
+const [NAME, PRECISION] = [MANIFEST.name, MANIFEST.precision];
+const [FORWARD, VISUAL, TRANSFORMER] = [`${NAME}.onnx`, `${NAME}_visual.onnx`, `${NAME}_transformer.onnx`];
+const [VISUAL_DATA, TRANSFORMER_DATA] = [`${NAME}_visual-${PRECISION}.onnx.data`, `${NAME}_transformer-${PRECISION}.onnx.data`];
+const NEEDED = [VISUAL, VISUAL_DATA, "preprocess.json", TRANSFORMER, TRANSFORMER_DATA, "tokenizer.json"];
 const AGAIN = "download or export the variant again";
 // The folder of the shared table's case `name` (vectors.json `bad_inputs`), its changes made.
 const tableFolder = (name) => {
@@ -43,9 +47,17 @@ function cli(folder, ...extra) {
     { encoding: "utf8", timeout: 120_000 });
 }
 
-// loadModel rejects with exactly `message`, and the CLI exits 1 with it as its only output line.
+// The folder loaded and both encoders run, as the CLI runs them (images, then texts).
+async function use(folder, options) {
+  const model = await loadModel(folder, options);
+  await encodeImage(model, [at(vectors.images[0])]);
+  await encodeText(model, ["a cat"]);
+  return model;
+}
+
+// Using the folder rejects with exactly `message`, and the CLI exits 1 with it as its only output line.
 async function refused(folder, message) {
-  await assert.rejects(loadModel(folder), (error) => {
+  await assert.rejects(use(folder), (error) => {
     assert.equal(error.message, message);
     return true;
   });
@@ -55,17 +67,29 @@ async function refused(folder, message) {
   assert.equal(result.stdout, "");
 }
 
-test("the needed files: each graph's file and external data, tokenizer.json, preprocess.json", () => {
+test("the needed files: each graph's files list, the union of several in order, each name once", () => {
   assert.deepEqual(neededFiles(MANIFEST, ["visual", "transformer"]), NEEDED);
-  assert.deepEqual(neededFiles(MANIFEST, ["transformer"]), [MANIFEST.graphs.transformer.file, "tokenizer.json", "preprocess.json"]);
-  assert.deepEqual(neededFiles(MANIFEST, ["visual", "visual"]), [VISUAL, `${VISUAL}.data`, "tokenizer.json", "preprocess.json"]);
-  assert.throws(() => neededFiles(MANIFEST, ["forward"]), { message: "manifest.json lists no forward graph; export the variant with it" });
-  assert.throws(() => neededFiles({}, ["visual"]), { message: "manifest.json lists no visual graph; export the variant with it" });
+  assert.deepEqual(neededFiles(MANIFEST, ["transformer"]), [TRANSFORMER, TRANSFORMER_DATA, "tokenizer.json"]);
+  assert.deepEqual(neededFiles(MANIFEST, ["visual", "visual"]), [VISUAL, VISUAL_DATA, "preprocess.json"]);
+  // the forward graph reads the encoders' data files
+  assert.deepEqual(neededFiles(MANIFEST, ["forward", "visual", "transformer"]),
+    [FORWARD, TRANSFORMER_DATA, VISUAL_DATA, "tokenizer.json", "preprocess.json", VISUAL, TRANSFORMER]);
+  assert.deepEqual(neededFiles(MANIFEST, []), []);
+  // every file the export holds but manifest.json is one some graph needs
+  const all = neededFiles(MANIFEST, Object.keys(MANIFEST.graphs));
+  assert.deepEqual([...all].sort(), Object.keys(MANIFEST.files).sort());
+  assert.throws(() => neededFiles(MANIFEST, ["text"]), { kind: "bad_manifest", message: "manifest.json lists no text graph; export the variant with it" });
+  assert.throws(() => neededFiles({}, ["visual"]), { kind: "bad_manifest", message: "manifest.json lists no visual graph; export the variant with it" });
+  assert.throws(() => neededFiles({ graphs: {} }, ["toString"]), { kind: "bad_manifest", message: "manifest.json lists no toString graph; export the variant with it" });
+  const without = `manifest.json lists no files for the visual graph; ${AGAIN} with this clip-onnx`;
+  for (const spec of [{ file: VISUAL }, { file: VISUAL, files: VISUAL }, { file: VISUAL, files: [VISUAL, null] }, { file: VISUAL, external_data: [VISUAL_DATA] }]) {
+    assert.throws(() => neededFiles({ graphs: { visual: spec } }, ["visual"]), { kind: "bad_manifest", message: without });
+  }
 });
 
-test("an untouched copy loads, with and without external data, and runs", async () => {
+test("an untouched copy loads and runs, by the API and the CLI", async () => {
   for (const folder of [copy(), EXPORT]) {
-    const model = await loadModel(folder);
+    const model = await use(folder);
     assert.equal(model.manifest.name, MANIFEST.name);
     const result = cli(folder, "--json");
     assert.equal(result.status, 0, result.stderr);
@@ -74,11 +98,31 @@ test("an untouched copy loads, with and without external data, and runs", async 
 });
 
 for (const name of NEEDED) {
-  test(`one changed byte in ${name} is refused by loadModel and the CLI`, async () => {
+  test(`one changed byte in ${name} is refused by the API and the CLI`, async () => {
     const folder = copy([flip(name)]);
     await refused(folder, `${path.join(folder, name)} does not match its SHA-256 in manifest.json: it changed since export; ${AGAIN}`);
   });
 }
+
+test("tokenizer.json and preprocess.json are checked by loadModel; a graph's files on the graph's first use, once", async () => {
+  for (const name of ["tokenizer.json", "preprocess.json"]) {
+    const folder = copy([flip(name)]);
+    await assert.rejects(loadModel(folder), { kind: "changed_file", message: `${path.join(folder, name)} does not match its SHA-256 in manifest.json: it changed since export; ${AGAIN}` });
+  }
+  // a changed visual graph: the folder loads and encodes texts; images are refused, each time
+  const visual = copy([flip(VISUAL_DATA)]);
+  const model = await loadModel(visual);
+  assert.equal((await encodeText(model, ["a cat"])).length, 1);
+  const message = `${path.join(visual, VISUAL_DATA)} does not match its SHA-256 in manifest.json: it changed since export; ${AGAIN}`;
+  for (let twice = 0; twice < 2; twice++) {
+    await assert.rejects(encodeImage(model, [at(vectors.images[0])]), { kind: "changed_file", message });
+  }
+  // a changed transformer graph: images encode, texts are refused
+  const transformer = copy([flip(TRANSFORMER)]);
+  const other = await loadModel(transformer);
+  assert.equal((await encodeImage(other, [at(vectors.images[0])])).length, 1);
+  await assert.rejects(encodeText(other, ["a cat"]), { kind: "changed_file", message: `${path.join(transformer, TRANSFORMER)} does not match its SHA-256 in manifest.json: it changed since export; ${AGAIN}` });
+});
 
 test("a file of another size is refused by its size", async () => {
   const folder = copy([{ op: "write", file: "preprocess.json", text: `${readFileSync(path.join(SOURCE, "preprocess.json"), "utf8")} ` }]);
@@ -90,20 +134,23 @@ test("a file of another size is refused by its size", async () => {
   await refused(cut, `${path.join(cut, name)} has ${Math.floor(graph.bytes / 2)} bytes where manifest.json records ${graph.bytes}: it is incomplete or changed; ${AGAIN}`);
 });
 
-test("a missing file is refused, an external-data file included", async () => {
-  const folder = copy([{ op: "delete", file: "preprocess.json" }]);
-  await refused(folder, `${path.join(folder, "preprocess.json")} is missing; ${AGAIN}`);
-  const noData = tableFolder("external data missing");
-  const visual = JSON.parse(readFileSync(path.join(noData, "manifest.json"), "utf8")).graphs.visual.file;
-  await refused(noData, `${path.join(noData, `${visual}.data`)} is missing; ${AGAIN}`);
+test("a missing file is refused when it is needed, an external-data file included", async () => {
+  for (const name of NEEDED) {
+    const folder = copy([{ op: "delete", file: name }]);
+    await refused(folder, `${path.join(folder, name)} is missing; ${AGAIN}`);
+  }
+  const noData = tableFolder(`${VISUAL_DATA} missing`);
+  await refused(noData, `${path.join(noData, VISUAL_DATA)} is missing; ${AGAIN}`);
 });
 
 test("checkSha256: false and --no-sha256-check skip the check; files no graph needs are never checked", async () => {
-  const folder = copy([flip(`${VISUAL}.data`)]);
-  assert.equal((await loadModel(folder, { checkSha256: false })).manifest.name, MANIFEST.name);
+  const folder = copy([flip(VISUAL_DATA), flip(TRANSFORMER_DATA)]);
+  assert.equal((await use(folder, { checkSha256: false })).manifest.name, MANIFEST.name);
   assert.equal(cli(folder, "--no-sha256-check").status, 0);
-  const extra = copy([manifestJson(["files", "absent_forward.onnx"], { sha256: "0".repeat(64), bytes: 1 })]);
-  await loadModel(extra);
+  // the forward graph is no encoder's: changed or absent, it is not checked
+  const extra = copy([flip(FORWARD), manifestJson(["files", "absent_forward.onnx"], { sha256: "0".repeat(64), bytes: 1 })]);
+  await use(extra);
+  await use(copy([{ op: "delete", file: FORWARD }]));
 });
 
 test("a needed file the manifest does not list, or names outside the folder, is refused", async () => {

@@ -12,7 +12,7 @@ export const VECTORS = path.resolve(process.env.CLIP_ONNX_VECTORS || path.join(E
 export const ROOT = path.dirname(VECTORS);
 export const vectors = JSON.parse(readFileSync(VECTORS, "utf8"));
 // the artifact's layout this code reads (tests/conformance.py VERSION)
-if (vectors.version !== 1) throw new Error(`${VECTORS} is version ${vectors.version}; these suites read version 1`);
+if (vectors.version !== 2) throw new Error(`${VECTORS} is version ${vectors.version}; these suites read version 2`);
 
 export const at = (relative) => path.join(ROOT, relative);
 // The export every suite runs (tiny-ViT in fp16), as an absolute folder.
@@ -24,3 +24,27 @@ export const pixelsSha256 = (values) => createHash("sha256")
 
 // A little-endian binary file of the vectors as a typed array (a copy, so aligned).
 export const read = (file, Type) => new Type(new Uint8Array(readFileSync(at(file))).buffer);
+
+const dot = (a, b) => a.reduce((sum, x, k) => sum + x * b[k], 0);
+export const cosine = (a, b) => dot(a, b) / Math.sqrt(dot(a, a) * dot(b, b));
+
+// The rows of `got` outside the export's tolerance (`reference`: an entry of `exports`, its `min_cosine`
+// and `max_relative`) of Python's rows in `file` ([N, D] float32), each named by `names`: each row's
+// cosine at least min_cosine, its largest difference at most max_relative of the reference's largest value.
+export function outsideTolerance(got, file, names, reference) {
+  const want = read(file, Float32Array);
+  if (want.length % got.length !== 0) throw new Error(`${file} holds ${want.length} values, not rows for ${got.length} inputs`);
+  const d = want.length / got.length;
+  const wrong = [];
+  for (const [n, row] of got.entries()) {
+    if (row.length !== d) throw new Error(`${names[n]}: ${row.length} values where ${file} has ${d}`);
+    const python = want.subarray(n * d, (n + 1) * d);
+    const largest = Math.max(...python.map(Math.abs));
+    const difference = Math.max(...row.map((x, k) => Math.abs(x - python[k])));
+    const similarity = cosine(row, python);
+    if (!(similarity >= reference.min_cosine && difference <= reference.max_relative * largest)) {
+      wrong.push(`${names[n]}: cosine ${similarity.toFixed(6)}, largest difference ${difference.toExponential(2)} of ${largest.toExponential(2)}`);
+    }
+  }
+  return wrong;
+}
