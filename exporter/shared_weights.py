@@ -5,7 +5,8 @@ weights in its own external-data file (`GraphSpec.data_file_name`); the forward 
 point into those files (ONNX external data names a file, an offset and a length per tensor) and only a
 tensor found in neither encoder is stored for the forward graph itself. Tensors are matched by their
 bytes (SHA-256 and length), never by name, and every tensor keeps the exact bytes the exporter wrote,
-so every graph computes what it did as one self-contained file.
+so every graph computes what it did as one self-contained file. Each graph also drops torch's per-node
+debug records, so what the forward graph stores beyond the encoders' files is its operators alone.
 
 Needs onnx, not torch, so int8 graphs (quantised after the export) are laid out by the same code.
 """
@@ -73,6 +74,10 @@ def _lay_out_graph(path: Path, data_name: str, known: dict[Key, Place], share: b
     `share`) or is appended to `data_name`, and is then known there. Returns the graph's files."""
     folder = path.parent
     proto = onnx.load(str(path), load_external_data=False)
+    for node in proto.graph.node:
+        # torch's per-node debug records (FX node, class hierarchy, stack trace with the exporting checkout's
+        # paths): most of a graph's own bytes, nothing onnxruntime reads, and different in every checkout
+        del node.metadata_props[:]
     old_files = external_files(path, proto)
     partial = folder / f".{data_name}.partial"
     used: list[str] = []

@@ -48,15 +48,15 @@ def test_the_forward_graph_stores_nothing_the_encoders_hold(export):
     encoders = {name for key in ("visual", "transformer") for name in graphs[key]["files"][1:]}
     assert set(graphs["forward"]["files"][1:]) == encoders  # both data files, the tokenizer and preprocess.json
     sizes = {name: facts["bytes"] for name, facts in manifest["files"].items()}
-    assert sizes[own[0]] <= sizes[graphs["visual"]["file"]] + sizes[graphs["transformer"]["file"]] + 2**20
+    assert sizes[own[0]] <= 2**20  # its operators; torch's per-node debug records are dropped
     assert sorted(name for name in sizes if name.endswith(".data")) == sorted(
         GRAPHS[key].data_file_name(manifest["name"], manifest["precision"]) for key in ("visual", "transformer"))
 
 
 def test_every_graph_computes_what_its_self_contained_layout_computes(export, tmp_path):
     """Bit for bit, on the verification's inputs: sharing moves tensors' bytes, never changes them. Against
-    the self-contained copies, the forward graph costs its own `.onnx` file alone (a real variant's three
-    graphs thus take about half their bytes: bench/shared_weights.py)."""
+    the self-contained copies, the forward graph costs its own `.onnx` file alone, and the three graphs
+    take at most 52% of their bytes."""
     manifest = json.loads((export / "manifest.json").read_text())
     resolution = manifest["preprocessing"]["resolution"]
     feeds = {"image": np.concatenate([photos(resolution).numpy(), synthetic_images(resolution).numpy()]),
@@ -74,6 +74,7 @@ def test_every_graph_computes_what_its_self_contained_layout_computes(export, tm
     padding = 4096 * sum(len(onnx.load(str(export / n), load_external_data=False).graph.initializer) for n in sizes
                          if n.endswith(".onnx"))
     assert sum(sizes.values()) <= inline_bytes["visual"] + inline_bytes["transformer"] + forward_own + padding
+    assert sum(sizes.values()) <= 0.52 * sum(inline_bytes.values()), (sizes, inline_bytes)
 
 
 def test_a_forward_graph_alone_keeps_its_weights_in_its_own_data_file(tmp_path):
