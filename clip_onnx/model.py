@@ -49,7 +49,7 @@ class Model:
     """One exported variant folder. Sessions open on first use, one per graph.
 
     Every file a graph needs (`integrity.needed_files`) is checked against the manifest's SHA-256 before
-    it is used (`tokenizer.json` and `preprocess.json` at once if present, a graph and its external data
+    it is used (`tokenizer.json` and `preprocess.json` at once if present, a graph and its data files
     when its session opens): a changed file is refused, not run.
     `check_sha256=False` skips that for callers that have already checked the files; the cost is the
     time to hash them, which `bench/hash_cost.py` measures per GB."""
@@ -141,7 +141,7 @@ class Model:
         options = ort.SessionOptions()
         getattr(options, _IN_MEMORY)([p.name for p in data], mapped, [m.nbytes for m in mapped])
         session = ort.InferenceSession(path.read_bytes(), options, providers=self.providers)
-        self._mapped[graph] = mapped  # onnxruntime reads the mapped bytes for the session's lifetime
+        self._mapped[graph] = mapped  # kept as long as the session, which may read the mapped bytes in place
         return session
 
     @classmethod

@@ -124,12 +124,11 @@ def test_each_supported_onnxruntime_loads_every_graph_from_both_layouts(old_pyth
             assert np.abs(plain - want).max() <= tolerance.max_relative * np.abs(want).max(), key
 
 
-def test_onnxruntime_1_24_1_refuses_the_cache_layout_that_the_runtime_opens(old_python, layouts, tmp_path):
+@pytest.mark.parametrize("old_python", [REFUSES_SYMLINKS], indirect=True)
+def test_onnxruntime_1_24_1_refuses_the_cache_layout_that_the_runtime_opens(old_python, layouts):
     """Why the runtime maps the data itself: the release alone refuses the symbolic links (1.24.2 and later
     accept them again), and would refuse them in every consumer that calls it directly."""
-    version, python = old_python
-    if version != REFUSES_SYMLINKS:
-        pytest.skip(f"onnxruntime {version} reads external data behind symbolic links")
+    _, python = old_python
     graph = layouts["tiny-ViT", "fp32"]["cache"] / "tiny-ViT_visual.onnx"
     code = f"import onnxruntime as ort; ort.InferenceSession({str(graph)!r}, providers=['CPUExecutionProvider'])"
     result = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
