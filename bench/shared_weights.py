@@ -76,19 +76,17 @@ def rebuild_unshared(after: Path, before: Path) -> None:
 
 
 def files_of(folder: Path, graphs: list[str]) -> list[Path]:
-    """A graph set's files in `folder`: the graph, whatever data it refers to, the consumer files, the manifest."""
+    """A graph set's files in `folder`: the graph, whatever data it refers to (the layouts differ there), the
+    tokenizer and preprocessing files the manifest lists for it, and the manifest."""
     from exporter.onnx_files import external_files
 
     manifest = json.loads((folder / "manifest.json").read_text())
     found = []
     for graph in graphs:
-        path = folder / manifest["graphs"][graph]["file"]
+        spec = manifest["graphs"][graph]
+        path = folder / spec["file"]
         found += [path, *external_files(path)]
-    consumer = dict(zip(["tokenizer", "preprocess"], integrity.consumer_files(manifest)))
-    if any("transformer" == g or g == "forward" for g in graphs):
-        found.append(folder / consumer["tokenizer"])
-    if any(g in ("visual", "forward") for g in graphs):
-        found.append(folder / consumer["preprocess"])
+        found += [folder / name for name in spec["files"] if name in integrity.consumer_files(manifest)]
     return list(dict.fromkeys([*found, folder / "manifest.json"]))
 
 

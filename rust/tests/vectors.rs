@@ -418,6 +418,18 @@ fn load_and_encode(folder: &std::path::Path, image: &std::path::Path) -> clip_on
     Ok(())
 }
 
+/// `clip-onnx classify image -m folder` exits 1 with `message` as its one line on stderr, and prints nothing.
+fn classify_refuses(image: &std::path::Path, folder: &std::path::Path, message: &str, what: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_clip-onnx"))
+        .args(["classify", image.to_str().unwrap(), "-m", folder.to_str().unwrap(), "--labels", "a cat,a dog"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{what}: the CLI ran: {stderr}");
+    assert_eq!(stderr, format!("clip-onnx: error: {message}\n"), "{what}: not one line naming the file");
+    assert!(output.stdout.is_empty());
+}
+
 #[test]
 fn a_same_size_change_to_any_file_a_graph_needs_is_refused_by_load_and_by_the_cli() {
     let v = with_ort();
@@ -446,14 +458,7 @@ fn a_same_size_change_to_any_file_a_graph_needs_is_refused_by_load_and_by_the_cl
         assert_eq!(refused.kind(), ErrorKind::ChangedFile, "{refused}");
         let message = refused.to_string();
         assert_eq!(message, format!("{shown}: does not match the SHA-256 in manifest.json; download it again"));
-        let output = Command::new(env!("CARGO_BIN_EXE_clip-onnx"))
-            .args(["classify", images[0].to_str().unwrap(), "-m", copy.to_str().unwrap(), "--labels", "a cat,a dog"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "the CLI ran with {name} changed: {stderr}");
-        assert_eq!(stderr, format!("clip-onnx: error: {message}\n"), "not one line naming {name}");
-        assert!(output.stdout.is_empty());
+        classify_refuses(&images[0], &copy, &message, &format!("{name} changed"));
     }
 }
 
@@ -508,14 +513,7 @@ fn a_folder_of_one_graphs_files_encodes_with_it_and_refuses_the_other_naming_the
         let message = refused.message();
         assert!(message.contains(&missing) && message.contains("missing") && !message.contains(['\n', '\r']), "{graph}-only folder, {refuses}: {message}");
         // classify needs both graphs: the command line refuses the folder in one line naming the file, exit 1
-        let output = Command::new(env!("CARGO_BIN_EXE_clip-onnx"))
-            .args(["classify", images[0].to_str().unwrap(), "-m", folder.to_str().unwrap(), "--labels", "a cat,a dog"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
-        assert_eq!(stderr, format!("clip-onnx: error: {message}\n"), "{graph}-only folder: not the one line of {refuses}'s refusal");
-        assert!(output.stdout.is_empty());
+        classify_refuses(&images[0], &folder, message, &format!("{graph}-only folder"));
     }
     common::report(&format!("{} partial-folder cases ran, 0 skipped", cases.len()));
 }
