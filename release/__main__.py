@@ -2,9 +2,12 @@
 
   matrix     the export jobs' matrix (every OpenAI variant x fp32/fp16) as JSON, from exporter/variants.py
   stage      lay out verified exports as a tag's files, with SHA256SUMS and each variant's model card
-  publish    publish a tag: GitHub draft with every asset, each variant's Hub repo (commit, tag), then the
-             GitHub release; one variant on disk at a time; safe to re-run (or list every upload: --dry-run)
+  publish    publish a tag: GitHub draft with every asset, each variant's Hub tag, the GitHub release, then
+             Latest and each Hub main, only ever forward; one variant on disk at a time; safe to re-run
+             (or list every upload: --dry-run)
   preflight  before the exports: the tag, the locks, and both tokens' rights, with the release's credentials
+  sums       the SHA256SUMS of a published release, for the provenance attestation
+  observe    the canary's record of how GitHub lists a re-run's artifacts (release/github_observed.json)
   lock       write the hashed requirement files of the release's jobs (release/locks/)
   rehearse   the whole release on random weights, against a Hub and a GitHub on loopback; no network
   pin-weights  resolve each variant's Hub weights (commit id, SHA-256, size) into exporter/weight_pins.json:
@@ -44,7 +47,12 @@ def _publish(args: argparse.Namespace) -> None:
         raise ClipOnnxError(f"--work {args.work} is inside --exports {args.exports}; put it elsewhere")
     token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")
     github = None if args.dry_run and args.exports else GitHub(args.github_repo, token)
-    source = LocalExports(args.exports) if args.exports else RunArtifacts(github, args.run_id)
+    if args.exports:
+        source = LocalExports(args.exports)
+    else:  # every cell of the export matrix, so that a run listing only some is refused, never half-published
+        from release.stage import matrix
+
+        source = RunArtifacts(github, args.run_id, sorted({cell["folder"] for cell in matrix()["include"]}))
     publish(source, args.tag, args.hub_org, github, args.work, part_bytes=args.part_bytes, dry_run=args.dry_run,
             draft_only=args.draft_only)
 
@@ -57,6 +65,25 @@ def _preflight(args: argparse.Namespace) -> None:
     github = GitHub(args.github_repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN"))
     folders = sorted({cell["folder"] for cell in matrix()["include"]})
     preflight(args.tag, args.hub_org, github, folders)
+
+
+def _sums(args: argparse.Namespace) -> None:
+    from release.github import GitHub, published_sums
+
+    content = published_sums(GitHub(args.github_repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")),
+                             args.tag)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.output.with_name(args.output.name + ".partial")
+    partial.write_bytes(content)
+    partial.replace(args.output)
+    print(f"wrote {args.output}: {len(content.splitlines())} files of {args.tag}")
+
+
+def _observe(args: argparse.Namespace) -> None:
+    from release.github import GitHub, observe_attempts
+
+    github = GitHub(args.github_repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN"))
+    print(json.dumps(observe_attempts(github, args.run_id, args.attempt, args.prefix), indent=2))
 
 
 def _lock(args: argparse.Namespace) -> None:
@@ -99,11 +126,15 @@ def parser() -> argparse.ArgumentParser:
     staging.add_argument("--hub-org", required=True, help="Hugging Face organisation of the variants' repos")
     publishing = commands.add_parser(
         "publish", help="publish a tag to GitHub Releases and each variant's Hub repo",
-        description="Publishes in the order that leaves nothing half-public: a GitHub draft release with every "
-                    "asset, then each variant's Hub repo <ORG>/clip-onnx-<Name> (one commit, then the tag), then "
-                    "the GitHub release. One variant is on disk at a time. Safe to re-run: what is already "
-                    "published is checked, not repeated; a tag holding other bytes is refused. Tokens: HF_TOKEN "
-                    "(huggingface_hub), GH_TOKEN or GITHUB_TOKEN; endpoints: HF_ENDPOINT, GITHUB_API_URL.",
+        description="Publishes in four steps, each named in the output: a GitHub draft release with every "
+                    "asset; each variant's Hub repo <ORG>/clip-onnx-<Name> (a commit made off main, checked, "
+                    "tagged); the GitHub release (Latest only if no higher version is published); then GitHub's "
+                    "Latest and each repo's main brought to the highest published version, never back. One "
+                    "variant is on disk at a time. Safe to re-run, and to run for an older tag after a newer one: "
+                    "what is already published is checked, not repeated; a tag holding other bytes is refused. "
+                    "Tokens: HF_TOKEN (huggingface_hub), GH_TOKEN or GITHUB_TOKEN; endpoints: HF_ENDPOINT, "
+                    "GITHUB_API_URL. With --run-id, every cell of the export matrix must have an artifact; each "
+                    "cell's newest run attempt is taken.",
         epilog="example, in the release workflow: python -m release publish --run-id \"$GITHUB_RUN_ID\" "
                "--tag v1.0.0 --hub-org my-org --github-repo my-org/clip-onnx")
     source = publishing.add_mutually_exclusive_group(required=True)
@@ -128,6 +159,23 @@ def parser() -> argparse.ArgumentParser:
     checking.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")
     checking.add_argument("--hub-org", required=True, help="Hugging Face organisation of the variants' repos")
     checking.add_argument("--github-repo", required=True, help="GitHub repository, OWNER/NAME")
+    summing = commands.add_parser(
+        "sums", help="download the SHA256SUMS of a published release",
+        description="Writes the SHA256SUMS asset of TAG's GitHub release, which must be published (not a "
+                    "draft): the attesting job signs provenance for exactly the files users download.",
+        epilog="example: python -m release sums --tag v1.0.0 --github-repo my-org/clip-onnx -o sums/SHA256SUMS")
+    summing.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")
+    summing.add_argument("--github-repo", required=True, help="GitHub repository, OWNER/NAME")
+    summing.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    observing = commands.add_parser(
+        "observe", help="record which attempts' artifacts GitHub lists for a run (the canary)",
+        description="Lists the run's artifacts named PREFIX<attempt> and prints a JSON record: whether "
+                    "artifacts of attempts before ATTEMPT are listed beside its own. Meaningful from the "
+                    "second attempt (\"Re-run all jobs\"); copy the record into release/github_observed.json.")
+    observing.add_argument("--run-id", type=int, required=True, help="the workflow run")
+    observing.add_argument("--attempt", type=int, required=True, help="this attempt ($GITHUB_RUN_ATTEMPT)")
+    observing.add_argument("--github-repo", required=True, help="GitHub repository, OWNER/NAME")
+    observing.add_argument("--prefix", default="canary-attempt", help="artifact name before the attempt number")
     locking = commands.add_parser(
         "lock", help="write release/locks/*.txt (hashed requirements) with uv",
         description="Writes each job's hashed requirements with `uv pip compile`. Without --only, the locks "
@@ -136,10 +184,12 @@ def parser() -> argparse.ArgumentParser:
     locking.add_argument("--only", nargs="+", choices=["publish", "build", "lock", "export"], help="these locks only")
     rehearsal = commands.add_parser("rehearse", help="the whole release on random weights, offline",
                                     description="Export and verify with random weights, then publish them as the "
-                                                "workflow does, from a run's artifacts, to a Hugging Face Hub and a "
-                                                "GitHub on loopback, with parts small enough that files are split; "
-                                                "download and check every file, publish the same tag again (nothing "
-                                                "may change), then a second tag.")
+                                                "workflow does, from runs' artifacts, to a Hugging Face Hub and a "
+                                                "GitHub on loopback, with parts small enough that files are split, "
+                                                "in every scenario of docs/releasing.md: each kind of re-run, an "
+                                                "older tag after a newer one, two tags at once, a failure at each "
+                                                "step. After each, Latest and every Hub main must be at the highest "
+                                                "published version.")
     rehearsal.add_argument("-o", "--output", type=Path, required=True, help="new folder for everything")
     rehearsal.add_argument("--variants", nargs="+", default=["tiny-ViT", "tiny-RN"], help="default: %(default)s")
     rehearsal.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], help="default: %(default)s")
@@ -162,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(matrix()))
         else:
             {"stage": _stage, "publish": _publish, "rehearse": _rehearse, "pin-weights": _pin_weights,
-             "preflight": _preflight, "lock": _lock}[args.command](args)
+             "preflight": _preflight, "lock": _lock,
+             "sums": _sums, "observe": _observe}[args.command](args)
     except ClipOnnxError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1

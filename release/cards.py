@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from clip_onnx.contract import PUBLISHED_PRECISIONS
+from release.versions import version
 
 OPENAI = Path(__file__).resolve().parent / "openai"
 LICENSE = OPENAI / "LICENSE"  # OpenAI's MIT notice, which must travel with the weights
@@ -96,7 +97,7 @@ def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None =
                 f"the GitHub release notes. A commit cannot move, a tag can.")
     scales = "\n".join(f"| {e['precision']} | {e['preprocessing']['resolution']} | {e['logit_scale']['exp']:.4f} | "
                        f"{e['opset']} | {e['ir_version']} |" for e in exports)
-    pinned = "\n".join(f"| `{t}` | `{c}` |" for t, c in sorted((pins or {}).items(), reverse=True))
+    pinned = "\n".join(f"| `{t}` | `{c}` |" for t, c in sorted((pins or {}).items(), key=lambda p: version(p[0]), reverse=True))
     visual = f"fp32/{first['name']}_visual.onnx"
     excerpt = "\n".join(f"> {line}".rstrip() for line in EXCERPT.read_text().splitlines()[1:])
     return f"""{_metadata(first)}

@@ -16,7 +16,7 @@ import re
 import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.message import Message
 from pathlib import Path
 
@@ -24,6 +24,9 @@ from clip_onnx.errors import ClipOnnxError
 from release.problems import first_problem
 
 API = "https://api.github.com"
+# What the canary saw GitHub do where GitHub's documentation is silent (`python -m release observe`);
+# the doubles play what it records, and both possible answers while it records none.
+OBSERVED = Path(__file__).with_name("github_observed.json")
 MISSING, EXTRA = "is missing", "is not part of this release"
 
 
@@ -70,13 +73,21 @@ class GitHub:
 
     # ---------------------------------------------------------------- releases
 
-    def release(self, tag: str) -> dict | None:
-        """The release of `tag`, drafts included (the by-tag endpoint does not see drafts)."""
-        found, url = [], f"repos/{self.repo}/releases?per_page=100"
+    def pages(self, url: str, key: str | None = None) -> Iterator[dict]:
+        """Every item of a paginated list, following `Link: rel="next"` (at most 100 a page)."""
         while url:
             _, headers, body = self.request("GET", url)
-            found += [r for r in json.loads(body) if r["tag_name"] == tag]
+            page = json.loads(body)
+            yield from page[key] if key else page
             url = next(iter(re.findall(r'<([^>]+)>;\s*rel="next"', headers.get("Link", ""))), None)
+
+    def releases(self) -> list[dict]:
+        """Every release, drafts included."""
+        return list(self.pages(f"repos/{self.repo}/releases?per_page=100"))
+
+    def release(self, tag: str) -> dict | None:
+        """The release of `tag`, drafts included (the by-tag endpoint does not see drafts)."""
+        found = [r for r in self.releases() if r["tag_name"] == tag]
         if len(found) > 1:
             raise ClipOnnxError(f"{self.repo} has {len(found)} releases of {tag} (ids "
                                 f"{', '.join(str(r['id']) for r in found)}); delete all but one, then re-run")
@@ -115,9 +126,18 @@ class GitHub:
 
     # ---------------------------------------------------------------- a workflow run's artifacts
 
+    def latest(self) -> str | None:
+        """The tag of the release GitHub shows as Latest, if any."""
+        try:
+            return self.json("GET", f"repos/{self.repo}/releases/latest")["tag_name"]
+        except ClipOnnxError as error:
+            if "answered 404" in str(error):
+                return None
+            raise
+
     def artifacts(self, run_id: int) -> list[dict]:
-        listing = self.json("GET", f"repos/{self.repo}/actions/runs/{run_id}/artifacts?per_page=100")
-        return [a for a in listing["artifacts"] if not a.get("expired")]
+        listing = self.pages(f"repos/{self.repo}/actions/runs/{run_id}/artifacts?per_page=100", key="artifacts")
+        return [a for a in listing if not a.get("expired")]
 
     def download(self, artifact: dict, target: Path) -> None:
         """The artifact's zip into `target`."""
@@ -188,8 +208,40 @@ def upload(github: GitHub, release: dict, assets: dict[str, tuple[Path, str]],
     return github.release(release["tag_name"]) if wrong else release
 
 
-def finish(github: GitHub, tag: str, wanted: dict[str, str], notes: str, log: Callable[[str], None] = print) -> str:
-    """Publish the draft of `tag` once it holds exactly `wanted` (name -> SHA-256); return its URL."""
+def observed() -> dict:
+    return json.loads(OBSERVED.read_text())
+
+
+def observe_attempts(github: GitHub, run_id: int, attempt: int, prefix: str) -> dict:
+    """Whether GitHub lists the artifacts of a run's earlier attempts beside attempt `attempt`'s own, each
+    attempt having uploaded `<prefix><attempt>`: the record `OBSERVED` holds."""
+    names = sorted(a["name"] for a in github.artifacts(run_id) if a["name"].startswith(prefix))
+    attempts = {int(n[len(prefix):]) for n in names if n[len(prefix):].isdigit()}
+    if attempt not in attempts:
+        raise ClipOnnxError(f"run {run_id} lists no artifact {prefix}{attempt}; upload it before observing")
+    return {"earlier_attempts_listed": any(a < attempt for a in attempts) if attempt > 1 else None,
+            "observed": f"{github.repo} run {run_id}, attempt {attempt} (after \"Re-run all jobs\")"
+                        if attempt > 1 else None,
+            "listed": names}
+
+
+def published_sums(github: GitHub, tag: str) -> bytes:
+    """The `SHA256SUMS` of `tag`'s published release: what provenance is attested for. Read from the
+    release itself, not from a run's artifact, so that a re-run of the attesting job alone finds it."""
+    release = github.release(tag)
+    if release is None or release["draft"]:
+        raise ClipOnnxError(f"{github.repo} has no published release of {tag} "
+                            f"({'a draft' if release else 'none'}); publish it first (re-run the publish job)")
+    asset = next((a for a in release["assets"] if a["name"] == "SHA256SUMS"), None)
+    if asset is None:
+        raise ClipOnnxError(f"the release {tag} has no SHA256SUMS asset; it was not published by this project")
+    return github.asset_bytes(asset)
+
+
+def finish(github: GitHub, tag: str, wanted: dict[str, str], notes: str, log: Callable[[str], None] = print, *,
+           latest: bool = True) -> str:
+    """Publish the draft of `tag` once it holds exactly `wanted` (name -> SHA-256); return its URL. GitHub
+    makes a newly published release Latest unless told otherwise, so `latest` is always sent."""
     release = github.release(tag)
     if release is None:
         raise ClipOnnxError(f"{github.repo} has no release of {tag} to publish; re-run the whole publication")
@@ -200,8 +252,9 @@ def finish(github: GitHub, tag: str, wanted: dict[str, str], notes: str, log: Ca
                             + ("delete the stray assets or the draft, then re-run" if release["draft"] else
                                "a published release is never altered: release a new version"))
     if release["draft"]:
-        release = github.edit(release, body=notes, draft=False)
-        log(f"github: published {github.repo} {tag} with {len(wanted)} assets")
+        release = github.edit(release, body=notes, draft=False, make_latest="true" if latest else "false")
+        log(f"github: published {github.repo} {tag} with {len(wanted)} assets"
+            + ("" if latest else "; Latest stays on a higher version"))
     else:
         log(f"github: {github.repo} {tag} is already published with these {len(wanted)} assets; nothing to do")
     return release["html_url"]

@@ -1,12 +1,18 @@
-"""Publish one variant's staged folder to its own Hugging Face Hub repo: one commit, then a tag.
+"""One variant's Hugging Face Hub repo: a tag's commit made off `main`, then `main` moved to it later.
 
-Safe to re-run. A tag that already holds exactly these files is left alone, one that holds anything
-else is refused, naming the files that differ (a published tag never moves). Files already on `main`
-with the same content are not sent again, files on `main` that the release does not have are deleted
-in the same commit, so the tag holds exactly the release. The commit is created only after every
-large file is uploaded (through Xet where `hf_xet` is installed, as on huggingface.co, else git-LFS),
-so a failed upload leaves no commit and can simply be retried. Before tagging, the Hub's own record
-of every file (LFS SHA-256, or git blob id for small files) is compared with the staged hashes.
+`publish` makes the tag's commit on a staging branch (`clip-onnx-<tag>`, started from `main`), checks
+the Hub's own record of every file (LFS SHA-256, or git blob id for small files) against the staged
+hashes, tags it and deletes the branch: `main` is untouched, so what a visitor gets by default never
+holds a version whose GitHub release is not public yet. Safe to re-run: a tag that already holds
+exactly these files is left alone, one that holds anything else is refused, naming the files that
+differ (a published tag never moves). Files the branch already holds are not sent again, files it
+holds that the release does not have are deleted in the same commit. The commit is created only after
+every large file is uploaded (through Xet where `hf_xet` is installed, as on huggingface.co, else
+git-LFS), so a failed upload leaves no commit and can simply be retried.
+
+`advance_main` later makes `main` hold a published tag's files (the Hub has no way to move a branch to
+a commit): one new commit of server-side copies from the tag, with the card that pins every tag, made
+only if `main` has not moved since it was read (`parent_commit`).
 """
 
 from __future__ import annotations
@@ -17,14 +23,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationCopy, CommitOperationDelete, HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.hf_api import RepoFile
 
 from clip_onnx.errors import ClipOnnxError
 from release.problems import first_problem
 from clip_onnx.integrity import sha256_file
 
 BRANCH = "main"
+CARD = "README.md"
+# the branch a tag's commit is made on; deleted once the tag holds it
+STAGING = "clip-onnx-{tag}"
 
 
 @dataclass(frozen=True)
@@ -89,21 +99,64 @@ def tag_commits(repo_id: str, *, endpoint: str | None = None, token: str | None 
         return {ref.name: ref.target_commit for ref in HfApi(endpoint=endpoint, token=token).list_repo_refs(repo_id).tags}
 
 
-def pin_card(repo_id: str, card: str, *, endpoint: str | None = None, token: str | None = None,
-             log: Callable[[str], None] = print) -> None:
-    """Make `card` the README.md on `main` (the card visitors see, which lists each tag's commit) unless it
-    already is; tags keep the card they were published with."""
+class MainMoved(ClipOnnxError):
+    """`main` got a commit between reading it and committing on it; read it again and retry."""
+
+
+def tree(api: HfApi, repo_id: str, revision: str) -> dict[str, str]:
+    """Path -> git blob id of every file at `revision` (the blob id of an LFS file names its pointer,
+    so it changes with the content), except `.gitattributes`, which every repo has."""
+    return {entry.path: entry.blob_id for entry in api.list_repo_tree(repo_id, revision=revision, recursive=True)
+            if isinstance(entry, RepoFile) and entry.path != ".gitattributes"}
+
+
+def main_holds(repo_id: str, tag: str, *, endpoint: str | None = None, token: str | None = None) -> bool:
+    """Whether `main` holds exactly `tag`'s files (its card aside, which pins every tag)."""
+    api = HfApi(endpoint=endpoint, token=token)
+    with _errors(repo_id, "nothing was changed"):
+        main, tagged = tree(api, repo_id, BRANCH), tree(api, repo_id, tag)
+    return {p: b for p, b in main.items() if p != CARD} == {p: b for p, b in tagged.items() if p != CARD}
+
+
+def manifests_at(repo_id: str, revision: str, into: Path, *, endpoint: str | None = None,
+                 token: str | None = None) -> Path:
+    """Every `<precision>/manifest.json` of `revision` under `into` (what a card is rendered from)."""
+    api = HfApi(endpoint=endpoint, token=token)
+    with _errors(repo_id, "nothing was changed"):
+        for path in tree(api, repo_id, revision):
+            if path.endswith("/manifest.json"):
+                hf_hub_download(repo_id, path, revision=revision, local_dir=into, endpoint=endpoint, token=token)
+    return Path(into)
+
+
+def advance_main(repo_id: str, tag: str, card: str, *, endpoint: str | None = None, token: str | None = None,
+                 log: Callable[[str], None] = print) -> bool:
+    """Make `main` hold `tag`'s files and `card` as its README.md, in one commit of server-side copies
+    (nothing is uploaded again) that the Hub refuses if `main` moved since it was read (`MainMoved`).
+    Return whether a commit was made."""
     api, content = HfApi(endpoint=endpoint, token=token), card.encode()
-    with _errors(repo_id, "the tags are in place; re-run to pin them on the card"):
-        head = next(ref.target_commit for ref in api.list_repo_refs(repo_id).branches if ref.name == BRANCH)
-        infos = api.get_paths_info(repo_id, ["README.md"], revision=head)
-        if infos and infos[0].blob_id == _blob_id(content):
-            log(f"hub: {repo_id}@{BRANCH}'s card already pins every tag")
-            return
-        api.create_commit(repo_id, [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=content)],
-                          commit_message="clip-onnx: the card pins each tag's commit", revision=BRANCH,
-                          parent_commit=head)
-        log(f"hub: {repo_id}@{BRANCH}'s card pins each tag's commit")
+    with _errors(repo_id, f"{BRANCH} was not moved"):
+        refs = api.list_repo_refs(repo_id)
+        head = next(ref.target_commit for ref in refs.branches if ref.name == BRANCH)
+        source = next(ref.target_commit for ref in refs.tags if ref.name == tag)
+        have, want = tree(api, repo_id, head), tree(api, repo_id, source)
+        operations: list = [CommitOperationCopy(src_path_in_repo=p, path_in_repo=p, src_revision=source)
+                            for p, blob in want.items() if p != CARD and have.get(p) != blob]
+        operations += [CommitOperationDelete(path_in_repo=p) for p in have if p not in want and p != CARD]
+        if have.get(CARD) != _blob_id(content):
+            operations.append(CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=content))
+        if not operations:
+            log(f"hub: {repo_id}@{BRANCH} already holds {tag}")
+            return False
+        try:
+            api.create_commit(repo_id, operations, commit_message=f"clip-onnx: {BRANCH} holds {tag}",
+                              revision=BRANCH, parent_commit=head)
+        except HfHubHTTPError as error:
+            if error.response is not None and error.response.status_code == 412:
+                raise MainMoved(f"{repo_id}@{BRANCH} moved while it was being brought to {tag}") from None
+            raise
+    log(f"hub: {repo_id}@{BRANCH} holds {tag} ({len(operations)} of its files copied, deleted or rewritten)")
+    return True
 
 
 @contextmanager
@@ -140,29 +193,34 @@ def _publish(files: list[HubFile], tag: str, repo_id: str, api: HfApi, log: Call
             raise ClipOnnxError(f"{repo_id} already has tag {tag} with other files: "
                                 f"{'; '.join(f'{path} {why}' for path, why in wrong.items())}; "
                                 f"a published tag is never moved: release a new version")
+        if STAGING.format(tag=tag) in {ref.name for ref in refs.branches}:  # a run stopped after tagging
+            api.delete_branch(repo_id, branch=STAGING.format(tag=tag))
         log(f"hub: {repo_id}@{tag} already holds these {len(files)} files; nothing to do")
         return tags[tag]
-    head = next((ref.target_commit for ref in refs.branches if ref.name == BRANCH), None)
-    if head is None:
-        changed, stale = files, []
-    else:
-        outdated = differences(api, repo_id, head, files)
-        changed = [f for f in files if f.path_in_repo in outdated]
-        stale = [p for p in api.list_repo_files(repo_id, revision=head) if p not in wanted and p != ".gitattributes"]
+    branches = {ref.name: ref.target_commit for ref in refs.branches}
+    branch = STAGING.format(tag=tag)
+    if branch not in branches:  # started from main, so that files main already holds are not sent again
+        api.create_branch(repo_id, branch=branch, revision=branches[BRANCH])
+        branches[branch] = branches[BRANCH]
+    head = branches[branch]
+    outdated = differences(api, repo_id, head, files)
+    changed = [f for f in files if f.path_in_repo in outdated]
+    stale = [p for p in api.list_repo_files(repo_id, revision=head) if p not in wanted and p != ".gitattributes"]
     if changed or stale:
         log(f"hub: committing {len(changed)} files ({sum(f.size for f in changed) / 1e9:.2f} GB), "
-            f"deleting {len(stale)} to {repo_id}")
+            f"deleting {len(stale)} to {repo_id}@{branch}")
         operations = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local)) for f in changed]
         operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
-        commit = api.create_commit(repo_id, operations, commit_message=f"clip-onnx {tag}", revision=BRANCH,
+        commit = api.create_commit(repo_id, operations, commit_message=f"clip-onnx {tag}", revision=branch,
                                    parent_commit=head)
         head = commit.oid
     else:
-        log(f"hub: {repo_id}@{BRANCH} already holds these files; tagging it")
+        log(f"hub: {repo_id}@{branch} already holds these files; tagging it")
     wrong = differences(api, repo_id, head, files)
     if wrong:
         raise ClipOnnxError(f"after the upload the Hub reports {first_problem(wrong)}; "
                             f"{tag} was not tagged, re-run to retry")
     api.create_tag(repo_id, tag=tag, revision=head, tag_message=f"clip-onnx {tag}")
-    log(f"hub: tagged {repo_id}@{tag} = {head}")
+    api.delete_branch(repo_id, branch=branch)
+    log(f"hub: tagged {repo_id}@{tag} = {head}; {BRANCH} is unchanged")
     return head

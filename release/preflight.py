@@ -24,7 +24,8 @@ from clip_onnx.errors import ClipOnnxError
 from release import locks
 from release.cards import LICENSE_ASSET
 from release.github import GitHub
-from release.stage import TAG, asset_name, hub_repo, read_sums
+from release.stage import asset_name, hub_repo, read_sums
+from release.versions import TAG
 
 WRITE_ROLES = {"admin", "write", "contributor"}  # roles in an org whose members may push to its repos
 

@@ -2,15 +2,18 @@
 weights, against a Hugging Face Hub and a GitHub on loopback (`tests/loopback_hub.py` and
 `tests/loopback_github.py`, so it runs from a checkout).
 
-Steps, each named in the output: export and verify every (variant, precision) as the matrix jobs do;
-re-verify the written folders; upload them as the run's artifacts; publish the tag from those
-artifacts with parts small enough that files are split; download every file from both places and
-check it; publish the same tag again, which must change nothing; publish a second tag.
+First every (variant, precision) is exported and verified as the matrix jobs do, and the written
+folders verified again. Then each of `SCENARIOS` runs, publishing from a run's artifacts with parts
+small enough that files are split: every kind of re-run, an older tag after a newer one, a second tag
+while one is being published, and a failure at each publication step. After each, GitHub's Latest
+and every Hub repo's `main` must be at a version between the highest one fully published and the
+highest public one (equal to both once the scenario has finished): never behind, never ahead.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,16 +24,92 @@ from clip_onnx.errors import ClipOnnxError
 from exporter import pipeline
 from exporter.variants import folder_name, get_variant
 from exporter.weights import random_weights
-from release.github import GitHub
-from release.publish import RunArtifacts, publish
-from release.stage import artifact_name, read_sums
+from release import hub as hub_release
+from release.github import GitHub, observed, published_sums
+from release.publish import STEPS, RunArtifacts, publish, published
+from release.stage import attempt_artifact, hub_repo, read_sums
+from release.versions import version
 from tests.loopback_github import LoopbackGitHub
 from tests.loopback_hub import LoopbackHub
 
-TAGS = ("v0.0.0", "v0.0.1")
-ORG, GITHUB_REPO, RUN_ID = "clip-onnx-rehearsal", "clip-onnx/rehearsal", 1
-# small enough that the rehearsal's fp32 graphs are published in parts, as RN50x64's data file is
+ORG, GITHUB_REPO = "clip-onnx-rehearsal", "clip-onnx/rehearsal"
+# small enough that the rehearsal's fp32 graphs are published in parts, as a file over 2 GiB would be
 PART_BYTES = 4_000_000
+SCENARIOS = (
+    "re-run failed jobs: one export failed in attempt 1 and passed in attempt 2",
+    "re-run the publish job alone",
+    "re-run all jobs: every export again, the same bytes",
+    "re-run the attestation job alone",
+    "an older tag published after a newer one",
+    "a second tag published while the first is still being published",
+    "a failure at each publication step, each followed by a re-run",
+)
+
+
+class _Release:
+    """The doubles, the exports and what has been published, for the scenarios."""
+
+    def __init__(self, hub: LoopbackHub, github: LoopbackGitHub, folders: list[Path], work: Path,
+                 log: Callable[[str], None]):
+        self.hub, self.double, self.folders, self.work, self.log = hub, github, folders, work, log
+        self.github = GitHub(GITHUB_REPO, github.token, api=github.url)
+        self.variants = sorted({f.name.removesuffix(f"-{f.parent.name}") for f in folders})
+        self.repos = [hub_repo(ORG, v) for v in self.variants]
+        self.complete: list[str] = []  # tags whose publication finished
+        self._runs = 0
+
+    def cells(self) -> list[tuple[Path, str, str]]:
+        """(export folder, variant, precision) of every matrix cell."""
+        return [(f, f.name.removesuffix(f"-{f.parent.name}"), f.parent.name) for f in self.folders]
+
+    def run(self, skip: int = 0, attempt: int = 1, run_id: int | None = None) -> int:
+        """Upload every cell's export as `attempt` of a new run (or of `run_id`), but the last `skip` cells."""
+        if run_id is None:
+            self._runs += 1
+            run_id = self._runs
+        for folder, variant, precision in self.cells()[:len(self.cells()) - skip]:
+            self.double.add_artifact(GITHUB_REPO, run_id, attempt_artifact(variant, precision, attempt), folder,
+                                     attempt=attempt)
+        return run_id
+
+    def publish(self, run_id: int, tag: str, log: Callable[[str], None] | None = None) -> dict[str, str]:
+        self.double.create_tag(GITHUB_REPO, tag)
+        commits = publish(RunArtifacts(self.github, run_id, self.variants), tag, ORG, self.github,
+                          self.work / tag, hub_endpoint=self.hub.url, hub_token=self.hub.token,
+                          part_bytes=PART_BYTES, log=log or self.log)
+        self.complete.append(tag)
+        return commits
+
+    def check(self, finished: bool = True) -> None:
+        """Latest and every main at a version between the highest complete and the highest public one;
+        with `finished`, at both."""
+        public = published(self.github)
+        low, high = max(self.complete, key=version), public[-1]
+        allowed = [t for t in public if version(low) <= version(t)] if not finished else [high]
+        if high != low and finished:
+            raise ClipOnnxError(f"{high} is public, but its publication never finished")
+        latest = self.github.latest()
+        if latest not in allowed:
+            raise ClipOnnxError(f"GitHub's Latest is {latest}, not one of {allowed}")
+        for repo in self.repos:
+            at = [t for t in allowed if hub_release.main_holds(repo, t, endpoint=self.hub.url, token=self.hub.token)]
+            if not at:
+                raise ClipOnnxError(f"{repo}'s main holds none of {allowed}")
+        self.log(f"== Latest and every main at {latest if finished else ' or '.join(allowed)}: highest public {high}, "
+                 f"highest complete {low}")
+
+    def unchanged(self, action: Callable[[], object]) -> None:
+        """Run `action`, which must write nothing to either service."""
+        before = {repo: self.hub.commits(repo) for repo in self.repos}, self.double.releases(GITHUB_REPO)
+        self.double.requests.clear()
+        self.hub.clear_requests()
+        action()
+        writes = [r for r in self.double.requests if r[0] != "GET"] + [
+            r for r in self.hub.requests if r[0] == "POST" and ("/commit/" in r[1] or "/tag/" in r[1])]
+        after = {repo: self.hub.commits(repo) for repo in self.repos}, self.double.releases(GITHUB_REPO)
+        if after != before or writes:
+            raise ClipOnnxError(f"a re-run changed something: {writes or 'Hub commits'}")
+        self.log("== nothing changed")
 
 
 def rehearse(out: Path, variants: list[str], precisions: list[str], log: Callable[[str], None] = print) -> None:
@@ -39,64 +118,142 @@ def rehearse(out: Path, variants: list[str], precisions: list[str], log: Callabl
     if out.exists():
         raise ClipOnnxError(f"{out} already exists; rehearse into a new folder")
     exports = out / "exports"
-    steps = 7
-
-    def step(number: int, what: str) -> None:
-        log(f"==== step {number}/{steps}: {what}")
-
-    step(1, "export and verify with random weights, as the matrix jobs do")
+    log("==== step 1/2: export and verify with random weights, as the matrix jobs do")
     for name in variants:
         for precision in precisions:
             log(f"== export {name} {precision}")
             pipeline.export(random_weights(get_variant(name)), folder_name(name), exports / precision,
                             precision=precision, log=log)
-    step(2, "re-verify the written folders, as the export jobs' test step does")
+    log("==== step 2/2: re-verify the written folders, as the export jobs' test step does")
     folders = sorted(p.parent for p in exports.glob("*/*/manifest.json"))
     for folder in folders:
         if not pipeline.verify_folder(folder, log=log).passed:
             raise ClipOnnxError(f"{folder} no longer verifies")
-    with LoopbackHub() as hub, LoopbackGitHub() as github_double:
-        step(3, "upload the exports as the run's artifacts")
-        for folder in folders:
-            data_name, precision = folder.name.removesuffix(f"-{folder.parent.name}"), folder.parent.name
-            github_double.add_artifact(GITHUB_REPO, RUN_ID, artifact_name(data_name, precision), folder)
-        github = GitHub(GITHUB_REPO, github_double.token, api=github_double.url)
-
-        def run(tag: str) -> dict[str, str]:
-            github_double.create_tag(GITHUB_REPO, tag)
-            return publish(RunArtifacts(github, RUN_ID), tag, ORG, github, out / "work", hub_endpoint=hub.url,
-                           hub_token=hub.token, part_bytes=PART_BYTES, log=log)
-
-        step(4, f"publish {TAGS[0]}: GitHub draft, Hub repos, GitHub release")
-        commits = run(TAGS[0])
-        step(5, f"download {TAGS[0]} from both and check every file")
-        _check(hub, github_double, commits, out / "downloads", log)
-        step(6, f"publish {TAGS[0]} again: nothing may change")
-        before = {repo: hub.commits(repo) for repo in commits}, github_double.releases(GITHUB_REPO)
-        github_double.requests.clear()
-        if run(TAGS[0]) != commits:
-            raise ClipOnnxError("publishing the same tag again moved a Hub tag")
-        writes = [r for r in github_double.requests if r[0] != "GET"]
-        after = {repo: hub.commits(repo) for repo in commits}, github_double.releases(GITHUB_REPO)
-        if after != before or writes:
-            raise ClipOnnxError(f"publishing the same tag again changed something: {writes or 'Hub commits'}")
-        log("== the second run changed nothing")
-        step(7, f"publish the next tag, {TAGS[1]}")
-        run(TAGS[1])
-        tags = {repo: set(hub.tags(repo)) for repo in commits}
-        if any(t != set(TAGS) for t in tags.values()) or len(github_double.releases(GITHUB_REPO)) != 2:
-            raise ClipOnnxError(f"after {TAGS[1]} the Hub repos have tags {tags}")
+    # until the canary records how GitHub lists a re-run's artifacts, the rehearsal plays "listed"
+    listed = observed()["earlier_attempts_listed"] is not False
+    with LoopbackHub() as hub, LoopbackGitHub(earlier_attempts_listed=listed) as double:
+        world = _Release(hub, double, folders, out / "work", log)
+        for number, (scenario, play) in enumerate(zip(SCENARIOS, PLAYS), 1):
+            log(f"==== scenario {number}/{len(SCENARIOS)}: {scenario}")
+            play(world, out)
     log(f"rehearsal passed: {out}")
 
 
-def _check(hub: LoopbackHub, github_double: LoopbackGitHub, commits: dict[str, str], downloads: Path,
-           log: Callable[[str], None]) -> None:
+def _failed_jobs(world: _Release, out: Path) -> None:
+    run = world.run(skip=1)
+    try:
+        world.publish(run, "v0.1.0")
+        raise ClipOnnxError("a run missing an export was published")
+    except ClipOnnxError as refused:
+        if "lists no export artifact" not in str(refused) or world.double.releases(GITHUB_REPO):
+            raise
+        world.log(f"== refused, nothing created: {refused}")
+    folder, variant, precision = world.cells()[-1]
+    world.double.add_artifact(GITHUB_REPO, run, attempt_artifact(variant, precision, 2), folder, attempt=2)
+    lines: list[str] = []
+    commits = world.publish(run, "v0.1.0", log=lambda line: (lines.append(line), world.log(line)))
+    fetched = {line.split()[2] for line in lines if line.startswith("artifacts: downloading ")}
+    wanted = {attempt_artifact(v, p, 2 if (v, p) == (variant, precision) else 1) for _, v, p in world.cells()}
+    if fetched != wanted:
+        raise ClipOnnxError(f"published from {sorted(fetched)}, not each cell's newest attempt {sorted(wanted)}")
+    _check(world, commits, "v0.1.0", out / "downloads")
+    world.check()
+
+
+def _publish_job_alone(world: _Release, out: Path) -> None:
+    world.unchanged(lambda: world.publish(1, "v0.1.0"))
+    world.check()
+
+
+def _all_jobs(world: _Release, out: Path) -> None:
+    world.run(attempt=3, run_id=1)
+    world.unchanged(lambda: world.publish(1, "v0.1.0"))
+    world.check()
+
+
+def _attestation_alone(world: _Release, out: Path) -> None:
+    sums = published_sums(world.github, "v0.1.0")
+    if sums != (world.work / "v0.1.0" / "SHA256SUMS").read_bytes():
+        raise ClipOnnxError("the published release's SHA256SUMS differs from what publication staged")
+    world.log(f"== the attestation job reads {len(sums.splitlines())} lines of SHA256SUMS from the release")
+    world.check()
+
+
+def _older_after_newer(world: _Release, out: Path) -> None:
+    world.publish(world.run(), "v0.2.0")
+    world.publish(world.run(), "v0.1.1")
+    tags = [set(world.hub.tags(repo)) for repo in world.repos]
+    if "v0.1.1" not in published(world.github) or not all("v0.1.1" in t for t in tags):
+        raise ClipOnnxError("v0.1.1 was not published to both places")
+    world.check()  # Latest and main stay at v0.2.0
+
+
+def _overlapping(world: _Release, out: Path) -> None:
+    """v0.3.0 starts first but reaches its last step only after v0.4.0 finished: the worst order."""
+    newer_done, failures = threading.Event(), []
+
+    def older_log(line: str) -> None:
+        if line.startswith(f"== step {len(STEPS)}/"):
+            newer_done.wait(600)
+        world.log(f"[v0.3.0] {line}")
+
+    runs = {"v0.3.0": world.run(), "v0.4.0": world.run()}
+
+    def run(tag: str, log: Callable[[str], None], done: threading.Event | None = None) -> None:
+        try:
+            world.publish(runs[tag], tag, log=log)
+        except Exception as error:  # noqa: BLE001 -- reported below, in this thread
+            failures.append(error)
+        finally:
+            if done:
+                done.set()
+
+    older = threading.Thread(target=run, args=("v0.3.0", older_log))
+    older.start()
+    run("v0.4.0", lambda line: world.log(f"[v0.4.0] {line}"), newer_done)
+    older.join()
+    if failures:
+        raise failures[0]
+    world.check()
+
+
+def _each_step_fails(world: _Release, out: Path) -> None:
+    run, tag = world.run(), "v0.5.0"
+    failures = [
+        lambda: world.double.fail("POST", r"/assets$", status=502),
+        lambda: world.hub.fail("POST", f"/commit/clip-onnx-{tag}"),
+        lambda: world.double.fail("PATCH", r"/releases/\d+$"),
+        lambda: world.hub.fail("POST", "/commit/main"),
+    ]
+    for number, inject in enumerate(failures, 1):
+        inject()
+        lines: list[str] = []
+        try:
+            world.publish(run, tag, log=lines.append)
+            raise ClipOnnxError(f"publication did not fail at step {number}")
+        except ClipOnnxError as error:
+            reached = [line for line in lines if line.startswith("== step ")][-1]
+            if not reached.startswith(f"== step {number}/"):
+                raise ClipOnnxError(f"the failure meant for step {number} stopped {reached!r}: {error}") from None
+            world.log(f"== failed in step {number}: {error}")
+        world.double.reset_failures()
+        world.hub.reset_failures()
+        world.check(finished=False)
+    world.publish(run, tag)
+    world.check()
+
+
+PLAYS = (_failed_jobs, _publish_job_alone, _all_jobs, _attestation_alone, _older_after_newer, _overlapping,
+         _each_step_fails)
+
+
+def _check(world: _Release, commits: dict[str, str], tag: str, downloads: Path) -> None:
     """Every Hub file at its tag's commit against the variant's manifest, every GitHub asset against
     `SHA256SUMS`, and every split file joined back."""
+    hub, double = world.hub, world.double
     checked = 0
     for repo, commit in commits.items():
-        files = hub.files(repo, commit)
-        for path in files:
+        for path in hub.files(repo, commit):
             if path.endswith("manifest.json"):
                 precision = path.split("/")[0]
                 local = Path(hf_hub_download(repo, path, revision=commit, endpoint=hub.url, cache_dir=downloads))
@@ -106,23 +263,21 @@ def _check(hub: LoopbackHub, github_double: LoopbackGitHub, commits: dict[str, s
                                     cache_dir=downloads)
                 integrity.check_files(data, local.parent)
                 checked += len(data["files"]) + 1
-    (release,) = [r for r in github_double.releases(GITHUB_REPO) if r["tag_name"] == TAGS[0]]
-    sums = read_sums(github_double.content(GITHUB_REPO, TAGS[0], "SHA256SUMS").decode())
+    (release,) = [r for r in double.releases(GITHUB_REPO) if r["tag_name"] == tag]
+    sums = read_sums(double.content(GITHUB_REPO, tag, "SHA256SUMS").decode())
     split = 0
     for joined in {n.rsplit(".part-", 1)[0] for n in sums if ".part-" in n}:
         parts = sorted(n for n in sums if n.startswith(f"{joined}.part-"))
-        content = b"".join(github_double.content(GITHUB_REPO, TAGS[0], p) for p in parts)
-        if _digest(content) != sums[joined]:
+        if _digest(b"".join(double.content(GITHUB_REPO, tag, p) for p in parts)) != sums[joined]:
             raise ClipOnnxError(f"the parts of {joined} do not join to its SHA-256")
         split += 1
     for asset in release["assets"]:
-        if asset["name"] != "SHA256SUMS" and _digest(github_double.content(
-                GITHUB_REPO, TAGS[0], asset["name"])) != sums[asset["name"]]:
+        if asset["name"] != "SHA256SUMS" and _digest(double.content(GITHUB_REPO, tag, asset["name"])) != sums[asset["name"]]:
             raise ClipOnnxError(f"GitHub asset {asset['name']} differs from SHA256SUMS")
     if not split:
         raise ClipOnnxError("no file was published in parts; the rehearsal must exercise split assets")
-    log(f"== hub: {checked} files downloaded at their tag's commit match their manifests")
-    log(f"== github: {len(release['assets'])} assets match SHA256SUMS; {split} split files join back")
+    world.log(f"== hub: {checked} files downloaded at their tag's commit match their manifests")
+    world.log(f"== github: {len(release['assets'])} assets match SHA256SUMS; {split} split files join back")
 
 
 def _digest(content: bytes) -> str:

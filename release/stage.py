@@ -26,8 +26,8 @@ from clip_onnx.contract import PUBLISHED_PRECISIONS, export_folder
 from clip_onnx.errors import ClipOnnxError
 from exporter.variants import VARIANTS
 from release.cards import LICENSE, LICENSE_ASSET
+from release.versions import TAG
 
-TAG = re.compile(r"^v\d+\.\d+\.\d+$")
 # One Hub repo per variant, so each has its own card, base model and size; the name is fixed once people pin.
 HUB_REPO = "clip-onnx-{folder}"
 # GitHub refuses release assets of 2 GiB or more; parts stay below with room to spare.
@@ -48,8 +48,21 @@ def hub_repo(org: str, folder: str) -> str:
 
 
 def artifact_name(folder: str, precision: str) -> str:
-    """The name of an export job's artifact, which publication fetches one variant at a time."""
+    """The matrix cell's artifact name; the export job appends its run attempt (`ATTEMPT`), so that a
+    re-run's artifacts never share a name with an earlier attempt's, whichever way GitHub lists them."""
     return f"export-{folder}-{precision}"
+
+
+ATTEMPT = "-attempt{attempt}"
+
+
+def attempt_artifact(folder: str, precision: str, attempt: int) -> str:
+    """What the export job of run attempt `attempt` names its artifact (`ARTIFACT` reads it back)."""
+    return artifact_name(folder, precision) + ATTEMPT.format(attempt=attempt)
+
+
+ARTIFACT = re.compile(rf"^export-(?P<folder>.+)-(?P<precision>{'|'.join(PUBLISHED_PRECISIONS)})"
+                      rf"{ATTEMPT.format(attempt=r'(?P<attempt>[1-9][0-9]*)')}$")
 
 
 def asset_name(name: str, precision: str, file_name: str) -> str:

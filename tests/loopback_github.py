@@ -5,16 +5,22 @@ pagination, the `upload_url` template, the `digest` of an asset, the 302 of an a
 so the real client code runs against it unchanged. Writes need ``Authorization: Bearer <token>``;
 a ``read_only_token`` is answered 403 on writes, as a token without ``contents: write`` is.
 
+Latest follows GitHub's documented ``make_latest``: a release published without it, or with ``"true"``,
+becomes Latest; ``"false"`` leaves Latest where it is; a draft cannot be Latest. Whether GitHub lists
+the artifacts of a run's earlier attempts beside a re-run's is not documented: the canary records it
+(``release/github_observed.json``), and ``earlier_attempts_listed`` plays either answer.
+
 ====== =================================================== ==========================================
 GET    /repos/{o}/{r}/releases?per_page&page               releases, drafts included, newest first
+GET    /repos/{o}/{r}/releases/latest                      the Latest release (404 if none)
 POST   /repos/{o}/{r}/releases                             create (422 if a published one has the tag)
-PATCH  /repos/{o}/{r}/releases/{id}                        edit: body, name, draft
+PATCH  /repos/{o}/{r}/releases/{id}                        edit: body, name, draft, make_latest
 DELETE /repos/{o}/{r}/releases/{id}                        delete a release
 GET    /repos/{o}/{r}/releases/assets/{id}                 an asset's bytes (302 to the storage host)
 GET    /repos/{o}/{r}/git/ref/tags/{tag}                   does the tag exist
 POST   /uploads/repos/{o}/{r}/releases/{id}/assets?name=   upload (422 if the name exists)
 DELETE /repos/{o}/{r}/releases/assets/{id}                 delete an asset
-GET    /repos/{o}/{r}/actions/runs/{run}/artifacts?name=   a run's artifacts
+GET    /repos/{o}/{r}/actions/runs/{run}/artifacts?per_page&page  a run's artifacts
 GET    /repos/{o}/{r}/actions/artifacts/{id}/zip           302 to the archive (no auth needed there)
 GET    /blobs/{id}?sig=...                                 an archive or an asset's bytes
 ====== =================================================== ==========================================
@@ -81,12 +87,15 @@ class _Error(Exception):
 
 
 class LoopbackGitHub:
-    def __init__(self, token: str = "ghs_test", read_only_token: str = "ghs_read_only", page_size: int = 2):
+    def __init__(self, token: str = "ghs_test", read_only_token: str = "ghs_read_only", page_size: int = 2,
+                 earlier_attempts_listed: bool = True):
         self.token, self.read_only_token, self.page_size = token, read_only_token, page_size
+        self.earlier_attempts_listed = earlier_attempts_listed
         self._lock = threading.RLock()
         self._tags: dict[str, set[str]] = {}
         self._releases: list[Release] = []
-        self._artifacts: dict[int, tuple[str, str, bytes]] = {}  # id -> (repo, run/name, zip)
+        self._latest: dict[str, int] = {}  # repo -> id of its Latest release
+        self._artifacts: dict[int, tuple[str, str, bytes, int]] = {}  # id -> (repo, run/name, zip, attempt)
         self._cuts: set[str] = set()
         self._failures: list[tuple[str, re.Pattern[str], int]] = []
         self._next_id = 0
@@ -118,14 +127,15 @@ class LoopbackGitHub:
         with self._lock:
             self._tags.setdefault(repo, set()).add(tag)
 
-    def add_artifact(self, repo: str, run_id: int, name: str, folder: Path) -> None:
-        """`folder` as the run's artifact `name`, zipped as actions/upload-artifact zips it: as `<folder name>/...`."""
+    def add_artifact(self, repo: str, run_id: int, name: str, folder: Path, attempt: int = 1) -> None:
+        """`folder` as the artifact `name` of the run's `attempt`, zipped as actions/upload-artifact zips it:
+        as `<folder name>/...`."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
             for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
                 archive.write(path, path.relative_to(Path(folder).parent).as_posix())
         with self._lock:
-            self._artifacts[self._id()] = (repo, f"{run_id}/{name}", buffer.getvalue())
+            self._artifacts[self._id()] = (repo, f"{run_id}/{name}", buffer.getvalue(), attempt)
 
     def cut_upload(self, name: str) -> None:
         """The next upload of asset `name` stops halfway: the connection drops, a "starter" asset stays."""
@@ -144,6 +154,11 @@ class LoopbackGitHub:
     def releases(self, repo: str) -> list[dict]:
         with self._lock:
             return [r.json(self.url) for r in reversed(self._releases) if r.repo == repo]
+
+    def latest(self, repo: str) -> str | None:
+        """The tag of the release shown as Latest."""
+        with self._lock:
+            return next((r.tag_name for r in self._releases if r.id == self._latest.get(repo)), None)
 
     def content(self, repo: str, tag: str, name: str) -> bytes:
         with self._lock:
@@ -197,17 +212,28 @@ class LoopbackGitHub:
         read_body()
         raise _Error(404, "Not Found")
 
-    def _list(self, match, query, headers, read_body):
-        repo = match["repo"]
-        per_page, page = int(query.get("per_page", ["30"])[0]), int(query.get("page", ["1"])[0])
-        per_page = min(per_page, self.page_size)  # small pages, so that pagination is exercised
-        with self._lock:
-            everything = [r.json(self.url) for r in reversed(self._releases) if r.repo == match["repo"]]
-        chunk = everything[(page - 1) * per_page: page * per_page]
+    def _page(self, path: str, query, everything: list) -> tuple[list, dict[str, str]]:
+        """One page of `everything` and its `Link` header; pages are at most `page_size` long (GitHub: 100,
+        30 by default), so that every list is paged through."""
+        per_page = min(int(query.get("per_page", ["30"])[0]), 100, self.page_size)
+        page = int(query.get("page", ["1"])[0])
         link = {}
         if page * per_page < len(everything):
-            link["Link"] = f'<{self.url}/repos/{repo}/releases?per_page={per_page}&page={page + 1}>; rel="next"'
+            link["Link"] = f'<{self.url}{path}?per_page={per_page}&page={page + 1}>; rel="next"'
+        return everything[(page - 1) * per_page: page * per_page], link
+
+    def _list(self, match, query, headers, read_body):
+        with self._lock:
+            everything = [r.json(self.url) for r in reversed(self._releases) if r.repo == match["repo"]]
+        chunk, link = self._page(f"/repos/{match['repo']}/releases", query, everything)
         return 200, link, json.dumps(chunk).encode()
+
+    def _latest_release(self, match, query, headers, read_body):
+        with self._lock:
+            found = next((r for r in self._releases if r.id == self._latest.get(match["repo"])), None)
+            if found is None:
+                raise _Error(404, "Not Found")
+            return 200, {}, json.dumps(found.json(self.url)).encode()
 
     def _create(self, match, query, headers, read_body):
         payload = json.loads(read_body())
@@ -218,6 +244,8 @@ class LoopbackGitHub:
             release = Release(self._id(), match["repo"], payload["tag_name"], payload.get("name", ""),
                               payload.get("body", ""), bool(payload.get("draft")))
             self._releases.append(release)
+            if not release.draft and payload.get("make_latest", "true") == "true":
+                self._latest[release.repo] = release.id
             return 201, {}, json.dumps(release.json(self.url)).encode()
 
     def _edit(self, match, query, headers, read_body):
@@ -226,9 +254,17 @@ class LoopbackGitHub:
             release = self._release(match["repo"], match["id"])
             if payload.get("draft") is False and release.tag_name not in self._tags.get(release.repo, set()):
                 raise _Error(422, "Validation Failed: tag does not exist")  # the client checks first
+            make_latest = payload.get("make_latest", "true" if release.draft and payload.get("draft") is False
+                                      else None)
+            if make_latest not in (None, "true", "false"):
+                raise _Error(422, f"Validation Failed: make_latest {make_latest!r} is not played by this double")
+            if make_latest == "true" and payload.get("draft", release.draft):
+                raise _Error(422, "Validation Failed: a draft cannot be the latest release")
             for key in ("body", "name", "draft"):
                 if key in payload:
                     setattr(release, key, payload[key])
+            if make_latest == "true":
+                self._latest[release.repo] = release.id
             return 200, {}, json.dumps(release.json(self.url)).encode()
 
     def _tag(self, match, query, headers, read_body):
@@ -269,6 +305,8 @@ class LoopbackGitHub:
     def _delete_release(self, match, query, headers, read_body):
         with self._lock:
             self._releases.remove(self._release(match["repo"], match["id"]))
+            if self._latest.get(match["repo"]) == int(match["id"]):
+                del self._latest[match["repo"]]
         return 204, {}, b""
 
     def _delete_asset(self, match, query, headers, read_body):
@@ -279,14 +317,15 @@ class LoopbackGitHub:
         return 204, {}, b""
 
     def _artifact_list(self, match, query, headers, read_body):
-        wanted = query.get("name", [None])[0]
         with self._lock:
+            run = [(i, repo, key, content, attempt) for i, (repo, key, content, attempt) in self._artifacts.items()
+                   if repo == match["repo"] and key.split("/", 1)[0] == match["run"]]
+            newest = max((attempt for *_, attempt in run), default=1)
             found = [{"id": i, "name": key.split("/", 1)[1], "size_in_bytes": len(content), "expired": False,
                       "archive_download_url": f"{self.url}/repos/{repo}/actions/artifacts/{i}/zip"}
-                     for i, (repo, key, content) in self._artifacts.items()
-                     if repo == match["repo"] and key.split("/", 1)[0] == match["run"]
-                     and wanted in (None, key.split("/", 1)[1])]
-        return 200, {}, json.dumps({"total_count": len(found), "artifacts": found}).encode()
+                     for i, repo, key, content, attempt in run if self.earlier_attempts_listed or attempt == newest]
+        chunk, link = self._page(f"/repos/{match['repo']}/actions/runs/{match['run']}/artifacts", query, found)
+        return 200, link, json.dumps({"total_count": len(found), "artifacts": chunk}).encode()
 
     def _artifact_zip(self, match, query, headers, read_body):
         if int(match["id"]) not in self._artifacts:
@@ -296,6 +335,7 @@ class LoopbackGitHub:
 
 ROUTES = [
     ("GET", REPO + r"/releases", LoopbackGitHub._list),
+    ("GET", REPO + r"/releases/latest", LoopbackGitHub._latest_release),
     ("POST", REPO + r"/releases", LoopbackGitHub._create),
     ("PATCH", REPO + r"/releases/(?P<id>\d+)", LoopbackGitHub._edit),
     ("DELETE", REPO + r"/releases/(?P<id>\d+)", LoopbackGitHub._delete_release),

@@ -29,6 +29,8 @@ GET    /api/models/{repo}/tree/{rev}[/{path}]         ``list_repo_tree`` / ``lis
 POST   /api/models/{repo}/preupload/{rev}             upload mode of each file (``create_commit``)
 POST   /api/models/{repo}/commit/{rev}                ndjson commit (``create_commit``)
 POST   /api/models/{repo}/tag/{rev}                   ``create_tag`` (409 when the tag exists)
+POST   /api/models/{repo}/branch/{branch}             ``create_branch`` (409 when it exists)
+DELETE /api/models/{repo}/branch/{branch}             ``delete_branch``
 POST   /api/validate-yaml                             README metadata check (always valid)
 GET    /api/whoami-v2                                 ``whoami``: the token's user, orgs and role
 POST   /{repo}.git/info/lfs/objects/batch             LFS batch API, "basic" transfer
@@ -744,6 +746,22 @@ class LoopbackHub:
         repo.tags[tag] = target
         return _Response.json({})
 
+    def _create_branch(self, request: _Request) -> _Response:
+        repo = self._repo(request)
+        branch = unquote(request.params["branch"])
+        if branch in repo.branches:
+            raise _HttpError(409, f"Branch {branch} already exists")
+        repo.branches[branch] = self._resolve(repo, (request.json() or {}).get("startingPoint") or "main")
+        return _Response.json({})
+
+    def _delete_branch(self, request: _Request) -> _Response:
+        repo = self._repo(request)
+        branch = unquote(request.params["branch"])
+        if branch not in repo.branches or branch == "main":
+            raise _HttpError(404 if branch not in repo.branches else 403, f"Cannot delete branch {branch}")
+        del repo.branches[branch]
+        return _Response.json({})
+
     def _validate_yaml(self, request: _Request) -> _Response:
         return _Response.json({"errors": [], "warnings": []})
 
@@ -807,6 +825,8 @@ _ROUTES: dict[str, list[_Route]] = {
         _route("POST", rf"{_API}/preupload/{_REV}", LoopbackHub._preupload, True),
         _route("POST", rf"{_API}/commit/{_REV}", LoopbackHub._commit, True),
         _route("POST", rf"{_API}/tag/{_REV}", LoopbackHub._tag, True),
+        _route("POST", rf"{_API}/branch/(?P<branch>[^/]+)", LoopbackHub._create_branch, True),
+        _route("DELETE", rf"{_API}/branch/(?P<branch>[^/]+)", LoopbackHub._delete_branch, True),
         _route("GET", rf"{_API}(?:/revision/{_REV})?", LoopbackHub._repo_info, False),
         _route("POST", r"/api/validate-yaml", LoopbackHub._validate_yaml, False),
         _route("GET", r"/api/whoami-v2", LoopbackHub._whoami, False),
@@ -857,7 +877,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    do_GET = do_HEAD = do_POST = do_PUT = _serve
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default stderr log
         pass

@@ -1,10 +1,15 @@
 """The GitHub Release step against GitHub's REST API on loopback: a draft completed across re-runs, an
-upload that fails in the middle, a published release never altered, and errors that say what to do."""
+upload that fails in the middle, a published release never altered, errors that say what to do, the
+attesting job's SHA256SUMS read from the published release with nothing installed, and the canary's
+record of how a run's attempts are listed."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,20 @@ from release import github as github_release
 from release.github import GitHub, mismatches
 
 REPO = "owner/clip-onnx"
+ROOT = Path(__file__).resolve().parents[1]
+# `python -m release ARGS` in a child that can import the standard library and this checkout only: the
+# attesting job installs nothing.
+STDLIB_ONLY = """
+import runpy, sys
+ALLOWED = set(sys.stdlib_module_names) | {"release", "clip_onnx", "exporter"}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] not in ALLOWED:
+            raise ImportError(f"{name} is not installed in the attest job")
+sys.meta_path.insert(0, Block())
+sys.argv = ["release", *sys.argv[1:]]
+runpy.run_module("release", run_name="__main__")
+"""
 
 
 @pytest.fixture
@@ -136,3 +155,45 @@ def test_mismatches_say_what_is_wrong_with_each_asset():
         "c.onnx": "is missing",
     }
     assert "old.onnx" not in mismatches(existing, want, complete=False)
+
+
+def release_cli(github, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", STDLIB_ONLY, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "GH_TOKEN": github.token, "GITHUB_API_URL": github.url,
+                               "PYTHONPATH": str(ROOT)})
+
+
+def test_the_attesting_job_reads_sums_from_the_published_release_with_nothing_installed(github, assets, tmp_path):
+    gh = client(github)
+    github.create_tag(REPO, "v1.0.0")
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text("".join(f"{digest}  {name}\n" for name, (_, digest) in assets.items()))
+    files = {**assets, "SHA256SUMS": (sums, hashlib.sha256(sums.read_bytes()).hexdigest())}
+    github_release.upload(gh, gh.draft("v1.0.0", "t", ""), files, log=lambda _: None)
+    out = tmp_path / "sums" / "SHA256SUMS"
+    command = ["sums", "--tag", "v1.0.0", "--github-repo", REPO, "-o", str(out)]
+    refused = release_cli(github, *command)
+    assert refused.returncode == 1 and not out.exists()
+    assert refused.stderr.strip() == ("release: error: owner/clip-onnx has no published release of v1.0.0 (a draft); "
+                                      "publish it first (re-run the publish job)")
+    github_release.finish(gh, "v1.0.0", wanted(files), "", log=lambda _: None)
+    result = release_cli(github, *command)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == sums.read_bytes() and result.stdout.strip() == f"wrote {out}: 3 files of v1.0.0"
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_the_canary_records_whether_earlier_attempts_are_listed(tmp_path, listed):
+    from tests.loopback_github import LoopbackGitHub
+
+    (tmp_path / "attempt.txt").write_text("1")
+    with LoopbackGitHub(earlier_attempts_listed=listed) as double:
+        double.add_artifact(REPO, 5, "canary-attempt1", tmp_path)
+        first = release_cli(double, "observe", "--run-id", "5", "--attempt", "1", "--github-repo", REPO)
+        double.add_artifact(REPO, 5, "canary-attempt2", tmp_path, attempt=2)
+        second = release_cli(double, "observe", "--run-id", "5", "--attempt", "2", "--github-repo", REPO)
+    assert json.loads(first.stdout)["earlier_attempts_listed"] is None, first.stderr
+    record = json.loads(second.stdout)
+    assert record["earlier_attempts_listed"] is listed
+    assert record["observed"] == f'{REPO} run 5, attempt 2 (after "Re-run all jobs")'
+    assert set(json.loads(github_release.OBSERVED.read_text())) == set(record)  # the committed record's shape

@@ -1,7 +1,8 @@
 """Publishing one variant's staged folder to its Hub repo on loopback with the real `huggingface_hub` client:
-one commit and a tag, re-runs that change nothing, a failure halfway that leaves nothing and can be
-retried, a next release that removes what it no longer has, a tag that is never moved, Xet's errors
-in one line, and the README's rehearsal of the whole release."""
+one commit off `main` and a tag, re-runs that change nothing, a failure halfway that leaves nothing and
+can be retried, a next release that removes what it no longer has, a tag that is never moved, `main`
+brought to a tag by server-side copies and only from the commit it was read at, Xet's errors in one
+line, and the README's rehearsal of the whole release."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def publish(hub, staged: Path, tag: str) -> str:
 def test_one_commit_then_the_tag_and_a_rerun_changes_nothing(hub, tmp_path, files):
     staged, release = staged_release(tmp_path, "v1.0.0", files)
     oid = publish(hub, staged, release)
-    assert hub.tags(REPO) == {"v1.0.0": oid} and hub.branches(REPO)["main"] == oid
+    # main still holds the repo's first commit only; the staging branch is gone
+    assert hub.tags(REPO) == {"v1.0.0": oid} and hub.branches(REPO) == {"main": hub.commits(REPO)[0]}
     assert {p: c for p, c in hub.files(REPO, "v1.0.0").items() if p != ".gitattributes"} == files
     assert hub.lfs_paths(REPO, "v1.0.0") == {"fp32/RN50_visual.onnx", "fp32/RN50_transformer.onnx"}
     commits = hub.commits(REPO)
@@ -74,7 +76,7 @@ def test_failure_halfway_leaves_no_commit_and_no_tag_and_a_retry_completes(hub, 
 
 def test_commit_refused_then_retried(hub, tmp_path, files):
     staged, release = staged_release(tmp_path, "v1.0.0", files)
-    hub.fail("POST", "/commit/main", times=1)
+    hub.fail("POST", "/commit/clip-onnx-v1.0.0", times=1)
     with pytest.raises(ClipOnnxError, match="was not tagged, re-run"):
         publish(hub, staged, release)
     assert hub.tags(REPO) == {}
@@ -107,6 +109,44 @@ def test_a_published_tag_is_never_moved_and_every_differing_file_is_named(hub, t
     assert hub.commits(REPO) == commits
 
 
+def test_main_is_brought_to_a_tag_by_server_side_copies_in_one_commit(hub, tmp_path, files):
+    publish(hub, *staged_release(tmp_path / "a", "v1.0.0", files))
+    hub.clear_requests()
+    assert hub_release.advance_main(REPO, "v1.0.0", "# main card\n", endpoint=hub.url, token=hub.token,
+                                    log=lambda _: None)
+    main = {p: c for p, c in hub.files(REPO, "main").items() if p != ".gitattributes"}
+    assert main == {**files, "README.md": b"# main card\n"}
+    assert hub.count("PUT", UPLOAD) == 0 and hub.count("POST", "/commit/main") == 1  # copied, not uploaded
+    assert hub_release.main_holds(REPO, "v1.0.0", endpoint=hub.url, token=hub.token)
+    assert not hub_release.advance_main(REPO, "v1.0.0", "# main card\n", endpoint=hub.url, token=hub.token,
+                                        log=lambda _: None)  # already there: no commit
+    newer = {**files, "fp32/RN50_visual.onnx": os.urandom(300_001)}
+    del newer["fp32/RN50_transformer.onnx"]
+    publish(hub, *staged_release(tmp_path / "b", "v1.1.0", newer))
+    assert not hub_release.main_holds(REPO, "v1.1.0", endpoint=hub.url, token=hub.token)  # tagging moves no main
+    hub_release.advance_main(REPO, "v1.1.0", "# main card\n", endpoint=hub.url, token=hub.token, log=lambda _: None)
+    assert {p: c for p, c in hub.files(REPO, "main").items() if p != ".gitattributes"} == {
+        **newer, "README.md": b"# main card\n"}  # the file v1.1.0 dropped is deleted from main too
+
+
+def test_main_that_moved_since_it_was_read_is_not_overwritten(hub, tmp_path, files, monkeypatch):
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    publish(hub, *staged_release(tmp_path, "v1.0.0", files))
+    original = HfApi.create_commit
+
+    def someone_commits_first(self, repo_id, operations, **kwargs):  # between advance_main's read and its commit
+        monkeypatch.setattr(HfApi, "create_commit", original)
+        original(self, repo_id, [CommitOperationAdd(path_in_repo="other.txt", path_or_fileobj=b"meanwhile")],
+                 commit_message="meanwhile", revision="main")
+        return original(self, repo_id, operations, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", someone_commits_first)
+    with pytest.raises(hub_release.MainMoved, match=f"{REPO}@main moved while it was being brought to v1.0.0"):
+        hub_release.advance_main(REPO, "v1.0.0", "card", endpoint=hub.url, token=hub.token, log=lambda _: None)
+    assert hub.files(REPO, "main")["other.txt"] == b"meanwhile" and "README.md" not in hub.files(REPO, "main")
+
+
 def test_a_failed_xet_upload_is_one_line_that_names_the_repo_and_the_token(tmp_path, files, quick_hub_client):
     """Against huggingface.co large files go through Xet (hf_xet); its errors are OSErrors with multi-line text.
     Here the real client takes its Xet path and the loopback Hub refuses the Xet write token."""
@@ -124,20 +164,33 @@ def test_a_failed_xet_upload_is_one_line_that_names_the_repo_and_the_token(tmp_p
 
 
 def test_rehearsal_of_the_whole_release(tmp_path):
-    """The README's rehearsal command: both families in both precisions, exported, verified, published from
-    a run's artifacts in split parts, downloaded back from both places, published again with no change,
-    then a second tag."""
+    """The README's rehearsal command: both families in both precisions, exported, verified, then every
+    scenario of release.rehearse (each kind of re-run, an older tag after a newer one, two tags at once, a
+    failure at each step), with Latest and every main checked after each."""
+    from release.rehearse import SCENARIOS
+
     out = tmp_path / "rehearsal"
     result = subprocess.run([sys.executable, "-m", "release", "rehearse", "-o", str(out)], capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    steps = [line for line in result.stdout.splitlines() if line.startswith("==== step ")]
-    assert [s.split(":")[0] for s in steps] == [f"==== step {i}/7" for i in range(1, 8)]
-    assert "== hub: 32 files downloaded at their tag's commit match their manifests" in result.stdout
-    assert re.search(r"== github: \d+ assets match SHA256SUMS; [1-9]\d* split files join back", result.stdout)
-    assert "== the second run changed nothing" in result.stdout
-    assert result.stdout.count("already holds these 18 files; nothing to do") == 2
-    assert result.stdout.splitlines()[-1] == f"rehearsal passed: {out}"
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("==== ")] == [
+        "==== step 1/2: export and verify with random weights, as the matrix jobs do",
+        "==== step 2/2: re-verify the written folders, as the export jobs' test step does",
+        *(f"==== scenario {n}/{len(SCENARIOS)}: {s}" for n, s in enumerate(SCENARIOS, 1))]
+    finished = [re.fullmatch(r"== Latest and every main at (v\S+): highest public (v\S+), highest complete (v\S+)", line)
+                for line in lines]
+    # after each scenario, and after the failures in steps 1-3 (v0.5.0 not yet public)
+    assert [m.group(1) for m in finished if m and len(set(m.groups())) == 1] == [
+        "v0.1.0", "v0.1.0", "v0.1.0", "v0.1.0", "v0.2.0", "v0.4.0", "v0.4.0", "v0.4.0", "v0.4.0", "v0.5.0"]
+    assert [line.split(":")[0] for line in lines if line.startswith("== failed in step ")] == [
+        f"== failed in step {n}" for n in range(1, 5)]
+    assert "== Latest and every main at v0.4.0 or v0.5.0: highest public v0.5.0, highest complete v0.4.0" in lines
+    assert "== hub: 32 files downloaded at their tag's commit match their manifests" in lines
+    assert any(re.fullmatch(r"== github: \d+ assets match SHA256SUMS; [1-9]\d* split files join back", line)
+               for line in lines)
+    assert lines.count("== nothing changed") == 2
+    assert lines[-1] == f"rehearsal passed: {out}"
 
 
 def test_rerun_of_an_older_release_is_judged_at_its_tag_not_at_main(hub, tmp_path, files):

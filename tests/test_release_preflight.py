@@ -11,7 +11,7 @@ from clip_onnx.errors import ClipOnnxError
 from release import locks, preflight as checks
 from release.github import GitHub
 from release.publish import RunArtifacts, publish
-from release.stage import artifact_name
+from release.stage import attempt_artifact
 from tests.loopback_hub import LoopbackHub, whoami_answer
 
 REPO, ORG = "owner/clip-onnx", "org"
@@ -118,7 +118,7 @@ def _other_manifest_digest(sums: bytes) -> bytes:
 
 def publish_tag(github, hub, release_exports, tmp_path) -> None:
     for precision in ("fp32", "fp16"):
-        github.add_artifact(REPO, 1, artifact_name("tiny-ViT", precision), next((release_exports / precision).iterdir()))
+        github.add_artifact(REPO, 1, attempt_artifact("tiny-ViT", precision, 1), next((release_exports / precision).iterdir()))
     github.create_tag(REPO, TAG)
     gh = GitHub(REPO, github.token, api=github.url)
     publish(RunArtifacts(gh, 1), TAG, ORG, gh, tmp_path / "work", hub_endpoint=hub.url, hub_token=hub.token,

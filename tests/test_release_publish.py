@@ -1,12 +1,14 @@
 """Publishing a tag end to end against GitHub's REST API and a Hugging Face Hub on loopback, from a run's
 artifacts: split assets, the order that leaves nothing half-public (shown by stopping it at each step),
-re-runs that resume or change nothing, a second tag, the free-space check, and a publish job that
-imports nothing but huggingface_hub."""
+re-runs that resume or change nothing, each cell's newest attempt, a second tag, an older tag that moves
+neither Latest nor main, the free-space check, the steps docs/releasing.md lists, and a publish job
+that imports nothing but huggingface_hub."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from clip_onnx.errors import ClipOnnxError
+from release import hub as hub_release
 from release import publish as publishing
-from release.github import GitHub
-from release.publish import LocalExports, RunArtifacts, publish
-from release.stage import artifact_name, hub_repo, read_sums
+from release.github import GitHub, observed
+from release.publish import STEPS, LocalExports, RunArtifacts, publish
+from release.stage import attempt_artifact, hub_repo, read_sums
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO, ORG, RUN = "owner/clip-onnx", "org", 7
@@ -30,7 +33,7 @@ def run(github, hub, release_exports, tmp_path):
     """Publish `tag` from run RUN's artifacts; returns Hub repo -> commit."""
     for precision in ("fp32", "fp16"):
         folder = next((release_exports / precision).iterdir())
-        github.add_artifact(REPO, RUN, artifact_name("tiny-ViT", precision), folder)
+        github.add_artifact(REPO, RUN, attempt_artifact("tiny-ViT", precision, 1), folder)
 
     def publish_tag(tag: str = "v1.0.0", log=lambda _: None) -> dict[str, str]:
         github.create_tag(REPO, tag)
@@ -76,7 +79,7 @@ def test_a_github_upload_failure_leaves_the_hub_untouched(run, github, hub):
 
 
 def test_a_hub_failure_leaves_a_complete_draft_and_a_rerun_finishes(run, github, hub):
-    hub.fail("POST", "/commit/main")
+    hub.fail("POST", "/commit/clip-onnx-v1.0.0")
     with pytest.raises(ClipOnnxError, match="was not tagged, re-run"):
         run()
     (draft,) = github.releases(REPO)
@@ -109,6 +112,96 @@ def test_a_second_tag_is_a_second_release_and_hub_tag(run, github, hub):
     assert [r["tag_name"] for r in github.releases(REPO)] == ["v1.1.0", "v1.0.0"]
     assert hub.tags(HUB_REPO) == {"v1.0.0": first[HUB_REPO], "v1.1.0": second[HUB_REPO]}
     assert first != second  # the card names its tag
+
+
+def test_an_older_tag_published_after_a_newer_one_moves_neither_latest_nor_main(run, github, hub):
+    run("v1.1.0")
+    lines = []
+    run("v1.0.1", log=lines.append)
+    assert [r["tag_name"] for r in github.releases(REPO) if not r["draft"]] == ["v1.0.1", "v1.1.0"]
+    assert github.latest(REPO) == "v1.1.0" and "v1.0.1" in hub.tags(HUB_REPO)
+    assert hub_release.main_holds(HUB_REPO, "v1.1.0", endpoint=hub.url, token=hub.token)
+    assert any(re.fullmatch(r"github: published owner/clip-onnx v1.0.1 with \d+ assets; Latest stays on a higher version", line) for line in lines)
+    card = hub.files(HUB_REPO, "main")["README.md"].decode()  # main's card lists it, its snippets the highest
+    assert f"| `v1.0.1` | `{hub.tags(HUB_REPO)['v1.0.1']}` |" in card
+    assert f'revision="{hub.tags(HUB_REPO)["v1.1.0"]}"' in card
+
+
+def test_latest_moved_back_by_someone_else_is_brought_forward(run, github, hub):
+    run("v1.1.0")
+    run("v1.0.1")
+    gh = GitHub(REPO, github.token, api=github.url)
+    gh.edit(gh.release("v1.0.1"), make_latest="true")  # a person, or another tool, in between
+    lines = []
+    run("v1.0.1", log=lines.append)  # any publication's last step puts it right
+    assert github.latest(REPO) == "v1.1.0" and "github: v1.1.0 made Latest, the highest published version" in lines
+
+
+def test_a_main_that_moves_during_the_last_step_is_read_again(run, github, hub):
+    hub.fail("POST", "/commit/main", status=412, times=1)  # what the Hub answers a stale parent_commit
+    lines = []
+    run(log=lines.append)
+    assert any(line.endswith("moved while it was being brought to v1.0.0; reading it again") for line in lines)
+    assert hub_release.main_holds(HUB_REPO, "v1.0.0", endpoint=hub.url, token=hub.token)
+
+
+def test_main_holds_nothing_unpublished_while_a_tag_is_published(run, github, hub):
+    run("v1.0.0")
+    github.fail("PATCH", r"/releases/\d+$")  # the GitHub release of v1.1.0 cannot be published
+    with pytest.raises(ClipOnnxError):
+        run("v1.1.0")
+    assert "v1.1.0" in hub.tags(HUB_REPO) and github.releases(REPO)[0]["draft"]
+    assert hub_release.main_holds(HUB_REPO, "v1.0.0", endpoint=hub.url, token=hub.token)
+    assert github.latest(REPO) == "v1.0.0"
+    assert set(hub.branches(HUB_REPO)) == {"main"}  # the staging branch is gone once tagged
+
+
+LISTINGS = [observed()["earlier_attempts_listed"]] if observed()["earlier_attempts_listed"] is not None else [True, False]
+
+
+@pytest.mark.parametrize("listed", LISTINGS, ids=lambda v: f"earlier_attempts_listed={v}")
+def test_each_cell_comes_from_its_newest_attempt_however_github_lists_them(release_exports, tmp_path, listed):
+    from tests.loopback_github import LoopbackGitHub
+
+    with LoopbackGitHub(earlier_attempts_listed=listed) as double:
+        gh = GitHub(REPO, double.token, api=double.url)
+        fp32, fp16 = (next((release_exports / p).iterdir()) for p in ("fp32", "fp16"))
+        double.add_artifact(REPO, RUN, attempt_artifact("tiny-ViT", "fp32", 1), fp32)
+        double.add_artifact(REPO, RUN, attempt_artifact("tiny-ViT", "fp16", 1), fp16)
+        double.add_artifact(REPO, RUN, attempt_artifact("tiny-ViT", "fp16", 2), fp16, attempt=2)  # re-run failed jobs
+        if listed:
+            assert {a["name"] for a in RunArtifacts(gh, RUN, ["tiny-ViT"]).artifacts_of("tiny-ViT")} == {
+                attempt_artifact("tiny-ViT", "fp32", 1), attempt_artifact("tiny-ViT", "fp16", 2)}
+        else:  # the fp32 export is not listed any more: refused, never published without it
+            with pytest.raises(ClipOnnxError, match=f"run {RUN} lists no export artifact of tiny-ViT fp32; nothing "
+                                                    f"was published: re-run all jobs"):
+                RunArtifacts(gh, RUN, ["tiny-ViT"])
+        for precision, folder in (("fp32", fp32), ("fp16", fp16)):  # re-run all jobs
+            double.add_artifact(REPO, RUN, attempt_artifact("tiny-ViT", precision, 3), folder, attempt=3)
+        assert {a["name"] for a in RunArtifacts(gh, RUN, ["tiny-ViT"]).artifacts_of("tiny-ViT")} == {
+            attempt_artifact("tiny-ViT", p, 3) for p in ("fp32", "fp16")}
+        with pytest.raises(ClipOnnxError, match=r"lists no export artifact of tiny-RN fp32, tiny-RN fp16"):
+            RunArtifacts(gh, RUN, ["tiny-RN", "tiny-ViT"])  # a variant of the matrix is missing altogether
+
+
+def test_two_artifacts_of_one_cell_and_attempt_are_refused(github, release_exports):
+    gh = GitHub(REPO, github.token, api=github.url)
+    folder = next((release_exports / "fp32").iterdir())
+    for _ in range(2):
+        github.add_artifact(REPO, RUN, attempt_artifact("tiny-ViT", "fp32", 1), folder)
+    with pytest.raises(ClipOnnxError, match=rf"run {RUN} has 2 artifacts named export-tiny-ViT-fp32-attempt1 \(ids "
+                                            r"\d+, \d+\); which one to publish is ambiguous"):
+        RunArtifacts(gh, RUN)
+
+
+def test_the_steps_docs_list_are_the_steps_publication_runs(run):
+    lines = []
+    run(log=lines.append)
+    assert [line for line in lines if line.startswith("== step ")] == [
+        f"== step {n}/{len(STEPS)}: {title}" for n, title in enumerate(STEPS, 1)]
+    text = (ROOT / "docs" / "releasing.md").read_text()
+    section = text.split("### Publication, step by step\n", 1)[1].split("\n#", 1)[0]
+    assert re.findall(r"^(\d+)\. \*\*(.+?)\*\*", section, re.M) == [(str(n), t) for n, t in enumerate(STEPS, 1)]
 
 
 def test_a_disk_too_small_for_one_variant_stops_before_any_upload(run, github, monkeypatch):
@@ -145,7 +238,7 @@ from tests.loopback_hub import LoopbackHub
 exports, work = Path(sys.argv[1]), Path(sys.argv[2])
 with LoopbackHub() as hub, LoopbackGitHub() as github:
     for precision in ("fp32", "fp16"):
-        github.add_artifact("o/r", 1, f"export-tiny-ViT-{precision}", next((exports / precision).iterdir()))
+        github.add_artifact("o/r", 1, f"export-tiny-ViT-{precision}-attempt1", next((exports / precision).iterdir()))
     github.create_tag("o/r", "v1.0.0")
     gh = GitHub("o/r", github.token, api=github.url)
     publish(RunArtifacts(gh, 1), "v1.0.0", "org", gh, work, hub_endpoint=hub.url, hub_token=hub.token)

@@ -16,7 +16,8 @@ import yaml
 
 from clip_onnx.contract import PUBLISHED_PRECISIONS
 from exporter.variants import VARIANTS
-from release.stage import TAG, artifact_name, matrix
+from release.stage import ARTIFACT, ATTEMPT, artifact_name, matrix
+from release.versions import TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -28,7 +29,7 @@ PERMISSIONS = {
     "preflight": {"contents": "write"},
     "export": {"contents": "read"},
     "publish": {"contents": "write", "actions": "read"},
-    "attest": {"id-token": "write", "attestations": "write"},
+    "attest": {"id-token": "write", "attestations": "write", "contents": "read"},
     "pypi": {"id-token": "write"},
     "dry-run": {"contents": "read", "actions": "read"},
 }
@@ -84,19 +85,34 @@ def test_the_tag_filter_and_staging_agree_on_what_a_release_tag_is():
         assert bool(filter_regex(pattern).fullmatch(tag)) == bool(TAG.match(tag)), tag
 
 
-def test_artifacts_are_replaced_by_a_rerun_and_kept_long_enough_to_publish_again():
+def test_each_attempt_names_its_artifacts_and_keeps_them_long_enough_to_publish_again():
     (upload,) = [s for s in RELEASE["jobs"]["export"]["steps"] if "upload-artifact" in s.get("uses", "")]
-    assert upload["with"]["name"] == "${{ matrix.artifact }}"
-    assert upload["with"]["overwrite"] is True and upload["with"]["retention-days"] >= 30
+    # what publication parses back (release.stage.ARTIFACT), never overwriting an earlier attempt's
+    assert upload["with"]["name"] == "${{ matrix.artifact }}" + ATTEMPT.format(attempt="${{ github.run_attempt }}")
+    assert "overwrite" not in upload["with"] and upload["with"]["retention-days"] >= 30
+    cell = matrix()["include"][0]
+    assert ARTIFACT.match(cell["artifact"] + ATTEMPT.format(attempt=3)).group("folder", "precision", "attempt") == (
+        cell["folder"], cell["precision"], "3")
 
 
-def test_publication_runs_one_at_a_time_and_installs_only_what_it_imports():
+def test_attestation_reads_the_published_release_and_every_artifact_download_names_its_run():
+    attest = RELEASE["jobs"]["attest"]
+    assert any("python -m release sums --tag" in step.get("run", "") for step in attest["steps"])
+    for workflow in WORKFLOWS:
+        for name, job in jobs(workflow).items():
+            for step in job["steps"]:
+                if "download-artifact" in step.get("uses", ""):  # earlier attempts' artifacts only with both
+                    assert {"github-token", "run-id"} <= set(step.get("with", {})), (workflow.name, name)
+
+
+def test_publications_queue_and_install_only_what_they_import():
     from importlib.metadata import requires
 
     from packaging.requirements import Requirement
 
     publish = RELEASE["jobs"]["publish"]
-    assert publish["concurrency"] == {"group": "hub-publication", "cancel-in-progress": False}
+    # queued in arrival order: with the default `queue: single` a third tag would cancel the pending second
+    assert publish["concurrency"] == {"group": "hub-publication", "cancel-in-progress": False, "queue": "max"}
     for job in ("preflight", "publish", "dry-run"):
         installs = [s["run"] for s in RELEASE["jobs"][job]["steps"] if "pip install" in s.get("run", "")]
         assert installs == ["python -m pip install --require-hashes -r release/locks/publish.txt"], job
