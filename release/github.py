@@ -14,9 +14,11 @@ import json
 import os
 import re
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from email.message import Message
 from pathlib import Path
 
@@ -28,6 +30,10 @@ API = "https://api.github.com"
 # the doubles play what it records, and both possible answers while it records none.
 OBSERVED = Path(__file__).with_name("github_observed.json")
 MISSING, EXTRA = "is missing", "is not part of this release"
+# A call is tried at most ATTEMPTS times; no single wait exceeds LONGEST_WAIT seconds (a longer rate limit
+# fails at once, naming when to re-run). A POST is not repeated after a 5xx or a dropped connection: GitHub
+# may have made the release or asset, and its callers resume on re-run.
+ATTEMPTS, LONGEST_WAIT, TRANSIENT = 5, 15 * 60, (500, 502, 503, 504)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -38,35 +44,57 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class GitHub:
     """The REST calls a release makes, for one repository (OWNER/NAME)."""
 
-    def __init__(self, repo: str, token: str | None, api: str | None = None):
+    def __init__(self, repo: str, token: str | None, api: str | None = None, *,
+                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time):
         if not token:
             raise ClipOnnxError("no GitHub token: set GH_TOKEN (in a workflow: `GH_TOKEN: ${{ github.token }}`)")
-        self.repo, self.token = repo, token
+        self.repo, self.token, self.sleep, self.now = repo, token, sleep, now
         self.api = (api or os.environ.get("GITHUB_API_URL") or API).rstrip("/")
         self._open = urllib.request.build_opener(_NoRedirect).open
 
     def request(self, method: str, url: str, *, payload: dict | None = None, data=None, size: int = 0,
                 accept: str = "application/vnd.github+json") -> tuple[int, Message, bytes]:
         """One call; `url` is absolute or relative to the API. Non-2xx answers raise a one-line error;
-        redirects are returned, for the caller to follow without the token. Header names are case-blind."""
+        redirects are returned, for the caller to follow without the token. Header names are case-blind.
+        Rate limits, 5xx answers and dropped connections are tried again, after a growing wait."""
         url = url if url.startswith("http") else f"{self.api}/{url.lstrip('/')}"
+        where = f"{method} {url.split('?')[0]}"
         headers = {"Accept": accept, "X-GitHub-Api-Version": "2022-11-28", "Authorization": f"Bearer {self.token}"}
         if payload is not None:
             data, headers["Content-Type"] = json.dumps(payload).encode(), "application/json"
         elif data is not None:
             headers.update({"Content-Type": "application/octet-stream", "Content-Length": str(size)})
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with self._open(request, timeout=600) as response:
-                return response.status, response.headers, response.read()
-        except urllib.error.HTTPError as error:
-            if error.code in (301, 302, 307):
-                return error.code, error.headers, b""
-            message = error.read().decode(errors="replace")[:300]
-            raise ClipOnnxError(f"GitHub answered {error.code} to {method} {url.split('?')[0]}: "
-                                f"{_message(message)}{_advice(error.code)}") from None
-        except OSError as error:
-            raise ClipOnnxError(f"GitHub {method} {url.split('?')[0]} failed: {error}; re-run to resume") from None
+        attempt = limited = 0  # calls made, rate limits met
+        while True:
+            attempt += 1
+            last = attempt == ATTEMPTS
+            if hasattr(data, "seek"):  # an asset's file, sent again from its start
+                data.seek(0)
+            try:
+                with self._open(urllib.request.Request(url, data=data, method=method, headers=headers),
+                                timeout=600) as response:
+                    return response.status, response.headers, response.read()
+            except urllib.error.HTTPError as error:
+                if error.code in (301, 302, 307):
+                    return error.code, error.headers, b""
+                message = _message(error.read().decode(errors="replace")[:300])
+                wait = _rate_limit_wait(error.code, error.headers, message, self.now(), limited)
+                if wait is not None:  # the call was not made: every method is tried again
+                    limited += 1
+                    if last or wait > LONGEST_WAIT:
+                        resets = datetime.fromtimestamp(self.now() + wait, timezone.utc)
+                        raise ClipOnnxError(f"GitHub answered {error.code} to {where}: a rate limit ({message}), "
+                                            f"which resets at {resets:%Y-%m-%d %H:%M:%S} UTC; re-run after it") from None
+                elif error.code in TRANSIENT and method != "POST" and not last:
+                    wait = 2 ** (attempt - 1)
+                else:
+                    raise ClipOnnxError(f"GitHub answered {error.code} to {where}: {message}{_advice(error.code)}"
+                                        ) from None
+            except OSError as error:  # no answer: refused, reset or timed out
+                if method == "POST" or last:
+                    raise ClipOnnxError(f"GitHub {where} failed: {error}; re-run to resume") from None
+                wait = 2 ** (attempt - 1)
+            self.sleep(wait)
 
     def json(self, method: str, url: str, payload: dict | None = None):
         return json.loads(self.request(method, url, payload=payload)[2] or b"null")
@@ -112,6 +140,11 @@ class GitHub:
             release = self.json("POST", f"repos/{self.repo}/releases",
                                  {"tag_name": tag, "name": title, "body": notes, "draft": True})
         return release
+
+    def assets(self, release: dict) -> list[dict]:
+        """Every asset of `release`, paged: the release object's own `assets` list is not documented to
+        hold them all."""
+        return list(self.pages(f"repos/{self.repo}/releases/{release['id']}/assets?per_page=100"))
 
     def upload(self, release: dict, path: Path, name: str) -> dict:
         url = re.sub(r"\{.*\}$", "", release["upload_url"]) + f"?name={urllib.request.quote(name)}"
@@ -168,6 +201,21 @@ def _message(body: str) -> str:
         return body.strip() or "no message"
 
 
+def _rate_limit_wait(status: int, headers: Message, message: str, now: float, met: int) -> float | None:
+    """Seconds to wait if the answer is a rate limit (the call was not made), else None. As GitHub's "Rate
+    limits for the REST API" says: `retry-after` seconds; else, with `x-ratelimit-remaining: 0`, until the
+    epoch second `x-ratelimit-reset`; else, for a secondary rate limit, a minute, longer each time."""
+    if status not in (403, 429):
+        return None
+    if headers.get("retry-after", "").isdigit():
+        return int(headers["retry-after"])
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset", "").isdigit():
+        return max(int(headers["x-ratelimit-reset"]) - now, 0) + 1  # until after it
+    if status == 429 or "rate limit" in message.lower():
+        return 60 * 2 ** met
+    return None
+
+
 def _advice(status: int) -> str:
     return {401: "; the token is not valid: check GH_TOKEN",
             403: "; the token may not write releases: the job needs `permissions: contents: write`",
@@ -193,11 +241,12 @@ def mismatches(existing: list[dict], wanted: dict[str, str], *, complete: bool =
 def upload(github: GitHub, release: dict, assets: dict[str, tuple[Path, str]],
            log: Callable[[str], None] = print) -> dict:
     """Make `release` hold `assets` (name -> (file, SHA-256)); other assets are left as they are."""
-    wrong = mismatches(release["assets"], {n: digest for n, (_, digest) in assets.items()}, complete=False)
+    existing = github.assets(release)
+    wrong = mismatches(existing, {n: digest for n, (_, digest) in assets.items()}, complete=False)
     if wrong and not release["draft"]:
         raise ClipOnnxError(f"the published release {release['tag_name']} differs from this one "
                             f"({first_problem(wrong)}); a published release is never altered: release a new version")
-    by_name = {asset["name"]: asset for asset in release["assets"]}
+    by_name = {asset["name"]: asset for asset in existing}
     for name, reason in wrong.items():
         path = assets[name][0]
         if reason != MISSING:
@@ -232,7 +281,7 @@ def published_sums(github: GitHub, tag: str) -> bytes:
     if release is None or release["draft"]:
         raise ClipOnnxError(f"{github.repo} has no published release of {tag} "
                             f"({'a draft' if release else 'none'}); publish it first (re-run the publish job)")
-    asset = next((a for a in release["assets"] if a["name"] == "SHA256SUMS"), None)
+    asset = next((a for a in github.assets(release) if a["name"] == "SHA256SUMS"), None)
     if asset is None:
         raise ClipOnnxError(f"the release {tag} has no SHA256SUMS asset; it was not published by this project")
     return github.asset_bytes(asset)
@@ -245,7 +294,7 @@ def finish(github: GitHub, tag: str, wanted: dict[str, str], notes: str, log: Ca
     release = github.release(tag)
     if release is None:
         raise ClipOnnxError(f"{github.repo} has no release of {tag} to publish; re-run the whole publication")
-    wrong = mismatches(release["assets"], wanted)
+    wrong = mismatches(github.assets(release), wanted)
     if wrong:
         state = "draft" if release["draft"] else "published release"
         raise ClipOnnxError(f"the {state} {tag} differs from what was staged ({first_problem(wrong)}); "

@@ -99,6 +99,11 @@ def tag_commits(repo_id: str, *, endpoint: str | None = None, token: str | None 
         return {ref.name: ref.target_commit for ref in HfApi(endpoint=endpoint, token=token).list_repo_refs(repo_id).tags}
 
 
+# How the Hub refuses a commit whose `parent_commit` is no longer the branch's head: huggingface_hub
+# documents the refusal, not its status; `check_stale_parent` (run by the canary) asserts this one.
+STALE_PARENT = 412
+
+
 class MainMoved(ClipOnnxError):
     """`main` got a commit between reading it and committing on it; read it again and retry."""
 
@@ -152,11 +157,35 @@ def advance_main(repo_id: str, tag: str, card: str, *, endpoint: str | None = No
             api.create_commit(repo_id, operations, commit_message=f"clip-onnx: {BRANCH} holds {tag}",
                               revision=BRANCH, parent_commit=head)
         except HfHubHTTPError as error:
-            if error.response is not None and error.response.status_code == 412:
+            if error.response is not None and error.response.status_code == STALE_PARENT:
                 raise MainMoved(f"{repo_id}@{BRANCH} moved while it was being brought to {tag}") from None
             raise
     log(f"hub: {repo_id}@{BRANCH} holds {tag} ({len(operations)} of its files copied, deleted or rewritten)")
     return True
+
+
+def check_stale_parent(repo_id: str, *, endpoint: str | None = None, token: str | None = None,
+                       log: Callable[[str], None] = print) -> None:
+    """Make two commits on `repo_id`'s main from the same parent (a scratch repo: the canary's) and check
+    that the Hub refuses the second with `STALE_PARENT`, as `advance_main` expects."""
+    api = HfApi(endpoint=endpoint, token=token)
+    head = next(ref.target_commit for ref in api.list_repo_refs(repo_id).branches if ref.name == BRANCH)
+    for attempt in ("first", "second"):
+        try:
+            api.create_commit(repo_id, [CommitOperationAdd(path_in_repo="canary.txt",
+                                                           path_or_fileobj=f"{attempt} {head}".encode())],
+                              commit_message=f"clip-onnx canary: {attempt} commit on {head[:12]}",
+                              revision=BRANCH, parent_commit=head)
+        except HfHubHTTPError as error:
+            status = error.response.status_code if error.response is not None else None
+            if attempt == "second" and status == STALE_PARENT:
+                log(f"hub: {repo_id} refuses a stale parent_commit with {status}, as advance_main expects")
+                return
+            raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: the {attempt} commit on {head} was answered "
+                                f"{status} ({_line(error)}); advance_main expects only the second refused, with "
+                                f"{STALE_PARENT}: change release/hub.py's STALE_PARENT") from None
+    raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: a commit with a stale parent_commit was accepted; "
+                        f"advance_main could overwrite a main that moved")
 
 
 @contextmanager

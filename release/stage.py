@@ -30,6 +30,8 @@ from release.versions import TAG
 
 # One Hub repo per variant, so each has its own card, base model and size; the name is fixed once people pin.
 HUB_REPO = "clip-onnx-{folder}"
+# where the release workflow takes the organisation from; never guessed from the GitHub owner
+HF_ORG_HELP = "set the repository variable HF_ORG (Settings > Secrets and variables > Actions > Variables)"
 # GitHub refuses release assets of 2 GiB or more; parts stay below with room to spare.
 PART_BYTES = 2 * 1024**3 - 64 * 1024**2
 CHUNK = 1 << 24

@@ -5,6 +5,10 @@ pagination, the `upload_url` template, the `digest` of an asset, the 302 of an a
 so the real client code runs against it unchanged. Writes need ``Authorization: Bearer <token>``;
 a ``read_only_token`` is answered 403 on writes, as a token without ``contents: write`` is.
 
+Rate limits and 5xx answers are injected with `fail` (with the headers GitHub's "Rate limits for the REST
+API" documents), dropped connections with `drop`. With ``immutable`` (GitHub's "About immutable releases"),
+a published release's assets can be neither added nor deleted.
+
 Latest follows GitHub's documented ``make_latest``: a release published without it, or with ``"true"``,
 becomes Latest; ``"false"`` leaves Latest where it is; a draft cannot be Latest. Whether GitHub lists
 the artifacts of a run's earlier attempts beside a re-run's is not documented: the canary records it
@@ -16,6 +20,7 @@ GET    /repos/{o}/{r}/releases/latest                      the Latest release (4
 POST   /repos/{o}/{r}/releases                             create (422 if a published one has the tag)
 PATCH  /repos/{o}/{r}/releases/{id}                        edit: body, name, draft, make_latest
 DELETE /repos/{o}/{r}/releases/{id}                        delete a release
+GET    /repos/{o}/{r}/releases/{id}/assets?per_page&page   a release's assets
 GET    /repos/{o}/{r}/releases/assets/{id}                 an asset's bytes (302 to the storage host)
 GET    /repos/{o}/{r}/git/ref/tags/{tag}                   does the tag exist
 POST   /uploads/repos/{o}/{r}/releases/{id}/assets?name=   upload (422 if the name exists)
@@ -25,13 +30,9 @@ GET    /repos/{o}/{r}/actions/artifacts/{id}/zip           302 to the archive (n
 GET    /blobs/{id}?sig=...                                 an archive or an asset's bytes
 ====== =================================================== ==========================================
 
-Usage::
-
-    with LoopbackGitHub() as github:
-        github.create_tag("owner/name", "v1.0.0")
-        github.cut_upload("big.onnx")        # that upload stops halfway and leaves a "starter" asset
-        ... GitHub("owner/name", github.token, api=github.url) ...
-        github.releases("owner/name")        # what a person would see
+Usage: ``with LoopbackGitHub() as github: GitHub("owner/name", github.token, api=github.url)...``;
+``create_tag``, ``add_artifact``, ``cut_upload`` (a "starter" asset left), ``fail``, ``drop`` set it up;
+``releases``, ``latest``, ``content`` and ``count`` show what a person would see.
 """
 
 from __future__ import annotations
@@ -81,23 +82,23 @@ class Release:
 
 
 class _Error(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
 
 class LoopbackGitHub:
     def __init__(self, token: str = "ghs_test", read_only_token: str = "ghs_read_only", page_size: int = 2,
-                 earlier_attempts_listed: bool = True):
+                 earlier_attempts_listed: bool = True, immutable: bool = True):
         self.token, self.read_only_token, self.page_size = token, read_only_token, page_size
-        self.earlier_attempts_listed = earlier_attempts_listed
+        self.earlier_attempts_listed, self.immutable = earlier_attempts_listed, immutable
         self._lock = threading.RLock()
         self._tags: dict[str, set[str]] = {}
         self._releases: list[Release] = []
         self._latest: dict[str, int] = {}  # repo -> id of its Latest release
         self._artifacts: dict[int, tuple[str, str, bytes, int]] = {}  # id -> (repo, run/name, zip, attempt)
         self._cuts: set[str] = set()
-        self._failures: list[tuple[str, re.Pattern[str], int]] = []
+        self._failures: list[list] = []  # [method, path pattern, status, headers, message, times left or None]
         self._next_id = 0
         self.requests: list[tuple[str, str]] = []
         self._server: ThreadingHTTPServer | None = None
@@ -142,10 +143,16 @@ class LoopbackGitHub:
         with self._lock:
             self._cuts.add(name)
 
-    def fail(self, method: str, path_regex: str, status: int = 500) -> None:
-        """Answer matching requests with `status` until `reset_failures`."""
+    def fail(self, method: str, path_regex: str, status: int = 500, *, headers: dict[str, str] | None = None,
+             times: int | None = None, message: str = "Injected failure") -> None:
+        """Answer matching requests with `status` (and `headers`, `message`): the next `times` of them, or
+        all until `reset_failures`. A status of None drops the connection without an answer."""
         with self._lock:
-            self._failures.append((method, re.compile(path_regex), status))
+            self._failures.append([method, re.compile(path_regex), status, headers or {}, message, times])
+
+    def drop(self, method: str, path_regex: str, times: int = 1) -> None:
+        """The next `times` matching requests get no answer: the connection is closed."""
+        self.fail(method, path_regex, None, times=times)
 
     def reset_failures(self) -> None:
         with self._lock:
@@ -192,10 +199,16 @@ class LoopbackGitHub:
         path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
         with self._lock:
             self.requests.append((method, path))
-            failure = next((s for m, p, s in self._failures if m == method and p.search(path)), None)
+            failure = next((f for f in self._failures if f[0] == method and f[1].search(path)), None)
+            if failure and failure[5] is not None:
+                failure[5] -= 1
+                if failure[5] == 0:
+                    self._failures.remove(failure)
         if failure:
+            if failure[2] is None:
+                return None
             read_body()
-            raise _Error(failure, "Injected failure")
+            raise _Error(failure[2], failure[4], failure[3])
         if path.startswith("/blobs/"):  # the storage host: signed URL, no Authorization
             return 200, {"Content-Type": "application/octet-stream"}, self._blob(int(path.rsplit("/", 1)[1]))
         scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -226,6 +239,12 @@ class LoopbackGitHub:
         with self._lock:
             everything = [r.json(self.url) for r in reversed(self._releases) if r.repo == match["repo"]]
         chunk, link = self._page(f"/repos/{match['repo']}/releases", query, everything)
+        return 200, link, json.dumps(chunk).encode()
+
+    def _assets(self, match, query, headers, read_body):
+        with self._lock:
+            everything = [a.json(self.url) for a in self._release(match["repo"], match["id"]).assets]
+        chunk, link = self._page(f"/repos/{match['repo']}/releases/{match['id']}/assets", query, everything)
         return 200, link, json.dumps(chunk).encode()
 
     def _latest_release(self, match, query, headers, read_body):
@@ -277,6 +296,9 @@ class LoopbackGitHub:
         name = query["name"][0]
         with self._lock:
             release = self._release(match["repo"], match["id"])
+            if self.immutable and not release.draft:  # GitHub's "About immutable releases"
+                read_body()
+                raise _Error(422, "Cannot upload assets to an immutable release")
             if any(a.name == name for a in release.assets):
                 read_body()
                 raise _Error(422, "Validation Failed: name already_exists")
@@ -312,7 +334,9 @@ class LoopbackGitHub:
     def _delete_asset(self, match, query, headers, read_body):
         with self._lock:
             for release in self._releases:
-                if release.repo == match["repo"]:
+                if release.repo == match["repo"] and any(a.id == int(match["id"]) for a in release.assets):
+                    if self.immutable and not release.draft:  # GitHub's "About immutable releases"
+                        raise _Error(422, "Cannot delete assets of an immutable release")
                     release.assets = [a for a in release.assets if a.id != int(match["id"])]
         return 204, {}, b""
 
@@ -339,6 +363,7 @@ ROUTES = [
     ("POST", REPO + r"/releases", LoopbackGitHub._create),
     ("PATCH", REPO + r"/releases/(?P<id>\d+)", LoopbackGitHub._edit),
     ("DELETE", REPO + r"/releases/(?P<id>\d+)", LoopbackGitHub._delete_release),
+    ("GET", REPO + r"/releases/(?P<id>\d+)/assets", LoopbackGitHub._assets),
     ("GET", REPO + r"/releases/assets/(?P<id>\d+)", LoopbackGitHub._asset),
     ("GET", REPO + r"/git/ref/tags/(?P<tag>[^/]+)", LoopbackGitHub._tag),
     ("POST", r"/uploads" + REPO + r"/releases/(?P<id>\d+)/assets", LoopbackGitHub._upload),
@@ -365,8 +390,8 @@ class _Handler(BaseHTTPRequestHandler):
             answer = github.handle(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
                                    read_body)
         except _Error as error:
-            answer = error.status, {}, json.dumps({"message": error.message}).encode()
-        if answer is None:  # a cut upload: read half of the body, then drop the connection
+            answer = error.status, error.headers, json.dumps({"message": error.message}).encode()
+        if answer is None:  # a cut upload or a drop: read half of the body, then drop the connection
             self.rfile.read(length // 2)
             self.close_connection = True
             return

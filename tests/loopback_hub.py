@@ -5,18 +5,11 @@ It speaks the endpoints, request bodies and response fields used by the ``huggin
 ``utils/_http.py``), for **model repositories only**, so the real ``HfApi(endpoint=hub.url, token=hub.token)``
 and ``hf_hub_download(..., endpoint=hub.url)`` can run against it.
 
-Xet storage is not emulated: large files go through the legacy git-LFS "basic" transfer. While the
-fake runs, it sets ``huggingface_hub.constants.HF_HUB_DISABLE_XET`` in this process (and restores it on
-stop); otherwise ``hf_xet``, when installed, would be used for uploads and the fake could not answer it.
-``LoopbackHub(xet=True)`` leaves Xet on, so that the client's Xet path meets this fake and fails as it
-would against an unreachable or refusing Xet service (the error-handling tests).
-
-Two loopback servers (``http.server.ThreadingHTTPServer`` in daemon threads, stdlib only) make up the fake:
-
-* the Hub (``hub.url``), which serves the API, the LFS batch/upload/verify endpoints and ``/resolve/``;
-* a "CDN" on another port (``hub.cdn_url``), to which ``/resolve/`` redirects LFS files with a signed URL,
-  as the real Hub does. Because its origin differs, the client reads the file metadata from the redirect
-  itself and drops the ``Authorization`` header for the download, exactly as against huggingface.co.
+Xet is not played: large files go through git-LFS "basic" transfer, and while the fake runs it sets
+``huggingface_hub.constants.HF_HUB_DISABLE_XET``; ``LoopbackHub(xet=True)`` leaves Xet on, so that the
+client's Xet path meets this fake and fails as against a refusing Xet service. The Hub (``hub.url``)
+redirects LFS downloads with a signed URL to a "CDN" on another port (``hub.cdn_url``), as huggingface.co
+does, so the client drops ``Authorization`` there exactly as it would.
 
 Endpoints (``{repo}`` is ``namespace/name``, ``{rev}`` a branch, tag or full commit oid, URL-quoted):
 
@@ -31,8 +24,8 @@ POST   /api/models/{repo}/commit/{rev}                ndjson commit (``create_co
 POST   /api/models/{repo}/tag/{rev}                   ``create_tag`` (409 when the tag exists)
 POST   /api/models/{repo}/branch/{branch}             ``create_branch`` (409 when it exists)
 DELETE /api/models/{repo}/branch/{branch}             ``delete_branch``
-POST   /api/validate-yaml                             README metadata check (always valid)
 GET    /api/whoami-v2                                 ``whoami``: the token's user, orgs and role
+POST   /api/validate-yaml                             a README.md's metadata, checked by ``create_commit`` (valid)
 POST   /{repo}.git/info/lfs/objects/batch             LFS batch API, "basic" transfer
 PUT    /{repo}.git/info/lfs/objects/upload/{sha256}   signed upload URL given by the batch API
 POST   /{repo}.git/info/lfs/objects/verify            LFS verify action
@@ -47,15 +40,9 @@ mapping path -> content), branches and tags pointing at commit oids, and the LFS
 ``Authorization: Bearer <token>`` (401 otherwise); reads are public. Upload modes follow a fixed rule:
 paths ending in ``.onnx`` or ``.data``, and files over 10 MB, are LFS; everything else is a regular file.
 
-Usage::
-
-    with LoopbackHub() as hub:
-        api = HfApi(endpoint=hub.url, token=hub.token)
-        api.create_repo("test-user/model")
-        hub.fail("PUT", r"/lfs/objects/upload/", status=500)   # every LFS upload fails from now on
-        ...
-        hub.reset_failures()
-        assert len(hub.commits("test-user/model")) == 2
+Usage: ``with LoopbackHub() as hub: HfApi(endpoint=hub.url, token=hub.token)...``; ``hub.fail(method,
+regex, status=, times=)`` injects failures, ``hub.commits(repo)``, ``hub.files(repo, rev)`` and
+``hub.tags(repo)`` show what a person would see. Only what the project's code calls is played.
 """
 
 from __future__ import annotations
@@ -70,16 +57,12 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from huggingface_hub import constants as hub_constants
-
-__all__ = ["LoopbackHub", "StoredFile", "CommitRecord", "LFS_SUFFIXES", "LFS_SIZE_THRESHOLD", "whoami_answer"]
 
 LFS_SUFFIXES: tuple[str, ...] = (".onnx", ".data")
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024  # bytes; larger files are stored as LFS whatever their name
@@ -98,10 +81,6 @@ def git_blob_oid(content: bytes) -> str:
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The git-LFS pointer file git stores in place of an LFS file."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass(frozen=True)
@@ -135,7 +114,6 @@ class CommitRecord:
     parent: str | None
     title: str
     description: str
-    date: str
     files: Mapping[str, StoredFile]
 
 
@@ -252,8 +230,6 @@ class LoopbackHub:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> LoopbackHub:
-        if self._servers:
-            return self
         self._xet_disabled_before = hub_constants.HF_HUB_DISABLE_XET
         hub_constants.HF_HUB_DISABLE_XET = not self.xet  # the client must speak LFS to this server
         for role in ("hub", "cdn"):
@@ -283,23 +259,17 @@ class LoopbackHub:
     def __enter__(self) -> LoopbackHub:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property
     def url(self) -> str:
         """The Hub endpoint, e.g. ``http://127.0.0.1:41234`` (pass it as ``endpoint=``)."""
-        if not self._url:
-            raise RuntimeError("LoopbackHub is not started")
         return self._url
 
     @property
     def cdn_url(self) -> str:
         """Origin of the fake CDN serving LFS content (reached through ``/resolve/`` redirects)."""
-        if not self._cdn_url:
-            raise RuntimeError("LoopbackHub is not started")
         return self._cdn_url
 
     # ------------------------------------------------------------------ failure injection and request log
@@ -312,8 +282,6 @@ class LoopbackHub:
         The request body is read first, and nothing is stored. Mind the client's own retries: its
         ``http_backoff`` requests retry 408/429/500/502/503/504 five times (six attempts in all).
         """
-        if times is not None and times < 1:
-            raise ValueError("times must be >= 1 or None")
         with self._lock:
             self._failures.append(_Failure(method.upper(), re.compile(path_regex), status, times))
 
@@ -453,18 +421,11 @@ class LoopbackHub:
 
     @staticmethod
     def _resolve(repo: _Repo, revision: str) -> str:
-        """Commit oid of a branch, tag or full commit oid (also ``refs/heads/x`` / ``refs/tags/x``)."""
-        name = revision
-        if name.startswith("refs/heads/") and name[len("refs/heads/") :] in repo.branches:
-            return repo.branches[name[len("refs/heads/") :]]
-        if name.startswith("refs/tags/") and name[len("refs/tags/") :] in repo.tags:
-            return repo.tags[name[len("refs/tags/") :]]
-        if name in repo.branches:
-            return repo.branches[name]
-        if name in repo.tags:
-            return repo.tags[name]
-        if re.fullmatch(r"[0-9a-f]{40}", name) and any(c.oid == name for c in repo.commits):
-            return name
+        """Commit oid of a branch, tag or full commit oid."""
+        if revision in repo.branches or revision in repo.tags:
+            return repo.branches.get(revision) or repo.tags[revision]
+        if any(c.oid == revision for c in repo.commits):
+            return revision
         raise _HttpError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
 
     def _new_commit(self, repo: _Repo, parent: str | None, title: str, description: str,
@@ -474,12 +435,9 @@ class LoopbackHub:
         digest.update(f"{repo.repo_id}\0{parent}\0{title}\0{description}\0{self._commit_counter}\0".encode())
         for path in sorted(files):
             digest.update(f"{path}\0{files[path].blob_id}\0".encode())
-        record = CommitRecord(digest.hexdigest(), parent, title, description, _now(), dict(files))
+        record = CommitRecord(digest.hexdigest(), parent, title, description, dict(files))
         repo.commits.append(record)
         return record
-
-    def _repo_url(self, repo_id: str) -> str:
-        return f"{self.url}/{repo_id}"
 
     @staticmethod
     def _upload_mode(path: str, size: int) -> str:
@@ -490,12 +448,8 @@ class LoopbackHub:
     def _create_repo(self, request: _Request) -> _Response:
         payload = request.json() or {}
         name, organization = payload.get("name"), payload.get("organization") or self.user
-        if not isinstance(name, str) or not re.fullmatch(r"[\w.\-]{1,96}", name):
-            raise _HttpError(400, f"Invalid repo name: {name!r}")
-        if payload.get("type", "model") not in (None, "model"):
-            raise _HttpError(400, "The fake hub only hosts model repos")
         repo_id = f"{organization}/{name}"
-        url = self._repo_url(repo_id)
+        url = f"{self.url}/{repo_id}"
         if repo_id in self._repos:
             raise _HttpError(409, "You already created this model repo", body={"url": url})
         repo = self._repos[repo_id] = _Repo(repo_id)
@@ -507,17 +461,8 @@ class LoopbackHub:
     def _repo_info(self, request: _Request) -> _Response:
         repo = self._repo(request)
         record = repo.commit(self._resolve(repo, request.params.get("rev", "main")))
-        siblings = []
-        for path, f in sorted(record.files.items()):
-            sibling: dict[str, Any] = {"rfilename": path, "size": f.size, "blobId": f.blob_id}
-            if f.lfs:
-                sibling["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
-            siblings.append(sibling)
-        return _Response.json({
-            "_id": repo.repo_id, "id": repo.repo_id, "modelId": repo.repo_id, "author": repo.repo_id.split("/")[0],
-            "sha": record.oid, "private": False, "gated": False, "disabled": False,
-            "lastModified": record.date, "createdAt": repo.commits[0].date, "tags": [], "siblings": siblings,
-        })
+        return _Response.json({"id": repo.repo_id, "sha": record.oid, "private": False,  # what production reads
+                               "siblings": [{"rfilename": path} for path in sorted(record.files)]})
 
     def _refs(self, request: _Request) -> _Response:
         repo = self._repo(request)
@@ -528,35 +473,25 @@ class LoopbackHub:
         data: dict[str, Any] = {
             "branches": refs("heads", repo.branches), "tags": refs("tags", repo.tags), "converts": [],
         }
-        if request.query.get("include_prs"):
-            data["pullRequests"] = []
         return _Response.json(data)
 
     def _paths_info(self, request: _Request) -> _Response:
         repo = self._repo(request)
         record = repo.commit(self._resolve(repo, request.params["rev"]))
         form = parse_qs(request.body.decode(), keep_blank_values=True)
-        if not form and request.body.strip().startswith(b"{"):
-            form = {k: v if isinstance(v, list) else [v] for k, v in (request.json() or {}).items()}
-        expand = str(form.get("expand", ["false"])[0]).lower() == "true"
         entries: list[dict[str, Any]] = []
-        for raw in form.get("paths", []):
-            path = str(raw).strip("/")
-            f = record.files.get(path)
+        for raw in form.get("paths", []):  # files only: production asks for no folder
+            f = record.files.get(str(raw).strip("/"))
             if f is not None:
-                entry: dict[str, Any] = {"type": "file", "path": path, "size": f.size, "oid": f.blob_id}
-                if f.lfs:
-                    entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
-            elif path and any(p.startswith(path + "/") for p in record.files):
-                children = sorted((p, g.blob_id) for p, g in record.files.items() if p.startswith(path + "/"))
-                entry = {"type": "directory", "path": path, "oid": hashlib.sha1(repr(children).encode()).hexdigest()}
-            else:
-                continue
-            if expand:
-                last = self._last_commit_touching(repo, record, path)
-                entry["lastCommit"] = {"id": last.oid, "title": last.title, "date": last.date}
-            entries.append(entry)
+                entries.append(self._file_entry(str(raw).strip("/"), f))
         return _Response.json(entries)
+
+    @staticmethod
+    def _file_entry(path: str, f: StoredFile) -> dict[str, Any]:
+        entry: dict[str, Any] = {"type": "file", "path": path, "size": f.size, "oid": f.blob_id}
+        if f.lfs:
+            entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
+        return entry
 
     def _tree(self, request: _Request) -> _Response:
         """`list_repo_tree` / `list_repo_files`: one page, files and the folders above them."""
@@ -575,24 +510,8 @@ class LoopbackHub:
                                             "oid": hashlib.sha1(folder.encode()).hexdigest()})
                 if not recursive:
                     continue
-            entry: dict[str, Any] = {"type": "file", "path": path, "size": f.size, "oid": f.blob_id}
-            if f.lfs:
-                entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
-            entries[path] = entry
+            entries[path] = self._file_entry(path, f)
         return _Response.json(list(entries.values()))
-
-    @staticmethod
-    def _last_commit_touching(repo: _Repo, record: CommitRecord, path: str) -> CommitRecord:
-        def snapshot(c: CommitRecord) -> list[tuple[str, str]]:
-            return sorted((p, f.blob_id) for p, f in c.files.items() if p == path or p.startswith(path + "/"))
-
-        current = record
-        while current.parent is not None:
-            parent = repo.commit(current.parent)
-            if snapshot(parent) != snapshot(current):
-                return current
-            current = parent
-        return current
 
     def _preupload(self, request: _Request) -> _Response:
         repo = self._repo(request)
@@ -670,8 +589,6 @@ class LoopbackHub:
     def _commit(self, request: _Request) -> _Response:
         repo = self._repo(request)
         branch = request.params["rev"]
-        if request.query.get("create_pr", ["0"])[0] not in ("", "0", "false"):
-            raise _HttpError(400, "The fake hub does not support pull requests")
         if branch not in repo.branches:
             raise _HttpError(404, f"Invalid rev id: {branch} is not a branch", code="RevisionNotFound")
         try:
@@ -687,13 +604,14 @@ class LoopbackHub:
         head = repo.branches[branch]
         parent_commit = header.get("parentCommit")
         if parent_commit is not None and not head.startswith(str(parent_commit).lower()):
+            # the status: observed by the canary (release.hub.check_stale_parent), not documented
             raise _HttpError(412, "A commit has happened since. Please refresh and try again.")
 
         files = dict(repo.commit(head).files)
         for line in lines[1:]:
             key, value = line.get("key"), line.get("value") or {}
             path = str(value.get("path", "")).strip("/")
-            if not path and key != "deletedFolder":
+            if not path:
                 raise _HttpError(400, f"Missing path in {key} operation")
             if key == "file":
                 if value.get("encoding", "base64") != "base64":
@@ -716,12 +634,6 @@ class LoopbackHub:
             elif key == "deletedFile":
                 if files.pop(path, None) is None:
                     raise _HttpError(404, f"A file with this name doesn't exist: {path}", code="EntryNotFound")
-            elif key == "deletedFolder":
-                doomed = [p for p in files if not path or p.startswith(path + "/")]
-                if not doomed:
-                    raise _HttpError(404, f"A folder with this name doesn't exist: {path}", code="EntryNotFound")
-                for p in doomed:
-                    del files[p]
             else:
                 raise _HttpError(400, f"Unsupported commit operation {key!r}")
 
@@ -730,7 +642,7 @@ class LoopbackHub:
         return _Response.json({
             "success": True,
             "commitOid": record.oid,
-            "commitUrl": f"{self._repo_url(repo.repo_id)}/commit/{record.oid}",
+            "commitUrl": f"{self.url}/{repo.repo_id}/commit/{record.oid}",
             "hookOutput": "", "pullRequestUrl": None,
         })
 
@@ -804,8 +716,6 @@ class LoopbackHub:
             return _Response(200, content, headers, cut)
         start = int(match.group(1))
         end = min(int(match.group(2)) if match.group(2) else len(content) - 1, len(content) - 1)
-        if start >= len(content) or start > end:
-            return _Response(416, b"", {"Content-Range": f"bytes */{len(content)}"})
         headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
         return _Response(206, content[start : end + 1], headers, cut)
 
@@ -828,8 +738,8 @@ _ROUTES: dict[str, list[_Route]] = {
         _route("POST", rf"{_API}/branch/(?P<branch>[^/]+)", LoopbackHub._create_branch, True),
         _route("DELETE", rf"{_API}/branch/(?P<branch>[^/]+)", LoopbackHub._delete_branch, True),
         _route("GET", rf"{_API}(?:/revision/{_REV})?", LoopbackHub._repo_info, False),
-        _route("POST", r"/api/validate-yaml", LoopbackHub._validate_yaml, False),
         _route("GET", r"/api/whoami-v2", LoopbackHub._whoami, False),
+        _route("POST", r"/api/validate-yaml", LoopbackHub._validate_yaml, False),
         _route("POST", rf"{_LFS}/batch", LoopbackHub._lfs_batch, True),
         _route("PUT", rf"{_LFS}/upload/{_SHA256}", LoopbackHub._lfs_upload, False),  # signed URL, no token (like S3)
         _route("POST", rf"{_LFS}/verify", LoopbackHub._lfs_verify, True),
@@ -843,7 +753,6 @@ _ROUTES: dict[str, list[_Route]] = {
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "LoopbackHub/1.0"
 
     def _serve(self) -> None:
         hub: LoopbackHub = self.server.loopback_hub  # type: ignore[attr-defined]

@@ -1,7 +1,8 @@
 """The GitHub Release step against GitHub's REST API on loopback: a draft completed across re-runs, an
 upload that fails in the middle, a published release never altered, errors that say what to do, the
 attesting job's SHA256SUMS read from the published release with nothing installed, and the canary's
-record of how a run's attempts are listed."""
+record of how a run's attempts are listed. Calls are tried again after 5xx answers, dropped connections
+and rate limits, waiting as GitHub documents (the waits are recorded, not slept)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from release import github as github_release
 from release.github import GitHub, mismatches
 
 REPO = "owner/clip-onnx"
+NOW = 1_767_225_600  # 2026-01-01 00:00:00 UTC, the clients' clock
+SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 ROOT = Path(__file__).resolve().parents[1]
 # `python -m release ARGS` in a child that can import the standard library and this checkout only: the
 # attesting job installs nothing.
@@ -45,8 +48,10 @@ def assets(tmp_path) -> dict[str, tuple[Path, str]]:
     return found
 
 
-def client(github, token: str | None = None) -> GitHub:
-    return GitHub(REPO, token or github.token, api=github.url)
+def client(github, token: str | None = None, waits: list[float] | None = None) -> GitHub:
+    """The real client; its waits go to `waits` instead of sleeping."""
+    return GitHub(REPO, token or github.token, api=github.url, now=lambda: NOW,
+                  sleep=(waits if waits is not None else []).append)
 
 
 def wanted(assets) -> dict[str, str]:
@@ -197,3 +202,147 @@ def test_the_canary_records_whether_earlier_attempts_are_listed(tmp_path, listed
     assert record["earlier_attempts_listed"] is listed
     assert record["observed"] == f'{REPO} run 5, attempt 2 (after "Re-run all jobs")'
     assert set(json.loads(github_release.OBSERVED.read_text())) == set(record)  # the committed record's shape
+
+
+def drafted(github, waits: list[float] | None = None) -> tuple[GitHub, dict]:
+    github.create_tag(REPO, "v1.0.0")
+    gh = client(github, waits=waits)
+    return gh, gh.draft("v1.0.0", "t", "")
+
+
+def test_5xx_answers_to_get_and_patch_are_tried_again_after_growing_waits(github):
+    waits = []
+    gh, draft = drafted(github, waits)
+    github.requests.clear()
+    github.fail("GET", "/releases$", 503, times=2)
+    github.fail("PATCH", r"/releases/\d+$", 502, times=1)
+    assert gh.release("v1.0.0")["id"] == draft["id"] and gh.edit(draft, body="edited")["body"] == "edited"
+    assert github.count("GET", "/releases$") == 3 and github.count("PATCH", "/releases/") == 2
+    assert waits == [1, 2, 1]
+
+
+def test_a_dropped_connection_is_tried_again(github):
+    waits = []
+    gh, draft = drafted(github, waits)
+    github.requests.clear()
+    github.drop("GET", "/releases$")
+    github.drop("DELETE", r"/releases/\d+$")
+    assert gh.release("v1.0.0")["id"] == draft["id"]
+    gh.request("DELETE", f"repos/{REPO}/releases/{draft['id']}")
+    assert github.releases(REPO) == [] and github.count("GET", "/releases$") == 2 and waits == [1, 1]
+
+
+def test_a_post_is_not_repeated_after_a_5xx_or_a_dropped_connection(github):
+    waits = []
+    github.create_tag(REPO, "v1.0.0")
+    gh = client(github, waits=waits)
+    github.fail("POST", "/releases$", 502, times=1)
+    with pytest.raises(ClipOnnxError) as error:
+        gh.draft("v1.0.0", "t", "")
+    assert str(error.value) == (f"GitHub answered 502 to POST {github.url}/repos/{REPO}/releases: "
+                                "Injected failure; re-run to resume")
+    github.drop("POST", "/releases$")
+    with pytest.raises(ClipOnnxError, match=f"^GitHub POST {github.url}/repos/{REPO}/releases failed: .*; re-run"):
+        gh.draft("v1.0.0", "t", "")
+    assert github.count("POST", "/releases$") == 2 and waits == []
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_a_primary_rate_limit_waits_until_it_resets(github, status):
+    waits = []
+    gh, draft = drafted(github, waits)
+    github.fail("GET", "/releases$", status, times=1, message="API rate limit exceeded for installation ID 1.",
+                headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(NOW + 300)})
+    assert gh.release("v1.0.0")["id"] == draft["id"] and waits == [301]
+
+
+def test_retry_after_is_honoured_even_for_a_post(github):
+    waits = []
+    github.create_tag(REPO, "v1.0.0")
+    gh = client(github, waits=waits)
+    github.fail("POST", "/releases$", 403, times=1, message=SECONDARY, headers={"retry-after": "30"})
+    assert gh.draft("v1.0.0", "t", "")["draft"]
+    assert len(github.releases(REPO)) == 1 and github.count("POST", "/releases$") == 2 and waits == [30]
+
+
+def test_an_upload_refused_by_a_rate_limit_sends_the_whole_file_again(github, assets):
+    waits = []
+    github.create_tag(REPO, "v1.0.0")
+    gh = client(github, waits=waits)
+    github.fail("POST", r"/assets$", 429, times=1, headers={"retry-after": "5"})
+    github_release.upload(gh, gh.draft("v1.0.0", "t", ""), assets, log=lambda _: None)
+    assert waits == [5] and all(github.content(REPO, "v1.0.0", name) == path.read_bytes()
+                                for name, (path, _) in assets.items())
+
+
+def test_a_secondary_rate_limit_without_headers_waits_a_minute_then_longer(github):
+    waits = []
+    gh, draft = drafted(github, waits)
+    github.fail("PATCH", r"/releases/\d+$", 403, times=2, message=SECONDARY)
+    assert gh.edit(draft, body="edited")["body"] == "edited" and waits == [60, 120]
+
+
+def test_a_rate_limit_that_lasts_is_named_a_rate_limit_not_a_permission_problem(github):
+    waits = []
+    gh, draft = drafted(github, waits)
+    github.requests.clear()
+    github.fail("PATCH", r"/releases/\d+$", 403, message=SECONDARY)
+    with pytest.raises(ClipOnnxError) as error:
+        gh.edit(draft, body="edited")
+    assert str(error.value) == (f"GitHub answered 403 to PATCH {github.url}/repos/{REPO}/releases/{draft['id']}: "
+                                f"a rate limit ({SECONDARY}), which resets at 2026-01-01 00:16:00 UTC; re-run after it")
+    assert github.count("PATCH", "/releases/") == 5 and waits == [60, 120, 240, 480]
+
+
+def test_a_403_that_is_no_rate_limit_gets_the_permission_advice_at_once(github):
+    waits = []
+    gh, draft = drafted(github, waits)
+    github.requests.clear()
+    with pytest.raises(ClipOnnxError) as error:
+        client(github, "ghs_read_only", waits).edit(draft, body="edited")
+    assert str(error.value) == (f"GitHub answered 403 to PATCH {github.url}/repos/{REPO}/releases/{draft['id']}: "
+                                "Resource not accessible by integration; the token may not write releases: "
+                                "the job needs `permissions: contents: write`")
+    assert github.count("PATCH", "/releases/") == 1 and waits == []
+
+
+@pytest.mark.parametrize("headers", [{"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(NOW + 3600)},
+                                     {"retry-after": "3601"}], ids=["reset", "retry-after"])
+def test_a_rate_limit_longer_than_a_job_waits_fails_at_once_naming_when_to_rerun(github, headers):
+    waits = []
+    gh, draft = drafted(github, waits)
+    github.requests.clear()
+    github.fail("GET", "/releases$", 429, headers=headers, message="API rate limit exceeded")
+    with pytest.raises(ClipOnnxError) as error:
+        gh.release("v1.0.0")
+    assert str(error.value) == (f"GitHub answered 429 to GET {github.url}/repos/{REPO}/releases: a rate limit "
+                                "(API rate limit exceeded), which resets at 2026-01-01 01:00:01 UTC; re-run after it")
+    assert github.count("GET", "/releases$") == 1 and waits == []
+
+
+def test_every_asset_of_a_release_is_seen_across_pages(github, tmp_path):
+    gh, draft = drafted(github)
+    files = {}
+    for i in range(5):
+        (tmp_path / f"{i}.bin").write_bytes(bytes([i]) * 10)
+        files[f"{i}.bin"] = (tmp_path / f"{i}.bin", hashlib.sha256(bytes([i]) * 10).hexdigest())
+    github_release.upload(gh, draft, files, log=lambda _: None)
+    github.requests.clear()
+    assert sorted(a["name"] for a in gh.assets(draft)) == sorted(files)
+    assert github.count("GET", r"/releases/\d+/assets$") == 3  # pages of 2
+    github_release.upload(gh, draft, files, log=lambda _: None)  # nothing is missing, nothing is sent again
+    assert github.count("POST", "/assets$") == 0
+    github_release.finish(gh, "v1.0.0", wanted(files), "", log=lambda _: None)
+    assert not github.releases(REPO)[0]["draft"]
+
+
+def test_an_immutable_published_release_refuses_asset_changes(github, assets):
+    gh, draft = drafted(github)
+    github_release.upload(gh, draft, assets, log=lambda _: None)
+    github_release.finish(gh, "v1.0.0", wanted(assets), "", log=lambda _: None)
+    published = gh.release("v1.0.0")
+    with pytest.raises(ClipOnnxError, match=r"answered 422 to POST .*: Cannot upload assets to an immutable release$"):
+        gh.upload(published, assets["a.onnx"][0], "extra.onnx")
+    with pytest.raises(ClipOnnxError, match=r"answered 422 to DELETE .*: Cannot delete assets of an immutable release$"):
+        gh.delete_asset(gh.assets(published)[0])
+    assert len(gh.assets(published)) == len(assets)

@@ -147,6 +147,17 @@ def test_main_that_moved_since_it_was_read_is_not_overwritten(hub, tmp_path, fil
     assert hub.files(REPO, "main")["other.txt"] == b"meanwhile" and "README.md" not in hub.files(REPO, "main")
 
 
+def test_the_canary_checks_how_the_hub_refuses_a_stale_parent(hub, tmp_path, files, monkeypatch):
+    publish(hub, *staged_release(tmp_path, "v1.0.0", files))
+    lines = []
+    hub_release.check_stale_parent(REPO, endpoint=hub.url, token=hub.token, log=lines.append)
+    assert lines == [f"hub: {REPO} refuses a stale parent_commit with 412, as advance_main expects"]
+    monkeypatch.setattr(hub_release, "STALE_PARENT", 409)  # what the canary would say if the Hub answered 412
+    with pytest.raises(ClipOnnxError, match=r"the second commit on \w+ was answered 412 .*advance_main expects only "
+                                            r"the second refused, with 409: change release/hub.py's STALE_PARENT"):
+        hub_release.check_stale_parent(REPO, endpoint=hub.url, token=hub.token, log=lines.append)
+
+
 def test_a_failed_xet_upload_is_one_line_that_names_the_repo_and_the_token(tmp_path, files, quick_hub_client):
     """Against huggingface.co large files go through Xet (hf_xet); its errors are OSErrors with multi-line text.
     Here the real client takes its Xet path and the loopback Hub refuses the Xet write token."""
@@ -165,13 +176,13 @@ def test_a_failed_xet_upload_is_one_line_that_names_the_repo_and_the_token(tmp_p
 
 def test_rehearsal_of_the_whole_release(tmp_path):
     """The README's rehearsal command: both families in both precisions, exported, verified, then every
-    scenario of release.rehearse (each kind of re-run, an older tag after a newer one, two tags at once, a
-    failure at each step), with Latest and every main checked after each."""
-    from release.rehearse import SCENARIOS
+    scenario of tests/rehearsal.py (each kind of re-run, an older tag after a newer one, two tags at once, a
+    failure at each step, the full scale), with Latest and every main checked after each."""
+    from tests.rehearsal import SCENARIOS
 
     out = tmp_path / "rehearsal"
-    result = subprocess.run([sys.executable, "-m", "release", "rehearse", "-o", str(out)], capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    result = subprocess.run([sys.executable, "-m", "tests.rehearsal", "-o", str(out)], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert [line for line in lines if line.startswith("==== ")] == [
@@ -182,7 +193,7 @@ def test_rehearsal_of_the_whole_release(tmp_path):
                 for line in lines]
     # after each scenario, and after the failures in steps 1-3 (v0.5.0 not yet public)
     assert [m.group(1) for m in finished if m and len(set(m.groups())) == 1] == [
-        "v0.1.0", "v0.1.0", "v0.1.0", "v0.1.0", "v0.2.0", "v0.4.0", "v0.4.0", "v0.4.0", "v0.4.0", "v0.5.0"]
+        "v0.1.0", "v0.1.0", "v0.1.0", "v0.1.0", "v0.2.0", "v0.4.0", "v0.4.0", "v0.4.0", "v0.4.0", "v0.5.0", "v1.0.0"]
     assert [line.split(":")[0] for line in lines if line.startswith("== failed in step ")] == [
         f"== failed in step {n}" for n in range(1, 5)]
     assert "== Latest and every main at v0.4.0 or v0.5.0: highest public v0.5.0, highest complete v0.4.0" in lines
@@ -190,6 +201,8 @@ def test_rehearsal_of_the_whole_release(tmp_path):
     assert any(re.fullmatch(r"== github: \d+ assets match SHA256SUMS; [1-9]\d* split files join back", line)
                for line in lines)
     assert lines.count("== nothing changed") == 2
+    # 9 variants x 2 precisions x 8 files (2 of them split in 3 parts), OpenAI's licence, SHA256SUMS
+    assert "== full scale: 9 Hub repos, 182 GitHub assets" in lines
     assert lines[-1] == f"rehearsal passed: {out}"
 
 

@@ -37,7 +37,7 @@ def run(github, hub, release_exports, tmp_path):
 
     def publish_tag(tag: str = "v1.0.0", log=lambda _: None) -> dict[str, str]:
         github.create_tag(REPO, tag)
-        gh = GitHub(REPO, github.token, api=github.url)
+        gh = GitHub(REPO, github.token, api=github.url, sleep=lambda _: None)
         return publish(RunArtifacts(gh, RUN), tag, ORG, gh, tmp_path / "work", hub_endpoint=hub.url,
                        hub_token=hub.token, part_bytes=PART, log=log)
 
@@ -130,7 +130,7 @@ def test_an_older_tag_published_after_a_newer_one_moves_neither_latest_nor_main(
 def test_latest_moved_back_by_someone_else_is_brought_forward(run, github, hub):
     run("v1.1.0")
     run("v1.0.1")
-    gh = GitHub(REPO, github.token, api=github.url)
+    gh = GitHub(REPO, github.token, api=github.url, sleep=lambda _: None)
     gh.edit(gh.release("v1.0.1"), make_latest="true")  # a person, or another tool, in between
     lines = []
     run("v1.0.1", log=lines.append)  # any publication's last step puts it right
@@ -185,7 +185,7 @@ def test_each_cell_comes_from_its_newest_attempt_however_github_lists_them(relea
 
 
 def test_two_artifacts_of_one_cell_and_attempt_are_refused(github, release_exports):
-    gh = GitHub(REPO, github.token, api=github.url)
+    gh = GitHub(REPO, github.token, api=github.url, sleep=lambda _: None)
     folder = next((release_exports / "fp32").iterdir())
     for _ in range(2):
         github.add_artifact(REPO, RUN, attempt_artifact("tiny-ViT", "fp32", 1), folder)
@@ -213,7 +213,7 @@ def test_a_disk_too_small_for_one_variant_stops_before_any_upload(run, github, m
 
 
 def test_a_malformed_tag_is_refused_before_anything_is_contacted(github, release_exports, tmp_path):
-    gh = GitHub(REPO, github.token, api=github.url)
+    gh = GitHub(REPO, github.token, api=github.url, sleep=lambda _: None)
     with pytest.raises(ClipOnnxError, match="tag 'v1.0' is not of the form vX.Y.Z"):
         publish(LocalExports(release_exports), "v1.0", ORG, gh, tmp_path, log=lambda _: None)
     assert github.requests == []
@@ -240,7 +240,7 @@ with LoopbackHub() as hub, LoopbackGitHub() as github:
     for precision in ("fp32", "fp16"):
         github.add_artifact("o/r", 1, f"export-tiny-ViT-{precision}-attempt1", next((exports / precision).iterdir()))
     github.create_tag("o/r", "v1.0.0")
-    gh = GitHub("o/r", github.token, api=github.url)
+    gh = GitHub("o/r", github.token, api=github.url, sleep=lambda _: None)
     publish(RunArtifacts(gh, 1), "v1.0.0", "org", gh, work, hub_endpoint=hub.url, hub_token=hub.token)
     assert not github.releases("o/r")[0]["draft"] and "v1.0.0" in hub.tags("org/clip-onnx-tiny-ViT")
 print("imported:", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
@@ -268,6 +268,15 @@ def test_dry_run_lists_every_upload_and_contacts_nothing(release_exports, tmp_pa
     # tokenizer, preprocess
     assert sum("would attach to the GitHub release v1.0.0" in line for line in lines) == 16
     assert lines[-1] == "dry run: nothing was uploaded"
+
+
+def test_an_empty_hub_organisation_is_refused(release_exports, tmp_path, capsys):
+    from release.__main__ import main
+
+    assert main(["publish", "--exports", str(release_exports), "--work", str(tmp_path / "w"), "--tag", "v1.0.0",
+                 "--hub-org", " ", "--github-repo", REPO, "--dry-run"]) == 1
+    assert capsys.readouterr().err == ("release: error: --hub-org is empty: set the repository variable HF_ORG "
+                                       "(Settings > Secrets and variables > Actions > Variables)\n")
 
 
 def test_a_work_folder_inside_the_exports_is_refused(release_exports, capsys):

@@ -122,6 +122,20 @@ def test_publications_queue_and_install_only_what_they_import():
     assert "pip install" not in str(RELEASE["jobs"]["plan"]["steps"])
 
 
+def test_the_hub_org_is_the_repository_variable_hf_org_in_every_job_that_names_it():
+    """Never the GitHub owner, silently: each job passing --hub-org reads it from `vars.HF_ORG`."""
+    passing = {name for name, job in RELEASE["jobs"].items() if "--hub-org" in str(job["steps"])}
+    assert passing == {"preflight", "publish", "dry-run"}
+    for name in passing:
+        job = RELEASE["jobs"][name]
+        assert "repository_owner" not in str(job).lower(), name
+        for step in job["steps"]:
+            if "--hub-org" in step.get("run", ""):
+                assert re.search(r'--hub-org "\$HF_ORG"', step["run"]), (name, step["run"])
+                env = {**job.get("env", {}), **step.get("env", {})}
+                assert env["HF_ORG"] == "${{ vars.HF_ORG }}", name
+
+
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
 def test_hygiene(workflow):
     for name, job in jobs(workflow).items():

@@ -1,18 +1,23 @@
 """The whole release, offline, in one command: what the release workflow does for a tag, on random
 weights, against a Hugging Face Hub and a GitHub on loopback (`tests/loopback_hub.py` and
-`tests/loopback_github.py`, so it runs from a checkout).
+`tests/loopback_github.py`). Run from a checkout: `python -m tests.rehearsal -o /tmp/rehearsal`.
 
 First every (variant, precision) is exported and verified as the matrix jobs do, and the written
 folders verified again. Then each of `SCENARIOS` runs, publishing from a run's artifacts with parts
 small enough that files are split: every kind of re-run, an older tag after a newer one, a second tag
-while one is being published, and a failure at each publication step. After each, GitHub's Latest
-and every Hub repo's `main` must be at a version between the highest one fully published and the
-highest public one (equal to both once the scenario has finished): never behind, never ahead.
+while one is being published, a failure at each publication step, and the full scale (every OpenAI
+variant in both precisions, at the real names and number of files, with tiny bytes). After each,
+GitHub's Latest and every Hub repo's `main` must be at a version between the highest one fully
+published and the highest public one (equal to both once the scenario has finished): never behind,
+never ahead. GitHub's lists are paged at its real maximum, 100.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +27,12 @@ from huggingface_hub import hf_hub_download
 from clip_onnx import integrity, manifest
 from clip_onnx.errors import ClipOnnxError
 from exporter import pipeline
-from exporter.variants import folder_name, get_variant
+from exporter.variants import VARIANTS, folder_name, get_variant
 from exporter.weights import random_weights
 from release import hub as hub_release
 from release.github import GitHub, observed, published_sums
 from release.publish import STEPS, RunArtifacts, publish, published
-from release.stage import attempt_artifact, hub_repo, read_sums
+from release.stage import attempt_artifact, hub_repo, matrix, read_sums
 from release.versions import version
 from tests.loopback_github import LoopbackGitHub
 from tests.loopback_hub import LoopbackHub
@@ -43,7 +48,11 @@ SCENARIOS = (
     "an older tag published after a newer one",
     "a second tag published while the first is still being published",
     "a failure at each publication step, each followed by a re-run",
+    "full scale: every OpenAI variant in fp32 and fp16, the real names and number of files, tiny bytes",
 )
+# the full-scale scenario's files: a few bytes each, but the visual data files over FULL_SCALE_PART, so
+# that they are split into parts as a file over GitHub's 2 GiB limit would be
+FULL_SCALE_BYTES, FULL_SCALE_PART = 40_000, 16_384
 
 
 class _Release:
@@ -52,7 +61,8 @@ class _Release:
     def __init__(self, hub: LoopbackHub, github: LoopbackGitHub, folders: list[Path], work: Path,
                  log: Callable[[str], None]):
         self.hub, self.double, self.folders, self.work, self.log = hub, github, folders, work, log
-        self.github = GitHub(GITHUB_REPO, github.token, api=github.url)
+        # retries answer at once: the injected failures are meant to reach the caller
+        self.github = GitHub(GITHUB_REPO, github.token, api=github.url, sleep=lambda _: None)
         self.variants = sorted({f.name.removesuffix(f"-{f.parent.name}") for f in folders})
         self.repos = [hub_repo(ORG, v) for v in self.variants]
         self.complete: list[str] = []  # tags whose publication finished
@@ -72,31 +82,36 @@ class _Release:
                                      attempt=attempt)
         return run_id
 
-    def publish(self, run_id: int, tag: str, log: Callable[[str], None] | None = None) -> dict[str, str]:
+    def publish(self, run_id: int, tag: str, log: Callable[[str], None] | None = None, *,
+                variants: list[str] | None = None, part_bytes: int = PART_BYTES) -> dict[str, str]:
         self.double.create_tag(GITHUB_REPO, tag)
-        commits = publish(RunArtifacts(self.github, run_id, self.variants), tag, ORG, self.github,
+        commits = publish(RunArtifacts(self.github, run_id, variants or self.variants), tag, ORG, self.github,
                           self.work / tag, hub_endpoint=self.hub.url, hub_token=self.hub.token,
-                          part_bytes=PART_BYTES, log=log or self.log)
+                          part_bytes=part_bytes, log=log or self.log)
         self.complete.append(tag)
         return commits
 
     def check(self, finished: bool = True) -> None:
-        """Latest and every main at a version between the highest complete and the highest public one;
-        with `finished`, at both."""
+        """Latest, and every repo's main, at a version between the highest complete and the highest public
+        one (of those the repo has a tag of); with `finished`, at both."""
         public = published(self.github)
-        low, high = max(self.complete, key=version), public[-1]
-        allowed = [t for t in public if version(low) <= version(t)] if not finished else [high]
-        if high != low and finished:
-            raise ClipOnnxError(f"{high} is public, but its publication never finished")
+
+        def allowed(tags: set[str] | None = None) -> list[str]:
+            mine = [t for t in public if tags is None or t in tags]
+            low = max((t for t in self.complete if tags is None or t in tags), key=version)
+            if finished and low != mine[-1]:
+                raise ClipOnnxError(f"{mine[-1]} is public, but its publication never finished")
+            return [t for t in mine if version(t) >= version(low)]
+
         latest = self.github.latest()
-        if latest not in allowed:
-            raise ClipOnnxError(f"GitHub's Latest is {latest}, not one of {allowed}")
+        if latest not in allowed():
+            raise ClipOnnxError(f"GitHub's Latest is {latest}, not one of {allowed()}")
         for repo in self.repos:
-            at = [t for t in allowed if hub_release.main_holds(repo, t, endpoint=self.hub.url, token=self.hub.token)]
-            if not at:
-                raise ClipOnnxError(f"{repo}'s main holds none of {allowed}")
-        self.log(f"== Latest and every main at {latest if finished else ' or '.join(allowed)}: highest public {high}, "
-                 f"highest complete {low}")
+            within = allowed(set(self.hub.tags(repo)))
+            if not any(hub_release.main_holds(repo, t, endpoint=self.hub.url, token=self.hub.token) for t in within):
+                raise ClipOnnxError(f"{repo}'s main holds none of {within}")
+        self.log(f"== Latest and every main at {' or '.join(allowed())}: highest public {public[-1]}, "
+                 f"highest complete {max(self.complete, key=version)}")
 
     def unchanged(self, action: Callable[[], object]) -> None:
         """Run `action`, which must write nothing to either service."""
@@ -131,7 +146,7 @@ def rehearse(out: Path, variants: list[str], precisions: list[str], log: Callabl
             raise ClipOnnxError(f"{folder} no longer verifies")
     # until the canary records how GitHub lists a re-run's artifacts, the rehearsal plays "listed"
     listed = observed()["earlier_attempts_listed"] is not False
-    with LoopbackHub() as hub, LoopbackGitHub(earlier_attempts_listed=listed) as double:
+    with LoopbackHub() as hub, LoopbackGitHub(earlier_attempts_listed=listed, page_size=100) as double:
         world = _Release(hub, double, folders, out / "work", log)
         for number, (scenario, play) in enumerate(zip(SCENARIOS, PLAYS), 1):
             log(f"==== scenario {number}/{len(SCENARIOS)}: {scenario}")
@@ -243,14 +258,56 @@ def _each_step_fails(world: _Release, out: Path) -> None:
     world.check()
 
 
+def _full_scale(world: _Release, out: Path) -> None:
+    """Every published variant's folders, made from the first export with each file renamed as that
+    variant names it and filled with a few bytes; then published and every asset checked."""
+    template = {f.parent.name: f for f in world.folders}
+    folders = sorted({cell["folder"] for cell in matrix()["include"]})
+    run = world.run(skip=len(world.cells()))  # a new run with none of the small exports
+    for variant in (v for v in VARIANTS.values() if v.published):
+        for precision, source in sorted(template.items()):
+            made = fabricate(source, variant.folder_name, variant.name, out / "full-scale" / precision)
+            world.double.add_artifact(GITHUB_REPO, run, attempt_artifact(variant.folder_name, precision, 1), made)
+    commits = world.publish(run, "v1.0.0", variants=folders, part_bytes=FULL_SCALE_PART)
+    world.repos += [repo for repo in commits if repo not in world.repos]
+    (release,) = [r for r in world.double.releases(GITHUB_REPO) if r["tag_name"] == "v1.0.0"]
+    if len(commits) != len(folders):
+        raise ClipOnnxError(f"published {len(commits)} Hub repos of {len(folders)}")
+    _check(world, commits, "v1.0.0", out / "downloads-full-scale")
+    world.log(f"== full scale: {len(commits)} Hub repos, {len(release['assets'])} GitHub assets")
+    world.check()
+
+
+def fabricate(source: Path, name: str, variant: str, root: Path) -> Path:
+    """A copy of the export folder `source` as variant `variant` (folder and file names `name`), every
+    file replaced by a few deterministic bytes, and its manifest to match."""
+    data = json.loads((source / "manifest.json").read_text())
+    old = data["name"]
+    rename = {f: f.replace(old, name, 1) for f in data["files"]}
+    folder = root / name
+    folder.mkdir(parents=True)
+    files = {}
+    for original, renamed in rename.items():
+        size = FULL_SCALE_BYTES if "_visual" in renamed and renamed.endswith(".data") else 700
+        content = (hashlib.sha256(f"{root.name}/{renamed}".encode()).digest() * (size // 32 + 1))[:size]
+        (folder / renamed).write_bytes(content)
+        files[renamed] = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
+    for graph in data["graphs"].values():
+        graph["file"] = rename[graph["file"]]
+        graph["files"] = [rename.get(f, f) for f in graph["files"]]
+    data.update(name=name, variant=variant, files=files)
+    (folder / "manifest.json").write_text(json.dumps(data, indent=2) + "\n")
+    return folder
+
+
 PLAYS = (_failed_jobs, _publish_job_alone, _all_jobs, _attestation_alone, _older_after_newer, _overlapping,
-         _each_step_fails)
+         _each_step_fails, _full_scale)
 
 
 def _check(world: _Release, commits: dict[str, str], tag: str, downloads: Path) -> None:
     """Every Hub file at its tag's commit against the variant's manifest, every GitHub asset against
     `SHA256SUMS`, and every split file joined back."""
-    hub, double = world.hub, world.double
+    hub = world.hub
     checked = 0
     for repo, commit in commits.items():
         for path in hub.files(repo, commit):
@@ -263,6 +320,13 @@ def _check(world: _Release, commits: dict[str, str], tag: str, downloads: Path) 
                                     cache_dir=downloads)
                 integrity.check_files(data, local.parent)
                 checked += len(data["files"]) + 1
+    world.log(f"== hub: {checked} files downloaded at their tag's commit match their manifests")
+    _check_assets(world, tag)
+
+
+def _check_assets(world: _Release, tag: str) -> None:
+    """Every GitHub asset of `tag` against its `SHA256SUMS`, and every split file joined back."""
+    double = world.double
     (release,) = [r for r in double.releases(GITHUB_REPO) if r["tag_name"] == tag]
     sums = read_sums(double.content(GITHUB_REPO, tag, "SHA256SUMS").decode())
     split = 0
@@ -276,9 +340,28 @@ def _check(world: _Release, commits: dict[str, str], tag: str, downloads: Path) 
             raise ClipOnnxError(f"GitHub asset {asset['name']} differs from SHA256SUMS")
     if not split:
         raise ClipOnnxError("no file was published in parts; the rehearsal must exercise split assets")
-    world.log(f"== hub: {checked} files downloaded at their tag's commit match their manifests")
     world.log(f"== github: {len(release['assets'])} assets match SHA256SUMS; {split} split files join back")
 
 
 def _digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.rehearsal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: .venv/bin/python -m tests.rehearsal -o /tmp/rehearsal  (a few minutes, no network)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="new folder for everything")
+    parser.add_argument("--variants", nargs="+", default=["tiny-ViT", "tiny-RN"], help="default: %(default)s")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], help="default: %(default)s")
+    args = parser.parse_args(argv)
+    try:
+        rehearse(args.output, args.variants, args.precisions)
+    except ClipOnnxError as error:
+        print(f"rehearsal: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
