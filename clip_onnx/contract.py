@@ -12,6 +12,8 @@ MIN_OPSET = 18
 PRECISIONS = ("fp32", "fp16", "int8")
 # What a release publishes. int8 is an export option: its accuracy is measured, not published per variant.
 PUBLISHED_PRECISIONS = ("fp32", "fp16")
+# The oldest onnxruntime that loads the graphs (IR version 10; tests/test_compat.py runs it): the cards say so.
+OLDEST_ONNXRUNTIME = "1.18.1"
 
 
 def export_folder(name: str, precision: str) -> str:

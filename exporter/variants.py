@@ -120,6 +120,8 @@ class Variant:
 
     name: str
     architecture: Architecture
+    # OpenAI's own Hub repo of the variant (transformers format), where one exists: a card's `base_model`
+    openai_hub: str | None = None
 
     @property
     def folder_name(self) -> str:
@@ -201,16 +203,20 @@ VARIANTS: dict[str, Variant] = {
             vision_patch_size=None, transformer_width=1024, transformer_heads=16, **OPENAI_TEXT)),
         Variant("ViT-B/32", Architecture(
             embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-            vision_patch_size=32, transformer_width=512, transformer_heads=8, **OPENAI_TEXT)),
+            vision_patch_size=32, transformer_width=512, transformer_heads=8, **OPENAI_TEXT),
+            openai_hub="openai/clip-vit-base-patch32"),
         Variant("ViT-B/16", Architecture(
             embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-            vision_patch_size=16, transformer_width=512, transformer_heads=8, **OPENAI_TEXT)),
+            vision_patch_size=16, transformer_width=512, transformer_heads=8, **OPENAI_TEXT),
+            openai_hub="openai/clip-vit-base-patch16"),
         Variant("ViT-L/14", Architecture(
             embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024,
-            vision_patch_size=14, transformer_width=768, transformer_heads=12, **OPENAI_TEXT)),
+            vision_patch_size=14, transformer_width=768, transformer_heads=12, **OPENAI_TEXT),
+            openai_hub="openai/clip-vit-large-patch14"),
         Variant("ViT-L/14@336px", Architecture(
             embed_dim=768, image_resolution=336, vision_layers=24, vision_width=1024,
-            vision_patch_size=14, transformer_width=768, transformer_heads=12, **OPENAI_TEXT)),
+            vision_patch_size=14, transformer_width=768, transformer_heads=12, **OPENAI_TEXT),
+            openai_hub="openai/clip-vit-large-patch14-336"),
         # Small configurations of both families with the real tokenizer: fast tests and demos.
         Variant("tiny-ViT", Architecture(
             embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,

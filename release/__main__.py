@@ -34,7 +34,7 @@ def _stage(args: argparse.Namespace) -> None:
 
     release = stage(args.exports, args.tag, args.output, args.hub_org)
     for folder in sorted({entry["name"] for entry in release["files"]}):
-        write_card(args.output / "hub" / folder, hub_repo(args.hub_org, folder), args.tag)
+        write_card(args.output / "hub" / folder, hub_repo(args.hub_org, folder), args.tag, args.github_repo)
     for entry in release["files"]:
         print(f"hub {entry['hub_repo']} {entry['hub_path']}  "
               f"github {', '.join(a['name'] for a in entry['github_assets'])}  {entry['bytes']} bytes")
@@ -126,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
     staging.add_argument("--tag", required=True, help="release tag, vX.Y.Z")
     staging.add_argument("-o", "--output", type=Path, required=True, help="new folder to stage into")
     staging.add_argument("--hub-org", required=True, help="Hugging Face organisation of the variants' repos")
+    staging.add_argument("--github-repo", help="GitHub repository, OWNER/NAME, that the cards link (source, "
+                                               "release, SHA256SUMS, attestations)")
     publishing = commands.add_parser(
         "publish", help="publish a tag to GitHub Releases and each variant's Hub repo",
         description="Publishes in four steps, each named in the output: a GitHub draft release with every "

@@ -5,16 +5,31 @@ and every provenance line is what the export recorded."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from clip_onnx.contract import PUBLISHED_PRECISIONS
+from clip_onnx.contract import OLDEST_ONNXRUNTIME, PUBLISHED_PRECISIONS
+from exporter.variants import VARIANTS
 from release.versions import version
 
 OPENAI = Path(__file__).resolve().parent / "openai"
 LICENSE = OPENAI / "LICENSE"  # OpenAI's MIT notice, which must travel with the weights
 LICENSE_ASSET = "LICENSE-OpenAI-CLIP.txt"  # its name among the GitHub release's assets
 EXCERPT = OPENAI / "model-card-excerpt.md"  # OpenAI's intended use, out-of-scope uses and limitations
-OPENAI_CARD = "https://github.com/openai/CLIP/blob/main/model-card.md"
+# the card at the commit the excerpt was quoted from, as the excerpt's first line records it
+OPENAI_CARD = re.search(r"https://github\.com/openai/CLIP/blob/[0-9a-f]{40}/model-card\.md", EXCERPT.read_text()).group()
+CITATION = """@inproceedings{radford2021learning,
+  title     = {Learning Transferable Visual Models From Natural Language Supervision},
+  author    = {Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and
+               Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and
+               Krueger, Gretchen and Sutskever, Ilya},
+  booktitle = {Proceedings of the 38th International Conference on Machine Learning},
+  series    = {Proceedings of Machine Learning Research},
+  volume    = {139},
+  pages     = {8748--8763},
+  year      = {2021},
+  url       = {https://arxiv.org/abs/2103.00020}
+}"""
 # The Rust crate's example, which `cargo test` compiles: the cards show it with each repo and commit.
 RUST_EXAMPLE = Path(__file__).resolve().parents[1] / "rust" / "src" / "lib.rs"
 
@@ -31,11 +46,34 @@ def manifests(root: Path) -> list[dict]:
                                                       key=lambda p: PUBLISHED_PRECISIONS.index(p.parent.name))]
 
 
-def _metadata(export: dict) -> str:
+def base_model(export: dict) -> str | None:
+    """OpenAI's own Hub repo of the variant where one exists, else the Hub repo the weights came from."""
+    variant = VARIANTS.get(export["variant"] or export["name"])
     source = export["source"]
-    base = f"base_model: {source['repo']}\n" if source.get("kind") == "hub" else ""
-    return ("---\nlicense: mit\nlibrary_name: onnx\npipeline_tag: zero-shot-image-classification\n" + base +
-            "tags:\n- clip\n- onnx\n- zero-shot-image-classification\n- feature-extraction\n---\n")
+    return (variant and variant.openai_hub) or (source["repo"] if source.get("kind") == "hub" else None)
+
+
+def _metadata(export: dict) -> str:
+    base = f"base_model: {base_model(export)}\n" if base_model(export) else ""
+    return ("---\nlicense: mit\nlanguage:\n- en\nlibrary_name: onnx\npipeline_tag: zero-shot-image-classification\n"
+            + base + "tags:\n- clip\n- onnx\n- zero-shot-image-classification\n- feature-extraction\n---\n")
+
+
+def _files(exports: list[dict]) -> str:
+    """Every file of every precision folder with its size and full SHA-256, as its manifest records them."""
+    return "\n".join(f"| `{e['precision']}/{name}` | {f['bytes']:,} | `{f['sha256']}` |"
+                     for e in exports for name, f in e["files"].items())
+
+
+def _links(export: dict, tag: str, github_repo: str | None) -> str:
+    """Where the files come from and how to check them: the source at its commit, the release, its sums."""
+    if github_repo is None:
+        return ""
+    site, commit = f"https://github.com/{github_repo}", export["versions"].get("clip-onnx-commit")
+    return (f"- Source: [{github_repo} at `{commit}`]({site}/tree/{commit}); release: [{tag}]({site}/releases/tag/{tag}), "
+            f"with every file's SHA-256 in [`SHA256SUMS`]({site}/releases/download/{tag}/SHA256SUMS).\n"
+            f"- Check a downloaded file against the release's build provenance: "
+            f"`gh attestation verify {export['name']}_visual.onnx --repo {github_repo}`.\n")
 
 
 def _figures(export: dict) -> str:
@@ -83,10 +121,12 @@ def _needs(exports: list[dict]) -> str:
             "| graph | also needs, from the same folder |\n|---|---|\n" + rows)
 
 
-def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None = None) -> str:
+def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None = None,
+               github_repo: str | None = None) -> str:
     """The card of one variant's Hub repo, from the manifests under its staged folder `root`. `pins`
     (tag -> commit) exist only after tagging: the card committed to `main` then lists them, and its
-    snippets pin the newest commit; the card inside a tag cannot name its own commit."""
+    snippets pin the newest commit; the card inside a tag cannot name its own commit. `github_repo`
+    (OWNER/NAME) links the source, the release and its checks."""
     exports = manifests(root)
     first = exports[0]
     pre, tok = first["preprocessing"], first["tokenizer"]
@@ -98,7 +138,6 @@ def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None =
     scales = "\n".join(f"| {e['precision']} | {e['preprocessing']['resolution']} | {e['logit_scale']['exp']:.4f} | "
                        f"{e['opset']} | {e['ir_version']} |" for e in exports)
     pinned = "\n".join(f"| `{t}` | `{c}` |" for t, c in sorted((pins or {}).items(), key=lambda p: version(p[0]), reverse=True))
-    visual = f"fp32/{first['name']}_visual.onnx"
     excerpt = "\n".join(f"> {line}".rstrip() for line in EXCERPT.read_text().splitlines()[1:])
     return f"""{_metadata(first)}
 # OpenAI CLIP {variant} as ONNX ({tag})
@@ -127,6 +166,10 @@ original weights.
 - Weights: {source_line(first)}.
 - Exported and verified by clip-onnx commit `{first['versions'].get('clip-onnx-commit')}`.
 - Toolchain: {toolchain(first)}.
+{_links(first, tag, github_repo)}
+| file | bytes | SHA-256 |
+|---|---:|---|
+{_files(exports)}
 
 ## Files and their contract
 
@@ -164,14 +207,14 @@ Texts: CLIP's BPE tokenizer (`clip.tokenize`): start token {tok['start_token_id'
 
 ## Download a pinned revision
 
-{pin_note}
+{pin_note} The graphs need onnxruntime {OLDEST_ONNXRUNTIME} or newer.
 
 ```python
-from huggingface_hub import hf_hub_download
-import onnxruntime as ort
+# pip install clip-onnx (onnxruntime, no PyTorch); downloads only the files the graphs need
+from clip_onnx import Model
 
-path = hf_hub_download("{repo_id}", "{visual}", revision="{revision}")
-session = ort.InferenceSession(path)
+model = Model.from_hub("{repo_id}", revision="{revision}")
+print(model.probabilities("cat.jpg", ["a photo of a cat", "a photo of a dog"]))
 ```
 
 ```rust
@@ -180,16 +223,27 @@ session = ort.InferenceSession(path)
 ```
 
 ```js
-// onnxruntime-node
-const url = "https://huggingface.co/{repo_id}/resolve/{revision}/{visual}";
-const session = await ort.InferenceSession.create(new Uint8Array(await (await fetch(url)).arrayBuffer()));
+// onnxruntime-node: a graph and its data file, side by side in one folder, as onnxruntime expects
+import {{ mkdir, writeFile }} from "node:fs/promises";
+const base = "https://huggingface.co/{repo_id}/resolve/{revision}/fp32";
+await mkdir("model", {{ recursive: true }});
+for (const file of ["{first['name']}_visual.onnx", "{first['name']}_visual.onnx.data"]) {{
+  await writeFile(`model/${{file}}`, new Uint8Array(await (await fetch(`${{base}}/${{file}}`)).arrayBuffer()));
+}}
+const session = await ort.InferenceSession.create("model/{first['name']}_visual.onnx");
+```
+
+## Citation
+
+```bibtex
+{CITATION}
 ```
 """
 
 
-def write_card(root: Path, repo_id: str, tag: str) -> None:
+def write_card(root: Path, repo_id: str, tag: str, github_repo: str | None = None) -> None:
     """One variant's model card, `README.md` in its staged Hub folder, uploaded with its files."""
-    (Path(root) / "README.md").write_text(model_card(root, repo_id, tag))
+    (Path(root) / "README.md").write_text(model_card(root, repo_id, tag, github_repo=github_repo))
 
 
 def release_notes(files: list[dict], tag: str, hub_commits: dict[str, str], exports: list[dict]) -> str:
@@ -199,7 +253,7 @@ def release_notes(files: list[dict], tag: str, hub_commits: dict[str, str], expo
     repos = "\n".join(f"| `{repo}` | `{commit}` |" for repo, commit in sorted(hub_commits.items()))
     sources = "\n".join(f"- {e['variant'] or e['name']}: {source_line(e)}" for e in exports)
     rows = "\n".join(f"| `{f['hub_repo']}` | `{f['hub_path']}` | {', '.join('`' + a['name'] + '`' for a in f['github_assets'])} "
-                     f"| {f['bytes']:,} | `{f['sha256'][:16]}…` |" for f in files)
+                     f"| {f['bytes']:,} | `{f['sha256']}` |" for f in files)
     return f"""# clip-onnx {tag}
 
 Every graph below was exported and verified against PyTorch by the release workflow before upload.

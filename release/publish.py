@@ -132,7 +132,7 @@ def check_space(work: Path, needs: dict[str, int]) -> None:
 
 
 @contextmanager
-def _staged(source, folder: str, tag: str, org: str, work: Path, part_bytes: int,
+def _staged(source, folder: str, tag: str, org: str, work: Path, part_bytes: int, github_repo: str | None,
             log: Callable[[str], None]) -> Iterator[tuple[Path, dict]]:
     """One variant fetched and staged under `work`, removed again afterwards."""
     with source.fetch(folder, work / "exports", log) as exports:
@@ -140,7 +140,7 @@ def _staged(source, folder: str, tag: str, org: str, work: Path, part_bytes: int
         shutil.rmtree(out, ignore_errors=True)  # what a killed run left
         try:
             release = stage(exports, tag, out, org, variant=folder, part_bytes=part_bytes)
-            write_card(out / "hub" / folder, hub_repo(org, folder), tag)
+            write_card(out / "hub" / folder, hub_repo(org, folder), tag, github_repo)
             yield out, release
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -160,6 +160,7 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
     work.mkdir(parents=True, exist_ok=True)
     check_space(work, {folder: source.need(size) for folder, size in sizes.items()})
     log(f"== publishing {tag}: {', '.join(sizes)}")
+    github_repo = github.repo if github is not None else None
 
     def step(number: int) -> None:
         log(f"== step {number}/{len(STEPS)}: {STEPS[number - 1]}")
@@ -170,7 +171,7 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
     files: list[dict] = []
     exports: list[dict] = []  # one manifest per variant, for the notes' provenance
     for folder in sizes:
-        with _staged(source, folder, tag, org, work, part_bytes, log) as (staged, staged_release):
+        with _staged(source, folder, tag, org, work, part_bytes, github_repo, log) as (staged, staged_release):
             files += staged_release["files"]
             exports.append(manifests(staged / "hub" / folder)[0])
             assets = {a["name"]: (staged / "github" / a["name"], a["sha256"])
@@ -198,7 +199,7 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
     step(2)
     commits = {}
     for folder in sizes:
-        with _staged(source, folder, tag, org, work, part_bytes, log) as (staged, staged_release):
+        with _staged(source, folder, tag, org, work, part_bytes, github_repo, log) as (staged, staged_release):
             repo = hub_repo(org, folder)
             known = {entry["hub_path"]: entry["sha256"] for entry in staged_release["files"]}
             commits[repo] = hub.publish(staged / "hub" / folder, tag, repo, known=known, endpoint=hub_endpoint,
@@ -210,8 +211,8 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
         log(f"== the canary: {github.repo} {tag} stays a draft (delete it when checked); each scratch Hub "
             f"repo's main is brought to {tag}, as step {len(STEPS)} would")
         for repo in commits:
-            _bring_main(repo, tag, hub.tag_commits(repo, endpoint=hub_endpoint, token=hub_token), work,
-                        hub_endpoint, hub_token, log)
+            _bring_main(repo, tag, hub.tag_commits(repo, endpoint=hub_endpoint, token=hub_token), github.repo,
+                        work, hub_endpoint, hub_token, log)
         return commits
     step(3)
     higher = [t for t in published(github) if version(t) > version(tag)]
@@ -246,7 +247,7 @@ def converge(github: github_release.GitHub, repos: list[str], work: Path, *, hub
                 log(f"hub: {repo} has no tag of a published version; main stays as it is")
                 break
             try:
-                _bring_main(repo, max(pins, key=version), pins, work, hub_endpoint, hub_token, log)
+                _bring_main(repo, max(pins, key=version), pins, github.repo, work, hub_endpoint, hub_token, log)
                 break
             except hub.MainMoved as moved:
                 if attempt == CONVERGE_TRIES:
@@ -254,7 +255,7 @@ def converge(github: github_release.GitHub, repos: list[str], work: Path, *, hub
                 log(f"hub: {moved}; reading it again")
 
 
-def _bring_main(repo: str, tag: str, pins: dict[str, str], work: Path, hub_endpoint: str | None,
+def _bring_main(repo: str, tag: str, pins: dict[str, str], github_repo: str, work: Path, hub_endpoint: str | None,
                 hub_token: str | None, log: Callable[[str], None]) -> None:
     """One attempt at making `repo`'s main hold `tag`, with the card rendered from that tag's manifests and
     listing `pins` (tag -> commit)."""
@@ -262,5 +263,5 @@ def _bring_main(repo: str, tag: str, pins: dict[str, str], work: Path, hub_endpo
 
     with tempfile.TemporaryDirectory(dir=work) as scratch:
         folder = hub.manifests_at(repo, pins[tag], Path(scratch), endpoint=hub_endpoint, token=hub_token)
-        card = model_card(folder, repo, tag, pins)
+        card = model_card(folder, repo, tag, pins, github_repo)
     hub.advance_main(repo, tag, card, endpoint=hub_endpoint, token=hub_token, log=log)

@@ -274,6 +274,11 @@ def _full_scale(world: _Release, out: Path) -> None:
     if len(commits) != len(folders):
         raise ClipOnnxError(f"published {len(commits)} Hub repos of {len(folders)}")
     _check(world, commits, "v1.0.0", out / "downloads-full-scale")
+    card = world.hub.files(hub_repo(ORG, "ViT-B-32"), "main")["README.md"].decode()
+    for item in ("base_model: openai/clip-vit-base-patch32", f"{GITHUB_REPO}/releases/tag/v1.0.0",
+                 f'Model.from_hub("{hub_repo(ORG, "ViT-B-32")}", revision="{commits[hub_repo(ORG, "ViT-B-32")]}")'):
+        if item not in card:
+            raise ClipOnnxError(f"the card on {hub_repo(ORG, 'ViT-B-32')}'s main lacks {item!r}")
     world.log(f"== full scale: {len(commits)} Hub repos, {len(release['assets'])} GitHub assets")
     world.check()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clip_onnx.contract import GRAPHS
+from clip_onnx.contract import GRAPHS, OLDEST_ONNXRUNTIME
 from clip_onnx.model import Model
 from exporter import pipeline
 from exporter.tolerances import TOLERANCES
@@ -32,7 +32,6 @@ from tests.loopback_hub import LoopbackHub
 from tests.released_hub import publish
 
 ROOT = Path(__file__).resolve().parent.parent
-OLDEST_ONNXRUNTIME = "1.18.1"
 REFUSES_SYMLINKS = "1.24.1"
 # onnxruntime 1.18 was built against numpy 1.x; the runtime's own dependencies run the runtime
 ENVIRONMENTS = {OLDEST_ONNXRUNTIME: [f"onnxruntime=={OLDEST_ONNXRUNTIME}", "numpy<2"],

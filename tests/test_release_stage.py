@@ -121,14 +121,14 @@ def test_model_card_and_notes_carry_the_measured_figures(exports, tmp_path):
     manifest = json.loads((exports / "fp16" / "tiny-ViT-fp16" / "manifest.json").read_text())
     worst = min(c["min_cosine"] for c in manifest["verification"]["comparisons"] if c["graph"] == "visual")
     assert "| fp16 | visual | " in card and f"{worst:.7f}" in card
-    assert '"fp32/tiny-ViT_visual.onnx", revision="v2.0.0"' in card
+    assert 'Model.from_hub("org/clip-onnx-tiny-ViT", revision="v2.0.0")' in card
     assert 'clip_onnx::hub::download("org/clip-onnx-tiny-ViT", "v2.0.0", "fp32"' in card
     # each graph's row: its data files and the file that feeds it, from the same folder
     assert ("| `fp16/tiny-ViT_transformer.onnx` | `tiny-ViT_transformer-fp16.onnx.data`, `tokenizer.json` |"
             in card)
     exported = [json.loads((out / "hub" / "tiny-ViT" / "fp32" / "manifest.json").read_text())]
     notes = cards.release_notes(release["files"], "v2.0.0", {"org/clip-onnx-tiny-ViT": "ab" * 20}, exported)
-    assert all(f["hub_path"] in notes and f["sha256"][:16] in notes for f in release["files"])
+    assert all(f["hub_path"] in notes and f"`{f['sha256']}`" in notes for f in release["files"])
     assert f"| `org/clip-onnx-tiny-ViT` | `{'ab' * 20}` |" in notes
     assert "asset `LICENSE-OpenAI-CLIP.txt`" in notes and "gh release verify-asset v2.0.0" in notes
     assert f"Exported by clip-onnx commit `{exported[0]['versions']['clip-onnx-commit']}` with clip-onnx" in notes
@@ -146,7 +146,7 @@ def test_the_card_of_openais_weights_carries_licence_use_provenance_and_pins(exp
         path.unlink()  # staged files are hard links to the exports: replace, never write through
         path.write_text(json.dumps(data))
     card = cards.model_card(out / "hub" / "tiny-ViT", "org/clip-onnx-tiny-ViT", "v2.0.0",
-                            pins={"v1.0.0": "1" * 40, "v2.0.0": "2" * 40})
+                            pins={"v1.0.0": "1" * 40, "v2.0.0": "2" * 40}, github_repo="owner/clip-onnx")
     metadata = yaml.safe_load(card.split("---\n")[1])
     assert metadata["license"] == "mit" and metadata["library_name"] == "onnx"
     assert metadata["base_model"] == "timm/vit_base_patch32_clip_224.openai"
@@ -155,16 +155,55 @@ def test_the_card_of_openais_weights_carries_licence_use_provenance_and_pins(exp
     assert headings == ["## Licence", "## Intended use, out-of-scope uses and limitations, in OpenAI's words",
                         "## Provenance", "## Files and their contract", "## Preprocess and tokenize",
                         "## Verification (ONNX Runtime against PyTorch float32, worst case over all input sets)",
-                        "## Pinned revisions", "## Download a pinned revision"]
+                        "## Pinned revisions", "## Download a pinned revision", "## Citation"]
     quoted = [line for line in cards.EXCERPT.read_text().splitlines()[1:] if line.strip()]
     assert len(quoted) > 8 and all(f"> {line}" in card for line in quoted)
     assert "**Any** deployed use case of the model" in card and "surveillance and facial recognition" in card
-    assert "https://github.com/openai/CLIP/blob/main/model-card.md" in card and "`LICENSE`" in card
+    assert cards.OPENAI_CARD in card and "/blob/main/" not in card and "`LICENSE`" in card
     assert (f"Weights: `open_clip_model.safetensors` of the Hub repo `timm/vit_base_patch32_clip_224.openai` at "
             f"commit `{'c' * 40}`, SHA-256 `{'d' * 64}`.") in card
     assert "- Toolchain: clip-onnx " in card and "torch " in card and "onnxruntime " in card
     assert "| `fp32/tiny-ViT_visual.onnx` | `tiny-ViT_visual.onnx.data`, `preprocess.json` |" in card
     assert f"| `v2.0.0` | `{'2' * 40}` |\n| `v1.0.0` | `{'1' * 40}` |" in card
-    assert card.count(f'"{"2" * 40}"') == 2 and f"/resolve/{'2' * 40}/fp32/tiny-ViT_visual.onnx" in card
+    assert card.count(f'"{"2" * 40}"') == 2 and f"/resolve/{'2' * 40}/fp32" in card
     assert cards.rust_snippet("org/clip-onnx-tiny-ViT", "2" * 40) in card and 'ort = "2"' not in card
     assert f'clip_onnx::hub::download("org/clip-onnx-tiny-ViT", "{"2" * 40}", "fp32"' in card
+
+
+def test_the_card_has_what_hub_users_look_for(exports, tmp_path):
+    """Each item the card must carry, checked on a card rendered as publication renders it; the metadata's
+    keys are fields the Hub documents (huggingface_hub's ModelCardData)."""
+    import inspect
+
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from clip_onnx.contract import OLDEST_ONNXRUNTIME
+
+    out = tmp_path / "out"
+    staging.stage(exports, "v2.0.0", out, "org")
+    for path in (out / "hub" / "tiny-ViT").glob("*/manifest.json"):
+        data = json.loads(path.read_text())
+        data["variant"] = "ViT-B/32"  # a variant OpenAI publishes on the Hub itself
+        path.unlink()
+        path.write_text(json.dumps(data))
+    commit = "2" * 40
+    card = cards.model_card(out / "hub" / "tiny-ViT", "org/clip-onnx-tiny-ViT", "v2.0.0", pins={"v2.0.0": commit},
+                            github_repo="owner/clip-onnx")
+    metadata = ModelCard(card).data.to_dict()
+    assert set(metadata) <= set(inspect.signature(ModelCardData.__init__).parameters)
+    assert metadata["base_model"] == "openai/clip-vit-base-patch32" and metadata["language"] == ["en"]
+    source = json.loads((out / "hub" / "tiny-ViT" / "fp32" / "manifest.json").read_text())["versions"]["clip-onnx-commit"]
+    items = {
+        "the source at its commit": f"https://github.com/owner/clip-onnx/tree/{source}",
+        "the release": "https://github.com/owner/clip-onnx/releases/tag/v2.0.0",
+        "SHA256SUMS": "https://github.com/owner/clip-onnx/releases/download/v2.0.0/SHA256SUMS",
+        "the attestation check": "gh attestation verify tiny-ViT_visual.onnx --repo owner/clip-onnx",
+        "clip_onnx.Model pinned by commit": f'Model.from_hub("org/clip-onnx-tiny-ViT", revision="{commit}")',
+        "OpenAI's card at its commit": "https://github.com/openai/CLIP/blob/d05afc436d78f1c48dc0dbf8e5980a9d471f35f6/",
+        "the minimum onnxruntime": f"onnxruntime {OLDEST_ONNXRUNTIME} or newer",
+        "the citation": "title     = {Learning Transferable Visual Models From Natural Language Supervision}",
+    }
+    assert {name: text for name, text in items.items() if text not in card} == {}
+    for precision in ("fp32", "fp16"):  # every file with its size and full SHA-256
+        listed = json.loads((out / "hub" / "tiny-ViT" / precision / "manifest.json").read_text())["files"]
+        assert all(f"| `{precision}/{name}` | {f['bytes']:,} | `{f['sha256']}` |" in card for name, f in listed.items())
