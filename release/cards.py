@@ -17,7 +17,8 @@ LICENSE = OPENAI / "LICENSE"  # OpenAI's MIT notice, which must travel with the 
 LICENSE_ASSET = "LICENSE-OpenAI-CLIP.txt"  # its name among the GitHub release's assets
 EXCERPT = OPENAI / "model-card-excerpt.md"  # OpenAI's intended use, out-of-scope uses and limitations
 # the card at the commit the excerpt was quoted from, as the excerpt's first line records it
-OPENAI_CARD = re.search(r"https://github\.com/openai/CLIP/blob/[0-9a-f]{40}/model-card\.md", EXCERPT.read_text()).group()
+OPENAI_CARD = re.search(r"https://github\.com/openai/CLIP/blob/[0-9a-f]{40}/model-card\.md",
+                        EXCERPT.read_text()).group()
 CITATION = """@inproceedings{radford2021learning,
   title     = {Learning Transferable Visual Models From Natural Language Supervision},
   author    = {Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and
@@ -70,7 +71,8 @@ def _links(export: dict, tag: str, github_repo: str | None) -> str:
     if github_repo is None:
         return ""
     site, commit = f"https://github.com/{github_repo}", export["versions"].get("clip-onnx-commit")
-    return (f"- Source: [{github_repo} at `{commit}`]({site}/tree/{commit}); release: [{tag}]({site}/releases/tag/{tag}), "
+    return (f"- Source: [{github_repo} at `{commit}`]({site}/tree/{commit}); "
+            f"release: [{tag}]({site}/releases/tag/{tag}), "
             f"with every file's SHA-256 in [`SHA256SUMS`]({site}/releases/download/{tag}/SHA256SUMS).\n"
             f"- Check a downloaded file against the release's build provenance: "
             f"`gh attestation verify {export['name']}_visual.onnx --repo {github_repo}`.\n")
@@ -137,7 +139,8 @@ def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None =
                 f"the GitHub release notes. A commit cannot move, a tag can.")
     scales = "\n".join(f"| {e['precision']} | {e['preprocessing']['resolution']} | {e['logit_scale']['exp']:.4f} | "
                        f"{e['opset']} | {e['ir_version']} |" for e in exports)
-    pinned = "\n".join(f"| `{t}` | `{c}` |" for t, c in sorted((pins or {}).items(), key=lambda p: version(p[0]), reverse=True))
+    newest_first = sorted((pins or {}).items(), key=lambda pin: version(pin[0]), reverse=True)
+    pinned = "\n".join(f"| `{t}` | `{c}` |" for t, c in newest_first)
     excerpt = "\n".join(f"> {line}".rstrip() for line in EXCERPT.read_text().splitlines()[1:])
     return f"""{_metadata(first)}
 # OpenAI CLIP {variant} as ONNX ({tag})

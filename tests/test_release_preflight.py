@@ -66,7 +66,8 @@ def pins(org_hub) -> dict[str, HubPin]:
 def run(github, hub, pins, token="hf_test", gh_token=None, tag=TAG, org=ORG, folders=("tiny-ViT",)) -> list[str]:
     lines = []
     try:
-        checks.preflight(tag, org, GitHub(REPO, gh_token or github.token, api=github.url, sleep=lambda _: None), list(folders),
+        gh = GitHub(REPO, gh_token or github.token, api=github.url, sleep=lambda _: None)
+        checks.preflight(tag, org, gh, list(folders),
                          hub_endpoint=hub.url, hub_token=token, pins=pins, log=lines.append)
     except ClipOnnxError as error:
         assert str(error).startswith("preflight found") and str(error).endswith("nothing was exported")

@@ -121,7 +121,8 @@ def test_an_older_tag_published_after_a_newer_one_moves_neither_latest_nor_main(
     assert [r["tag_name"] for r in github.releases(REPO) if not r["draft"]] == ["v1.0.1", "v1.1.0"]
     assert github.latest(REPO) == "v1.1.0" and "v1.0.1" in hub.tags(HUB_REPO)
     assert hub_release.main_holds(HUB_REPO, "v1.1.0", endpoint=hub.url, token=hub.token)
-    assert any(re.fullmatch(r"github: published owner/clip-onnx v1.0.1 with \d+ assets; Latest stays on a higher version", line) for line in lines)
+    published = r"github: published owner/clip-onnx v1.0.1 with \d+ assets; Latest stays on a higher version"
+    assert any(re.fullmatch(published, line) for line in lines)
     card = hub.files(HUB_REPO, "main")["README.md"].decode()  # main's card lists it, its snippets the highest
     assert f"| `v1.0.1` | `{hub.tags(HUB_REPO)['v1.0.1']}` |" in card
     assert f'revision="{hub.tags(HUB_REPO)["v1.1.0"]}"' in card
