@@ -41,16 +41,21 @@ def _stage(args: argparse.Namespace) -> None:
     print(f"staged {len(release['files'])} files for {release['tag']} in {args.output}")
 
 
-def _publish(args: argparse.Namespace) -> None:
+def _github(repo: str):
+    """The GitHub client for `repo`, with the token the workflow gives (GH_TOKEN, else GITHUB_TOKEN)."""
     from release.github import GitHub
+
+    return GitHub(repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN"))
+
+
+def _publish(args: argparse.Namespace) -> None:
     from release.publish import LocalExports, RunArtifacts, publish
 
     if not args.hub_org.strip():
         raise ClipOnnxError(f"--hub-org is empty: {HF_ORG_HELP}")
     if args.exports and args.work.resolve().is_relative_to(args.exports.resolve()):
         raise ClipOnnxError(f"--work {args.work} is inside --exports {args.exports}; put it elsewhere")
-    token = os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")
-    github = None if args.dry_run and args.exports else GitHub(args.github_repo, token)
+    github = None if args.dry_run and args.exports else _github(args.github_repo)
     if args.exports:
         source = LocalExports(args.exports)
     else:  # every cell of the export matrix, so that a run listing only some is refused, never half-published
@@ -62,20 +67,18 @@ def _publish(args: argparse.Namespace) -> None:
 
 
 def _preflight(args: argparse.Namespace) -> None:
-    from release.github import GitHub
     from release.preflight import preflight
     from release.stage import matrix
 
-    github = GitHub(args.github_repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN"))
+    github = _github(args.github_repo)
     folders = sorted({cell["folder"] for cell in matrix()["include"]})
     preflight(args.tag, args.hub_org, github, folders)
 
 
 def _sums(args: argparse.Namespace) -> None:
-    from release.github import GitHub, published_sums
+    from release.github import published_sums
 
-    content = published_sums(GitHub(args.github_repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")),
-                             args.tag)
+    content = published_sums(_github(args.github_repo), args.tag)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     partial = args.output.with_name(args.output.name + ".partial")
     partial.write_bytes(content)
@@ -84,13 +87,13 @@ def _sums(args: argparse.Namespace) -> None:
 
 
 def _observe(args: argparse.Namespace) -> None:
-    from release.github import GitHub, observe_attempts
+    from release.github import observe_attempts
 
     if args.hub_repo:  # huggingface_hub: only for this check
         from release.hub import check_stale_parent
 
         check_stale_parent(args.hub_repo, log=lambda line: print(line, file=sys.stderr))  # stdout: the record
-    github = GitHub(args.github_repo, os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN"))
+    github = _github(args.github_repo)
     print(json.dumps(observe_attempts(github, args.run_id, args.attempt, args.prefix), indent=2))
 
 

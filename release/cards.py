@@ -75,7 +75,7 @@ def _links(export: dict, tag: str, github_repo: str | None) -> str:
             f"release: [{tag}]({site}/releases/tag/{tag}), "
             f"with every file's SHA-256 in [`SHA256SUMS`]({site}/releases/download/{tag}/SHA256SUMS).\n"
             f"- Check a downloaded file against the release's build provenance: "
-            f"`gh attestation verify {export['name']}_visual.onnx --repo {github_repo}`.\n")
+            f"`gh attestation verify {export['graphs']['visual']['file']} --repo {github_repo}`.\n")
 
 
 def _figures(export: dict) -> str:
@@ -139,6 +139,8 @@ def model_card(root: Path, repo_id: str, tag: str, pins: dict[str, str] | None =
                 f"the GitHub release notes. A commit cannot move, a tag can.")
     scales = "\n".join(f"| {e['precision']} | {e['preprocessing']['resolution']} | {e['logit_scale']['exp']:.4f} | "
                        f"{e['opset']} | {e['ir_version']} |" for e in exports)
+    visual = first["graphs"]["visual"]  # the JavaScript snippet's graph, with the data files it reads
+    weights = [f for f in visual["files"] if f.endswith((".onnx", ".data"))]
     newest_first = sorted((pins or {}).items(), key=lambda pin: version(pin[0]), reverse=True)
     pinned = "\n".join(f"| `{t}` | `{c}` |" for t, c in newest_first)
     excerpt = "\n".join(f"> {line}".rstrip() for line in EXCERPT.read_text().splitlines()[1:])
@@ -228,12 +230,12 @@ print(model.probabilities("cat.jpg", ["a photo of a cat", "a photo of a dog"]))
 ```js
 // onnxruntime-node: a graph and its data file, side by side in one folder, as onnxruntime expects
 import {{ mkdir, writeFile }} from "node:fs/promises";
-const base = "https://huggingface.co/{repo_id}/resolve/{revision}/fp32";
+const base = "https://huggingface.co/{repo_id}/resolve/{revision}/{first['precision']}";
 await mkdir("model", {{ recursive: true }});
-for (const file of ["{first['name']}_visual.onnx", "{first['name']}_visual.onnx.data"]) {{
+for (const file of {json.dumps(weights)}) {{
   await writeFile(`model/${{file}}`, new Uint8Array(await (await fetch(`${{base}}/${{file}}`)).arrayBuffer()));
 }}
-const session = await ort.InferenceSession.create("model/{first['name']}_visual.onnx");
+const session = await ort.InferenceSession.create("model/{visual['file']}");
 ```
 
 ## Citation

@@ -121,14 +121,17 @@ class GitHub:
                                 f"{', '.join(str(r['id']) for r in found)}); delete all but one, then re-run")
         return found[0] if found else None
 
-    def tag_exists(self, tag: str) -> bool:
+    def found(self, url: str) -> dict | None:
+        """GET `url` as JSON, or None where GitHub answers 404 (no such tag, no Latest release)."""
         try:
-            self.request("GET", f"repos/{self.repo}/git/ref/tags/{tag}")
+            return self.json("GET", url)
         except ClipOnnxError as error:
             if "answered 404" in str(error):
-                return False
+                return None
             raise
-        return True
+
+    def tag_exists(self, tag: str) -> bool:
+        return self.found(f"repos/{self.repo}/git/ref/tags/{tag}") is not None
 
     def draft(self, tag: str, title: str, notes: str, require_tag: bool = True) -> dict:
         """The release of `tag`: the existing one (draft or published), or a new draft (of a tag GitHub
@@ -161,12 +164,8 @@ class GitHub:
 
     def latest(self) -> str | None:
         """The tag of the release GitHub shows as Latest, if any."""
-        try:
-            return self.json("GET", f"repos/{self.repo}/releases/latest")["tag_name"]
-        except ClipOnnxError as error:
-            if "answered 404" in str(error):
-                return None
-            raise
+        latest = self.found(f"repos/{self.repo}/releases/latest")
+        return latest["tag_name"] if latest else None
 
     def artifacts(self, run_id: int) -> list[dict]:
         listing = self.pages(f"repos/{self.repo}/actions/runs/{run_id}/artifacts?per_page=100", key="artifacts")

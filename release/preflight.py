@@ -22,7 +22,6 @@ publishers, so only the `pypi` job (and the canary) can prove it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 import tomllib
@@ -33,6 +32,7 @@ from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 from clip_onnx.errors import ClipOnnxError
+from clip_onnx.integrity import sha256_file
 from exporter import hub_weights
 from exporter.hub_weights import HubPin
 from exporter.variants import VARIANTS
@@ -111,7 +111,7 @@ def _hub_tag(api: HfApi, repo: str, folder: str, tag: str, sums: dict[str, str])
             else:  # small files: the Hub records only git's id, so hash the bytes
                 local = hf_hub_download(repo, path, revision=tag, endpoint=api.endpoint, token=api.token,
                                         cache_dir=cache)
-                digest = hashlib.sha256(Path(local).read_bytes()).hexdigest()
+                digest = sha256_file(Path(local))
             if sums.get(asset) != digest:
                 wrong.append(path)
     return [f"{repo} already has tag {tag} with files the draft's SHA256SUMS does not list: {', '.join(wrong)}; "
@@ -192,7 +192,7 @@ def _pin_on_hub(api: HfApi, name: str, pin: HubPin) -> list[str]:
         with tempfile.TemporaryDirectory() as cache:
             local = hf_hub_download(pin.repo, pin.file, revision=pin.revision, endpoint=api.endpoint, token=api.token,
                                     cache_dir=cache)
-            sha256 = hashlib.sha256(Path(local).read_bytes()).hexdigest()
+            sha256 = sha256_file(Path(local))
     differs = ([f"SHA-256 {sha256}, not the pinned {pin.sha256}"] if sha256 != pin.sha256 else []) + (
         [f"{info.size} bytes, not the pinned {pin.bytes}"] if info.size != pin.bytes else [])
     return [f"{name}'s {pin.file} at {where} has {' and '.join(differs)}: {again}"] if differs else []

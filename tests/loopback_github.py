@@ -81,6 +81,17 @@ class Release:
                 "assets": [a.json(url) for a in self.assets]}
 
 
+@dataclass
+class _Failure:
+    """An injected answer: `status` None drops the connection; `times` None lasts until reset_failures."""
+    method: str
+    pattern: re.Pattern[str]
+    status: int | None
+    headers: dict[str, str]
+    message: str
+    times: int | None
+
+
 class _Error(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -98,7 +109,7 @@ class LoopbackGitHub:
         self._latest: dict[str, int] = {}  # repo -> id of its Latest release
         self._artifacts: dict[int, tuple[str, str, bytes, int]] = {}  # id -> (repo, run/name, zip, attempt)
         self._cuts: set[str] = set()
-        self._failures: list[list] = []  # [method, path pattern, status, headers, message, times left or None]
+        self._failures: list[_Failure] = []
         self._next_id = 0
         self.requests: list[tuple[str, str]] = []
         self._server: ThreadingHTTPServer | None = None
@@ -148,7 +159,7 @@ class LoopbackGitHub:
         """Answer matching requests with `status` (and `headers`, `message`): the next `times` of them, or
         all until `reset_failures`. A status of None drops the connection without an answer."""
         with self._lock:
-            self._failures.append([method, re.compile(path_regex), status, headers or {}, message, times])
+            self._failures.append(_Failure(method, re.compile(path_regex), status, headers or {}, message, times))
 
     def drop(self, method: str, path_regex: str, times: int = 1) -> None:
         """The next `times` matching requests get no answer: the connection is closed."""
@@ -169,14 +180,16 @@ class LoopbackGitHub:
 
     def content(self, repo: str, tag: str, name: str) -> bytes:
         with self._lock:
-            release = next(r for r in self._releases if r.repo == repo and r.tag_name == tag)
-            return next(a.content for a in release.assets if a.name == name)
+            return self._named_asset(repo, tag, name).content
 
     def set_content(self, repo: str, tag: str, name: str, content: bytes) -> None:
         """Replace an asset's bytes behind the API's back (its digest follows)."""
         with self._lock:
-            release = next(r for r in self._releases if r.repo == repo and r.tag_name == tag)
-            next(a for a in release.assets if a.name == name).content = content
+            self._named_asset(repo, tag, name).content = content
+
+    def _named_asset(self, repo: str, tag: str, name: str) -> Asset:
+        release = next(r for r in self._releases if r.repo == repo and r.tag_name == tag)
+        return next(a for a in release.assets if a.name == name)
 
     def count(self, method: str, path_regex: str) -> int:
         with self._lock:
@@ -199,16 +212,16 @@ class LoopbackGitHub:
         path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
         with self._lock:
             self.requests.append((method, path))
-            failure = next((f for f in self._failures if f[0] == method and f[1].search(path)), None)
-            if failure and failure[5] is not None:
-                failure[5] -= 1
-                if failure[5] == 0:
+            failure = next((f for f in self._failures if f.method == method and f.pattern.search(path)), None)
+            if failure and failure.times is not None:
+                failure.times -= 1
+                if failure.times == 0:
                     self._failures.remove(failure)
         if failure:
-            if failure[2] is None:
+            if failure.status is None:
                 return None
             read_body()
-            raise _Error(failure[2], failure[4], failure[3])
+            raise _Error(failure.status, failure.message, failure.headers)
         if path.startswith("/blobs/"):  # the storage host: signed URL, no Authorization
             return 200, {"Content-Type": "application/octet-stream"}, self._blob(int(path.rsplit("/", 1)[1]))
         scheme, _, token = headers.get("authorization", "").partition(" ")

@@ -63,7 +63,7 @@ class _Release:
         self.hub, self.double, self.folders, self.work, self.log = hub, github, folders, work, log
         # retries answer at once: the injected failures are meant to reach the caller
         self.github = GitHub(GITHUB_REPO, github.token, api=github.url, sleep=lambda _: None)
-        self.variants = sorted({f.name.removesuffix(f"-{f.parent.name}") for f in folders})
+        self.variants = sorted({variant for _, variant, _ in self.cells()})
         self.repos = [hub_repo(ORG, v) for v in self.variants]
         self.complete: list[str] = []  # tags whose publication finished
         self._runs = 0
