@@ -11,6 +11,7 @@ all, against the test doubles, is `python -m tests.rehearsal` (from a checkout).
   sums       the SHA256SUMS of a published release, for the provenance attestation
   observe    the canary's record of how GitHub lists a re-run's artifacts (release/github_observed.json),
              and its check of how the Hub refuses a stale parent_commit
+  keyless    the canary's check of a keyless Hub write: this job's OIDC token exchanged for a repo's token
   lock       write the hashed requirement files of the release's jobs (release/locks/)
   pin-weights  resolve each variant's Hub weights (commit id, SHA-256, size) into exporter/weight_pins.json:
              the maintainer's one-time step, with network, before the first release tag
@@ -97,6 +98,17 @@ def _observe(args: argparse.Namespace) -> None:
     print(json.dumps(observe_attempts(github, args.run_id, args.attempt, args.prefix), indent=2))
 
 
+def _keyless(args: argparse.Namespace) -> None:
+    from release import hub, hub_auth
+
+    if not hub_auth.keyless():
+        raise ClipOnnxError(f"no keyless write to check: run it with {hub_auth.TOKEN} empty, in a GitHub Actions job "
+                            f"with `id-token: write`")
+    hub.probe_write(args.hub_repo, "clip-onnx-keyless-check")
+    print(f"hub: this job wrote to {args.hub_repo} keyless, with a token exchanged for its OIDC token (a branch "
+          f"made and deleted)")
+
+
 def _lock(args: argparse.Namespace) -> None:
     from release import locks
 
@@ -139,7 +151,8 @@ def parser() -> argparse.ArgumentParser:
                     "Latest and each repo's main brought to the highest published version, never back. One "
                     "variant is on disk at a time. Safe to re-run, and to run for an older tag after a newer one: "
                     "what is already published is checked, not repeated; a tag holding other bytes is refused. "
-                    "Tokens: HF_TOKEN (huggingface_hub), GH_TOKEN or GITHUB_TOKEN; endpoints: HF_ENDPOINT, "
+                    "Tokens: HF_TOKEN, or keyless in a GitHub job with `id-token: write` (a token per existing "
+                    "repo: release/hub_auth.py); GH_TOKEN or GITHUB_TOKEN; endpoints: HF_ENDPOINT, "
                     "GITHUB_API_URL. With --run-id, every cell of the export matrix must have an artifact; each "
                     "cell's newest run attempt is taken.",
         epilog="example, in the release workflow: python -m release publish --run-id \"$GITHUB_RUN_ID\" "
@@ -164,7 +177,8 @@ def parser() -> argparse.ArgumentParser:
                     "are pinned (exporter/weight_pins.json) and the Hub holds those bytes at the pinned commit, "
                     "the Hub organisation is named, the GitHub token may create releases and the tag is new (or "
                     "an interrupted run's draft), HF_TOKEN may write to each variant's Hub repo (role write or "
-                    "admin in the org; contributor only for a repo still to be created), and no Hub repo has the "
+                    "admin in the org; contributor only for a repo still to be created) or, keyless (HF_TOKEN "
+                    "empty), each repo exists and its exchanged token makes and deletes a branch, and no Hub repo has the "
                     "tag with other bytes. Lists every problem, one line each. PyPI's trusted publisher cannot "
                     "be checked (PyPI has no API for it).")
     checking.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")
@@ -191,6 +205,14 @@ def parser() -> argparse.ArgumentParser:
     observing.add_argument("--prefix", default="canary-attempt", help="artifact name before the attempt number")
     observing.add_argument("--hub-repo", help="a scratch Hub repo (HF_TOKEN, HF_ENDPOINT): first check that the "
                                               "Hub refuses a stale parent_commit as release/hub.py expects")
+    checking_keyless = commands.add_parser(
+        "keyless", help="check a keyless write to a Hub repo (the canary)",
+        description="With HF_TOKEN empty, in a GitHub Actions job with `id-token: write`: huggingface_hub "
+                    "exchanges the job's OIDC token for a token that writes to HUB_REPO (the Hub's trusted "
+                    "publishers), and a branch is made and deleted with it. Fails in one line naming what to set "
+                    "up when the Hub refuses.",
+        epilog="example, in the canary: python -m release keyless --hub-repo my-scratch-org/clip-onnx-tiny-ViT")
+    checking_keyless.add_argument("--hub-repo", required=True, help="an existing Hub repo, ORG/NAME")
     locking = commands.add_parser(
         "lock", help="write release/locks/*.txt (hashed requirements) with uv",
         description="Writes each job's hashed requirements with `uv pip compile`. Without --only, the locks "
@@ -217,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             {"stage": _stage, "publish": _publish, "pin-weights": _pin_weights,
              "preflight": _preflight, "lock": _lock,
-             "sums": _sums, "observe": _observe}[args.command](args)
+             "sums": _sums, "observe": _observe, "keyless": _keyless}[args.command](args)
     except ClipOnnxError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1

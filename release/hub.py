@@ -18,18 +18,21 @@ only if `main` has not moved since it was read (`parent_commit`).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from huggingface_hub import CommitOperationAdd, CommitOperationCopy, CommitOperationDelete, HfApi, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, OIDCError
 from huggingface_hub.hf_api import RepoFile
 
 from clip_onnx.errors import ClipOnnxError
-from release.problems import first_problem
 from clip_onnx.integrity import sha256_file
+from release import hub_auth
+from release.problems import first_problem
 
 BRANCH = "main"
 CARD = "README.md"
@@ -89,8 +92,34 @@ def publish(root: Path, tag: str, repo_id: str, *, known: dict[str, str] | None 
             token: str | None = None, log: Callable[[str], None] = print) -> str:
     """Publish the files under `root` (a staged `hub/<Name>` folder) to `repo_id` as `tag`; return the
     tagged commit. `known`: path in repo -> SHA-256, from the release manifest."""
-    with _errors(repo_id, f"{tag} was not tagged"):
-        return _publish(hub_files(root, known or {}), tag, repo_id, HfApi(endpoint=endpoint, token=token), log)
+    with _errors(repo_id, f"{tag} was not tagged"), hub_auth.writing_to(repo_id, token):
+        return _publish(hub_files(root, known or {}), tag, repo_id, HfApi(endpoint=endpoint, token=token), log,
+                        create=not hub_auth.keyless(token))
+
+
+def check_access(repos: list[str], *, endpoint: str | None = None, token: str | None = None,
+                 log: Callable[[str], None] = print) -> None:
+    """Before anything is uploaded: say how this process writes to the Hub and, keyless, refuse when a repo
+    does not exist yet (an exchanged token cannot create one)."""
+    if not (token or os.environ.get(hub_auth.TOKEN) or hub_auth.keyless(token)):
+        raise ClipOnnxError(f"no Hub credentials: set {hub_auth.TOKEN}, or run in a GitHub Actions job with "
+                            f"`id-token: write` (docs/releasing.md, 'Hub credentials'); nothing was published")
+    log(f"hub: writing as {hub_auth.described(token)}")
+    if hub_auth.keyless(token):
+        api = HfApi(endpoint=endpoint, token=token)
+        with _errors(", ".join(repos), "nothing was published"):
+            missing = [repo for repo in repos if not api.repo_exists(repo)]
+        if missing:
+            raise ClipOnnxError(f"{hub_auth.cannot_create(missing)}; nothing was published")
+
+
+def probe_write(repo_id: str, branch: str, *, endpoint: str | None = None, token: str | None = None) -> None:
+    """Prove that this process may write to `repo_id` (keyless: with the token exchanged for it) by making
+    `branch` and deleting it: no commit, nothing a visitor sees."""
+    api = HfApi(endpoint=endpoint, token=token)
+    with _errors(repo_id, "nothing was changed"), hub_auth.writing_to(repo_id, token):
+        api.create_branch(repo_id, branch=branch, exist_ok=True)
+        api.delete_branch(repo_id, branch=branch)
 
 
 def tag_commits(repo_id: str, *, endpoint: str | None = None, token: str | None = None) -> dict[str, str]:
@@ -140,7 +169,7 @@ def advance_main(repo_id: str, tag: str, card: str, *, endpoint: str | None = No
     (nothing is uploaded again) that the Hub refuses if `main` moved since it was read (`MainMoved`).
     Return whether a commit was made."""
     api, content = HfApi(endpoint=endpoint, token=token), card.encode()
-    with _errors(repo_id, f"{BRANCH} was not moved"):
+    with _errors(repo_id, f"{BRANCH} was not moved"), hub_auth.writing_to(repo_id, token):
         refs = api.list_repo_refs(repo_id)
         head = next(ref.target_commit for ref in refs.branches if ref.name == BRANCH)
         source = next(ref.target_commit for ref in refs.tags if ref.name == tag)
@@ -170,20 +199,21 @@ def check_stale_parent(repo_id: str, *, endpoint: str | None = None, token: str 
     that the Hub refuses the second with `STALE_PARENT`, as `advance_main` expects."""
     api = HfApi(endpoint=endpoint, token=token)
     head = next(ref.target_commit for ref in api.list_repo_refs(repo_id).branches if ref.name == BRANCH)
-    for attempt in ("first", "second"):
-        try:
-            api.create_commit(repo_id, [CommitOperationAdd(path_in_repo="canary.txt",
-                                                           path_or_fileobj=f"{attempt} {head}".encode())],
-                              commit_message=f"clip-onnx canary: {attempt} commit on {head[:12]}",
-                              revision=BRANCH, parent_commit=head)
-        except HfHubHTTPError as error:
-            status = error.response.status_code if error.response is not None else None
-            if attempt == "second" and status == STALE_PARENT:
-                log(f"hub: {repo_id} refuses a stale parent_commit with {status}, as advance_main expects")
-                return
-            raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: the {attempt} commit on {head} was answered "
-                                f"{status} ({_line(error)}); advance_main expects only the second refused, with "
-                                f"{STALE_PARENT}: change release/hub.py's STALE_PARENT") from None
+    with hub_auth.writing_to(repo_id, token):
+        for attempt in ("first", "second"):
+            try:
+                api.create_commit(repo_id, [CommitOperationAdd(path_in_repo="canary.txt",
+                                                               path_or_fileobj=f"{attempt} {head}".encode())],
+                                  commit_message=f"clip-onnx canary: {attempt} commit on {head[:12]}",
+                                  revision=BRANCH, parent_commit=head)
+            except HfHubHTTPError as error:
+                status = error.response.status_code if error.response is not None else None
+                if attempt == "second" and status == STALE_PARENT:
+                    log(f"hub: {repo_id} refuses a stale parent_commit with {status}, as advance_main expects")
+                    return
+                raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: the {attempt} commit on {head} was answered "
+                                    f"{status} ({_line(error)}); advance_main expects only the second refused, with "
+                                    f"{STALE_PARENT}: change release/hub.py's STALE_PARENT") from None
     raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: a commit with a stale parent_commit was accepted; "
                         f"advance_main could overwrite a main that moved")
 
@@ -194,7 +224,18 @@ def _errors(repo_id: str, state: str) -> Iterator[None]:
     try:
         yield
     except HfHubHTTPError as error:
+        if error.response is not None and urlsplit(str(error.response.request.url)).path.endswith(hub_auth.EXCHANGE):
+            raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: no keyless token ({_line(error)}); {state}. To fix it, "
+                                f"{hub_auth.SETUP}") from None
         raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: {_line(error)}; {state}, re-run to retry") from None
+    except OIDCError as error:  # HF_OIDC_RESOURCE set where GitHub offers no OIDC token
+        raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: {_line(error)}; {state}") from None
+    except ValueError as error:
+        if not isinstance(error.__cause__, HfHubHTTPError):
+            raise
+        # create_commit sends a README.md to the Hub's validate-yaml first and raises its refusal as a ValueError
+        raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: the model card's metadata is refused ({_line(error)}); "
+                            f"{state}. Fix release/cards.py") from None
     except RuntimeError as error:  # how huggingface_hub reports a failed LFS upload
         raise ClipOnnxError(f"Hugging Face Hub, {repo_id}: {_line(error)} ({_line(error.__cause__)}); nothing was "
                             f"committed or tagged, re-run to retry") from None
@@ -209,8 +250,12 @@ def _line(error: BaseException | None) -> str:
     return " ".join(str(error).split())
 
 
-def _publish(files: list[HubFile], tag: str, repo_id: str, api: HfApi, log: Callable[[str], None]) -> str:
-    api.create_repo(repo_id, exist_ok=True)
+def _publish(files: list[HubFile], tag: str, repo_id: str, api: HfApi, log: Callable[[str], None],
+             create: bool = True) -> str:
+    if create:
+        api.create_repo(repo_id, exist_ok=True)
+    elif not api.repo_exists(repo_id):
+        raise ClipOnnxError(f"{hub_auth.cannot_create([repo_id])}; nothing was committed or tagged")
     refs = api.list_repo_refs(repo_id)
     tags = {ref.name: ref.target_commit for ref in refs.tags}
     wanted = {f.path_in_repo for f in files}

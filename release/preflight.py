@@ -10,11 +10,12 @@ problem is listed, one line each, naming the bad input and what to do:
 - the Hub organisation: named (the repository variable HF_ORG), never empty;
 - GitHub: the token may create releases (a draft is made and deleted again), and the tag is new or a
   draft left by an interrupted run (resumable);
-- the Hub: HF_TOKEN may write to each variant's repo -- its user owns the namespace or has the role
-  `write` or `admin` in the org (a `contributor` may write only to repos it created, so it is accepted
-  only for a repo that does not exist yet), and a fine-grained token has `repo.write` on the org or the
-  repo -- and no repo has the tag already, unless it is a resumable run whose GitHub draft lists the same
-  bytes in `SHA256SUMS`.
+- the Hub: the release may write to each variant's repo. With HF_TOKEN: its user owns the namespace or
+  has the role `write` or `admin` in the org (a `contributor` may write only to repos it created, so it
+  is accepted only for a repo that does not exist yet), and a fine-grained token has `repo.write` on the
+  org or the repo. Keyless (`release/hub_auth.py`): each repo exists, and the token the Hub exchanges for
+  this job's OIDC token makes a branch there and deletes it. And no repo has the tag already, unless it
+  is a resumable run whose GitHub draft lists the same bytes in `SHA256SUMS`.
 
 PyPI's trusted publisher is not checked: PyPI offers no API to read a project's trusted or pending
 publishers, so only the `pypi` job (and the canary) can prove it.
@@ -36,7 +37,7 @@ from clip_onnx.integrity import sha256_file
 from exporter import hub_weights
 from exporter.hub_weights import HubPin
 from exporter.variants import VARIANTS
-from release import locks
+from release import hub, hub_auth, locks
 from release.cards import LICENSE_ASSET
 from release.github import GitHub
 from release.stage import HF_ORG_HELP, asset_name, hub_repo, read_sums
@@ -119,29 +120,48 @@ def _hub_tag(api: HfApi, repo: str, folder: str, tag: str, sums: dict[str, str])
 
 
 def _hub(api: HfApi, org: str, folders: list[str], tag: str, sums: dict[str, str]) -> list[str]:
-    try:
-        whoami = api.whoami()
-    except HfHubHTTPError as error:
-        return [f"HF_TOKEN is not accepted by the Hub ({' '.join(str(error).split())[:200]}): set the secret"]
+    keyless = hub_auth.keyless(api.token)
+    if not keyless:
+        try:
+            whoami = api.whoami()
+        except HfHubHTTPError as error:
+            return [f"HF_TOKEN is not accepted by the Hub ({' '.join(str(error).split())[:200]}): set the secret"]
     problems = []
-    user, role = whoami.get("name"), whoami.get("auth", {}).get("accessToken", {}).get("role")
     for folder in folders:
         repo = hub_repo(org, folder)
         try:
             tags = {ref.name for ref in api.list_repo_refs(repo).tags}
         except RepositoryNotFoundError:
             tags = None  # publication creates it
-        if can_write(whoami, repo, exists=tags is not None):
-            pass
-        elif tags is not None and org_role(whoami, org) == "contributor" and can_write(whoami, repo, exists=False):
-            problems.append(f"HF_TOKEN's user {user} is a contributor in {org}, who may write only to repos it "
-                            f"created, and {repo} exists: give {user} the `write` role in {org}")
+        if keyless:
+            problems += _keyless_write(api, repo, tag, exists=tags is not None)
         else:
-            problems.append(f"HF_TOKEN (user {user}, role {role}) may not write to {repo}: "
-                            f"give it write access to {org}")
+            problems += _token_write(whoami, org, repo, exists=tags is not None)
         if tags is not None and tag in tags:
             problems += _hub_tag(api, repo, folder, tag, sums)
     return problems
+
+
+def _token_write(whoami: dict, org: str, repo: str, exists: bool) -> list[str]:
+    """Why HF_TOKEN (`whoami`) may not write to `repo`."""
+    user, role = whoami.get("name"), whoami.get("auth", {}).get("accessToken", {}).get("role")
+    if can_write(whoami, repo, exists=exists):
+        return []
+    if exists and org_role(whoami, org) == "contributor" and can_write(whoami, repo, exists=False):
+        return [f"HF_TOKEN's user {user} is a contributor in {org}, who may write only to repos it "
+                f"created, and {repo} exists: give {user} the `write` role in {org}"]
+    return [f"HF_TOKEN (user {user}, role {role}) may not write to {repo}: give it write access to {org}"]
+
+
+def _keyless_write(api: HfApi, repo: str, tag: str, exists: bool) -> list[str]:
+    """Why this job's keyless token may not write to `repo`: proven by making a branch and deleting it."""
+    if not exists:
+        return [hub_auth.cannot_create([repo])]
+    try:
+        hub.probe_write(repo, f"clip-onnx-preflight-{tag}", endpoint=api.endpoint, token=api.token)
+    except ClipOnnxError as error:
+        return [str(error)]
+    return []
 
 
 def _pins(api: HfApi, folders: list[str], pins: dict[str, HubPin]) -> list[str]:

@@ -165,6 +165,10 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
     def step(number: int) -> None:
         log(f"== step {number}/{len(STEPS)}: {STEPS[number - 1]}")
 
+    if not dry_run:
+        from release import hub  # huggingface_hub: only when something is published, not in a dry run
+
+        hub.check_access([hub_repo(org, folder) for folder in sizes], endpoint=hub_endpoint, token=hub_token, log=log)
     step(1)
     release = None if dry_run else github.draft(tag, f"clip-onnx {tag}", "Being published; do not use yet.",
                                                 require_tag=not draft_only)
@@ -194,7 +198,6 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
         log("dry run: nothing was uploaded")
         return {}
     github_release.upload(github, release, {sums.name: (sums, wanted[sums.name])}, log)
-    from release import hub  # huggingface_hub: only when something is published, not in a dry run
 
     step(2)
     commits = {}

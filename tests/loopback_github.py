@@ -28,7 +28,13 @@ DELETE /repos/{o}/{r}/releases/assets/{id}                 delete an asset
 GET    /repos/{o}/{r}/actions/runs/{run}/artifacts?per_page&page  a run's artifacts
 GET    /repos/{o}/{r}/actions/artifacts/{id}/zip           302 to the archive (no auth needed there)
 GET    /blobs/{id}?sig=...                                 an archive or an asset's bytes
+GET    /_apis/idtoken?api-version=2.0&audience=            the Actions runtime's OIDC id token (a job's
+                                                           ``ACTIONS_ID_TOKEN_REQUEST_URL``, its own token)
 ====== =================================================== ==========================================
+
+A job with ``id-token: write`` gets ``oidc_env()``: GitHub's two variables, whose URL mints an id token
+(``tests/id_tokens.py``) with the claims of ``oidc_claims`` -- by default the release workflow's job in
+the ``release`` environment of a tag push.
 
 Usage: ``with LoopbackGitHub() as github: GitHub("owner/name", github.token, api=github.url)...``;
 ``create_tag``, ``add_artifact``, ``cut_upload`` (a "starter" asset left), ``fail``, ``drop`` set it up;
@@ -41,12 +47,15 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import threading
 import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from tests import id_tokens
 
 REPO = r"/repos/(?P<repo>[\w.-]+/[\w.-]+)"
 
@@ -113,6 +122,10 @@ class LoopbackGitHub:
         self._next_id = 0
         self.requests: list[tuple[str, str]] = []
         self._server: ThreadingHTTPServer | None = None
+        self.oidc_key, self.oidc_request_token = secrets.token_bytes(16), "oidc-request-test"
+        self.oidc_claims = {"repository": "owner/clip-onnx", "ref": "refs/tags/v1.0.0", "environment": "release",
+                            "workflow_ref": "owner/clip-onnx/.github/workflows/release.yml@refs/tags/v1.0.0",
+                            "sub": "repo:owner/clip-onnx:environment:release"}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,6 +147,11 @@ class LoopbackGitHub:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # ------------------------------------------------------------------ set-up, faults and inspection
+
+    def oidc_env(self) -> dict[str, str]:
+        """What GitHub puts in the environment of a job with `id-token: write`."""
+        return {"GITHUB_ACTIONS": "true", "ACTIONS_ID_TOKEN_REQUEST_URL": f"{self.url}/_apis/idtoken?api-version=2.0",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.oidc_request_token}
 
     def create_tag(self, repo: str, tag: str) -> None:
         with self._lock:
@@ -225,6 +243,13 @@ class LoopbackGitHub:
         if path.startswith("/blobs/"):  # the storage host: signed URL, no Authorization
             return 200, {"Content-Type": "application/octet-stream"}, self._blob(int(path.rsplit("/", 1)[1]))
         scheme, _, token = headers.get("authorization", "").partition(" ")
+        if path == "/_apis/idtoken":  # the Actions runtime, with the job's request token
+            # api-version is not required: huggingface_hub 2.4 drops the URL's query when it adds `audience`
+            # (httpx's params replace it), and whether GitHub minds is only seen by the canary
+            if token != self.oidc_request_token or "audience" not in query:
+                raise _Error(401 if token != self.oidc_request_token else 400, "Bad id token request")
+            value = id_tokens.sign({**self.oidc_claims, "aud": query["audience"][0]}, self.oidc_key)
+            return 200, {}, json.dumps({"count": len(value), "value": value}).encode()
         if scheme.lower() not in ("bearer", "token") or token not in (self.token, self.read_only_token):
             read_body()
             raise _Error(401, "Bad credentials")

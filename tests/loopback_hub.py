@@ -25,7 +25,8 @@ POST   /api/models/{repo}/tag/{rev}                   ``create_tag`` (409 when t
 POST   /api/models/{repo}/branch/{branch}             ``create_branch`` (409 when it exists)
 DELETE /api/models/{repo}/branch/{branch}             ``delete_branch``
 GET    /api/whoami-v2                                 ``whoami``: the token's user, orgs and role
-POST   /api/validate-yaml                             a README.md's metadata, checked by ``create_commit`` (valid)
+POST   /api/validate-yaml                             a README.md's metadata, checked by ``create_commit`` (YAML)
+POST   /oauth/token                                   Trusted Publishers: an OIDC id token for a repo's token
 POST   /{repo}.git/info/lfs/objects/batch             LFS batch API, "basic" transfer
 PUT    /{repo}.git/info/lfs/objects/upload/{sha256}   signed upload URL given by the batch API
 POST   /{repo}.git/info/lfs/objects/verify            LFS verify action
@@ -39,6 +40,12 @@ mapping path -> content), branches and tags pointing at commit oids, and the LFS
 ``create_repo`` makes an initial commit holding ``.gitattributes``, as the Hub does. Write endpoints need
 ``Authorization: Bearer <token>`` (401 otherwise); reads are public. Upload modes follow a fixed rule:
 paths ending in ``.onnx`` or ``.data``, and files over 10 MB, are LFS; everything else is a regular file.
+
+Trusted Publishers (the Hub's keyless CI writes): ``hub.trust(repo, issuer_key, repository=, workflow=,
+environment=)`` adds a repo's trusted publisher, as its settings page does. ``/oauth/token`` exchanges an id
+token (RFC 8693; ``tests/id_tokens.py``: signature, issuer, audience ``hub.url``, expiry) whose claims match
+one of the repo's publishers for a one-hour token that writes to that repo only: it is refused (403) on any
+other repo and on ``create_repo``. A refused exchange is a 400 ``invalid_grant``.
 
 Usage: ``with LoopbackHub() as hub: HfApi(endpoint=hub.url, token=hub.token)...``; ``hub.fail(method,
 regex, status=, times=)`` injects failures, ``hub.commits(repo)``, ``hub.files(repo, rev)`` and
@@ -54,6 +61,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,7 +70,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import yaml
 from huggingface_hub import constants as hub_constants
+
+from tests import id_tokens
 
 LFS_SUFFIXES: tuple[str, ...] = (".onnx", ".data")
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024  # bytes; larger files are stored as LFS whatever their name
@@ -226,6 +237,15 @@ class LoopbackHub:
         self._threads: list[threading.Thread] = []
         self._url = ""
         self._cdn_url = ""
+        self._publishers: dict[str, list[tuple[bytes, dict[str, str]]]] = {}  # repo -> (issuer key, claims)
+        self._scoped: dict[str, tuple[str, float]] = {}  # exchanged token -> (its repo, when it expires)
+
+    def trust(self, repo_id: str, issuer_key: bytes, *, repository: str, workflow: str,
+              environment: str | None = None) -> None:
+        """Add a trusted publisher to `repo_id`: jobs of `workflow` (a file name) in GitHub's `repository`,
+        and of `environment` when given, may exchange their id token for a token that writes to it."""
+        claims = {"repository": repository, "workflow": workflow, **({"environment": environment} if environment else {})}
+        self._publishers.setdefault(repo_id, []).append((issuer_key, claims))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -362,9 +382,9 @@ class LoopbackHub:
                 match = pattern.fullmatch(path)
                 if match is None or method not in route_method.split("|"):
                     continue
-                if needs_auth:
-                    self._check_auth(headers)
                 params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
+                if needs_auth:
+                    self._check_auth(headers, f"{params['ns']}/{params['name']}" if "ns" in params else None)
                 request = _Request(method, path, parse_qs(split.query, keep_blank_values=True), headers, body, params)
                 with self._lock:
                     return handler(self, request)
@@ -395,12 +415,21 @@ class LoopbackHub:
                     return failure.status
         return None
 
-    def _check_auth(self, headers: Mapping[str, str]) -> None:
+    def _check_auth(self, headers: Mapping[str, str], repo_id: str | None) -> None:
+        """`token` writes anywhere; an exchanged token only to its own repo (`repo_id`; None: create_repo)."""
         authorization = headers.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), self.token):
+        token = token.strip()
+        if scheme.lower() == "bearer" and hmac.compare_digest(token, self.token):
+            return
+        with self._lock:
+            scope, expires = self._scoped.get(token, (None, 0.0))
+        if scheme.lower() != "bearer" or scope is None or expires < time.time():
             message = "Invalid credentials in Authorization header"
             raise _HttpError(401, message, headers={"X-Error-Message": message})
+        if repo_id != scope:
+            message = f"This token may write only to {scope}"
+            raise _HttpError(403, message, headers={"X-Error-Message": message})
 
     def _sign(self, *parts: str) -> str:
         return hmac.new(self._secret, "\0".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
@@ -675,7 +704,40 @@ class LoopbackHub:
         return _Response.json({})
 
     def _validate_yaml(self, request: _Request) -> _Response:
+        """The front matter must be a YAML mapping; the Hub's schema of its keys is not played."""
+        content = (request.json() or {}).get("content", "")
+        match = re.match(r"^---\n(.*?)\n---\n", content, re.S)
+        try:
+            metadata = yaml.safe_load(match[1]) if match else {}
+        except yaml.YAMLError as error:
+            problem = f"Invalid YAML in the metadata: {' '.join(str(error).split())}"
+        else:
+            problem = None if isinstance(metadata, dict) else "The metadata is not a YAML mapping"
+        if problem:
+            raise _HttpError(400, "Invalid metadata", body={"errors": [{"message": problem}]})
         return _Response.json({"errors": [], "warnings": []})
+
+    def _exchange(self, request: _Request) -> _Response:
+        payload = request.json() or {}
+        if payload.get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange" or payload.get(
+                "subject_token_type") != "urn:ietf:params:oauth:token-type:id_token":
+            raise _HttpError(400, "unsupported_grant_type", body={"error_description": "expected an id token exchange"})
+        repo_id = payload.get("resource", "")
+        problem = f"{repo_id} has no trusted publisher"
+        for key, wanted in self._publishers.get(repo_id, []):
+            try:
+                claims = id_tokens.verify(payload.get("subject_token", ""), key, self.url)
+            except ValueError as error:
+                problem = str(error)
+                continue
+            workflow = claims.get("workflow_ref", "").split("@")[0].rsplit("/", 1)[-1]  # o/r/.github/workflows/F@ref
+            if {**claims, "workflow": workflow}.items() >= wanted.items():
+                token = f"hf_oidc_{secrets.token_hex(12)}"
+                self._scoped[token] = (repo_id, time.time() + 3600)
+                return _Response.json({"access_token": token, "token_type": "bearer", "expires_in": 3600,
+                                       "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
+            problem = f"no trusted publisher of {repo_id} matches the token's claims"
+        raise _HttpError(400, "invalid_grant", body={"error_description": problem})
 
     def _whoami(self, request: _Request) -> _Response:
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
@@ -740,6 +802,7 @@ _ROUTES: dict[str, list[_Route]] = {
         _route("GET", rf"{_API}(?:/revision/{_REV})?", LoopbackHub._repo_info, False),
         _route("GET", r"/api/whoami-v2", LoopbackHub._whoami, False),
         _route("POST", r"/api/validate-yaml", LoopbackHub._validate_yaml, False),
+        _route("POST", r"/oauth/token", LoopbackHub._exchange, False),
         _route("POST", rf"{_LFS}/batch", LoopbackHub._lfs_batch, True),
         _route("PUT", rf"{_LFS}/upload/{_SHA256}", LoopbackHub._lfs_upload, False),  # signed URL, no token (like S3)
         _route("POST", rf"{_LFS}/verify", LoopbackHub._lfs_verify, True),

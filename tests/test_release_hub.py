@@ -74,6 +74,16 @@ def test_failure_halfway_leaves_no_commit_and_no_tag_and_a_retry_completes(hub, 
     assert hub.count("PUT", UPLOAD) == 1  # only the file that had failed is sent again
 
 
+def test_a_card_the_hub_refuses_is_one_line_and_nothing_is_tagged(hub, tmp_path, files):
+    staged, release = staged_release(tmp_path, "v1.0.0", {**files, "README.md": b"---\nlicense: [mit\n---\n# card\n"})
+    with pytest.raises(ClipOnnxError) as refused:
+        publish(hub, staged, release)
+    assert str(refused.value).startswith(f"Hugging Face Hub, {REPO}: the model card's metadata is refused (Invalid "
+                                         f"metadata in README.md. - Invalid YAML in the metadata: ")
+    assert str(refused.value).endswith("; v1.0.0 was not tagged. Fix release/cards.py")
+    assert "\n" not in str(refused.value) and hub.tags(REPO) == {}
+
+
 def test_commit_refused_then_retried(hub, tmp_path, files):
     staged, release = staged_release(tmp_path, "v1.0.0", files)
     hub.fail("POST", "/commit/clip-onnx-v1.0.0", times=1)

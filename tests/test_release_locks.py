@@ -1,18 +1,12 @@
-"""The release's locked toolchain: every committed lock pinned and hashed, the check that says so able to
-fail, and every install in the release workflows going through a lock with --require-hashes."""
+"""The release's locked toolchain: every committed lock pinned and hashed, and the check that says so able
+to fail. That every workflow install goes through a lock: tests/test_workflows.py."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
-import yaml
 
 from release import locks
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GOOD = "anyio==4.16.0 \\\n    --hash=sha256:" + "a" * 64 + "\n    # via httpx2\n"
 
 
@@ -41,21 +35,3 @@ def test_the_check_finds_what_pip_would_refuse(tmp_path, text, problem):
     path.write_text(text)
     found = locks.check(path)
     assert (found == []) if problem is None else any(f.endswith(problem) for f in found), found
-
-
-def _installs(workflow: Path) -> list[str]:
-    steps = [s for job in yaml.safe_load(workflow.read_text())["jobs"].values() for s in job.get("steps", [])]
-    return [line.strip() for s in steps for line in str(s.get("run", "")).splitlines() if "pip install" in line]
-
-
-@pytest.mark.parametrize("workflow", [w for w in WORKFLOWS if w.name != "ci.yml"], ids=lambda p: p.name)
-def test_every_release_install_is_locked_and_hash_checked(workflow):
-    """ci.yml runs the README's test command, which installs as a user would; the release's jobs install
-    only from a lock, and the project itself without its dependencies."""
-    installs = _installs(workflow)
-    assert installs, workflow.name
-    for line in installs:
-        lock = re.fullmatch(r"python -m pip install --require-hashes -r release/locks/(\w+)\.txt", line)
-        assert lock or re.fullmatch(r"python -m pip install --no-deps (-e )?\.", line) or line.startswith(
-            "python -m pip install --require-hashes --no-deps"), line
-        assert lock is None or lock[1] in locks.LOCKS, line

