@@ -12,6 +12,8 @@ all, against the test doubles, is `python -m tests.rehearsal` (from a checkout).
   observe    the canary's record of how GitHub lists a re-run's artifacts (release/github_observed.json),
              and its check of how the Hub refuses a stale parent_commit
   keyless    the canary's check of a keyless Hub write: this job's OIDC token exchanged for a repo's token
+  unpublished  the packages of one ecosystem (pypi, crates, npm) whose registry lacks the tag's version,
+             in publishing order: what a (re-)run of that publishing job uploads
   lock       write the hashed requirement files of the release's jobs (release/locks/)
   pin-weights  resolve each variant's Hub weights (commit id, SHA-256, size) into exporter/weight_pins.json:
              the maintainer's one-time step, with network, before the first release tag
@@ -109,6 +111,16 @@ def _keyless(args: argparse.Namespace) -> None:
           f"made and deleted)")
 
 
+def _unpublished(args: argparse.Namespace) -> None:
+    from release import packages
+
+    if wrong := packages.disagreeing(args.tag):
+        raise ClipOnnxError(wrong[0])
+    for package in packages.PACKAGES:
+        if package.ecosystem == args.ecosystem and not packages.published(package, package.version()):
+            print(package.name)
+
+
 def _lock(args: argparse.Namespace) -> None:
     from release import locks
 
@@ -173,14 +185,15 @@ def parser() -> argparse.ArgumentParser:
     checking = commands.add_parser(
         "preflight", help="check the tag, the locks and both tokens before anything is exported",
         description="Run before the export jobs, with HF_TOKEN and GH_TOKEN: the tag is vX.Y.Z and "
-                    "pyproject.toml's version, every lock is pinned and hashed, every exported variant's weights "
+                    "every package's version (release/packages.py), each package name is free or this repository's on "
+                    "its registry (npm's and crates.io's already published once), every lock is pinned and hashed, every exported variant's weights "
                     "are pinned (exporter/weight_pins.json) and the Hub holds those bytes at the pinned commit, "
                     "the Hub organisation is named, the GitHub token may create releases and the tag is new (or "
                     "an interrupted run's draft), HF_TOKEN may write to each variant's Hub repo (role write or "
                     "admin in the org; contributor only for a repo still to be created) or, keyless (HF_TOKEN "
                     "empty), each repo exists and its exchanged token makes and deletes a branch, and no Hub repo has the "
-                    "tag with other bytes. Lists every problem, one line each. PyPI's trusted publisher cannot "
-                    "be checked (PyPI has no API for it).")
+                    "tag with other bytes. Lists every problem, one line each. The registries' trusted publishers "
+                    "cannot be checked (no public API reads them).")
     checking.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")
     checking.add_argument("--hub-org", required=True,
                           help="Hugging Face organisation of the variants' repos (the workflow passes the "
@@ -213,6 +226,16 @@ def parser() -> argparse.ArgumentParser:
                     "up when the Hub refuses.",
         epilog="example, in the canary: python -m release keyless --hub-repo my-scratch-org/clip-onnx-tiny-ViT")
     checking_keyless.add_argument("--hub-repo", required=True, help="an existing Hub repo, ORG/NAME")
+    missing = commands.add_parser(
+        "unpublished", help="print the packages of an ecosystem whose registry lacks the tag's version",
+        description="Prints, one per line and in publishing order, the names of ECOSYSTEM's packages "
+                    "(release/packages.py) whose registry does not hold TAG's version; nothing when every one "
+                    "does, so a re-run publishes only what is missing. Refuses a tag that is not every "
+                    "package's version. CLIP_ONNX_<ECOSYSTEM>_URL reads another registry.",
+        epilog="example, in the crates job: for crate in $(python -m release unpublished crates --tag v1.0.0); "
+               "do cargo publish -p \"$crate\"; done")
+    missing.add_argument("ecosystem", choices=["pypi", "crates", "npm"])
+    missing.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")
     locking = commands.add_parser(
         "lock", help="write release/locks/*.txt (hashed requirements) with uv",
         description="Writes each job's hashed requirements with `uv pip compile`. Without --only, the locks "
@@ -239,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             {"stage": _stage, "publish": _publish, "pin-weights": _pin_weights,
              "preflight": _preflight, "lock": _lock,
-             "sums": _sums, "observe": _observe, "keyless": _keyless}[args.command](args)
+             "sums": _sums, "observe": _observe, "keyless": _keyless,
+             "unpublished": _unpublished}[args.command](args)
     except ClipOnnxError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1

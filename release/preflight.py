@@ -2,7 +2,10 @@
 bad token, a missing pin or a taken tag is found in a minute instead of after hours of exports. Every
 problem is listed, one line each, naming the bad input and what to do:
 
-- the tag: of the form vX.Y.Z and equal to the version in `pyproject.toml` (PyPI publishes that);
+- the tag: of the form vX.Y.Z and every package's version (`release/packages.py`: the wheel, the crates,
+  the npm package);
+- the packages' names: each registry's name is free or records this repository as its source, and npm's
+  and crates.io's exist already (their first publication is a maintainer's, with a token);
 - the locks: every job's requirements pinned and hashed;
 - the weights: each exported variant has a pin in `exporter/weight_pins.json` (a 40-hex Hub commit id,
   SHA-256 and size; `python -m release pin-weights` writes them), and the Hub holds exactly those bytes
@@ -17,15 +20,14 @@ problem is listed, one line each, naming the bad input and what to do:
   this job's OIDC token makes a branch there and deletes it. And no repo has the tag already, unless it
   is a resumable run whose GitHub draft lists the same bytes in `SHA256SUMS`.
 
-PyPI's trusted publisher is not checked: PyPI offers no API to read a project's trusted or pending
-publishers, so only the `pypi` job (and the canary) can prove it.
+The registries' trusted publishers are not checked: PyPI, npm and crates.io offer no public API to read
+them, so only the publishing jobs (and, for PyPI, the canary's TestPyPI upload) can prove them.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from clip_onnx.integrity import sha256_file
 from exporter import hub_weights
 from exporter.hub_weights import HubPin
 from exporter.variants import VARIANTS
-from release import hub, hub_auth, locks
+from release import hub, hub_auth, locks, packages
 from release.cards import LICENSE_ASSET
 from release.github import GitHub
 from release.stage import HF_ORG_HELP, asset_name, hub_repo, read_sums
@@ -48,10 +50,6 @@ from release.versions import TAG
 WRITE_ROLES = {"admin", "write"}
 CREATE_ROLES = WRITE_ROLES | {"contributor"}
 COMMIT = re.compile(r"[0-9a-f]{40}")
-
-
-def project_version() -> str:
-    return tomllib.loads((locks.ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def org_role(whoami: dict, org: str) -> str | None:
@@ -225,9 +223,7 @@ def preflight(tag: str, org: str, github: GitHub, folders: list[str], *, hub_end
     folders (`release.stage.matrix()`); `pins` are the weight pins by variant name (default:
     `exporter/weight_pins.json`)."""
     problems = [] if TAG.match(tag) else [f"tag {tag!r} is not of the form vX.Y.Z"]
-    if tag != f"v{project_version()}":
-        problems.append(f"tag {tag} is not pyproject.toml's version {project_version()}: PyPI publishes that "
-                        f"version, so set `version = \"{tag.removeprefix('v')}\"` and tag again")
+    problems += packages.problems(tag, github.repo)
     for lock in locks.LOCKS.values():
         problems += locks.check(lock.path)
     api = HfApi(endpoint=hub_endpoint, token=hub_token)

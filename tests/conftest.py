@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +20,8 @@ from exporter.verify import References
 from exporter.weights import random_weights
 from tests.loopback_github import LoopbackGitHub
 from tests.loopback_hub import LoopbackHub
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Exported:
@@ -80,3 +85,16 @@ def release_exports(tmp_path_factory) -> Path:
         pipeline.export(random_weights(get_variant("tiny-ViT")), "tiny-ViT", root / precision, precision=precision,
                         **quiet)
     return root
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel as the release builds it (`pip wheel --no-deps --no-build-isolation`), built from a copy
+    of the checkout (release/ and tests/ included), so no earlier build/ folder of the checkout can add
+    files to it."""
+    source, out = tmp_path_factory.mktemp("source") / "clip-onnx", tmp_path_factory.mktemp("wheel")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "mutants", "node_modules", "target", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(source)], check=True, capture_output=True, text=True)
+    return next(out.glob("clip_onnx-*.whl"))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from exporter.verify import row_cosine
 from tests.conformance import COMMITTED, pixel_cases
 from tests.loopback_hub import LoopbackHub
 from tests.released_hub import serve
+from tests.tools import required
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "node"
 VECTORS = COMMITTED / "vectors.json"
@@ -68,12 +68,7 @@ def node(*args: str, stdin: str | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def installed() -> None:
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        message = f"{' and '.join(missing)} not on PATH: the Node.js example needs Node.js 20.19+ with npm"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; CI must run this test, so install Node.js in the workflow")
-        pytest.skip(message)
+    required("node", "npm", purpose="the Node.js example needs Node.js 20.19+ with npm")
     # npm writes node_modules/.package-lock.json on every install: older than the lock file means stale.
     installed_lock = EXAMPLE / "node_modules" / ".package-lock.json"
     if not installed_lock.is_file() or installed_lock.stat().st_mtime < (EXAMPLE / "package-lock.json").stat().st_mtime:

@@ -4,29 +4,13 @@ the release tooling or the test doubles; and a base install that never loads tor
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 import venv
 import zipfile
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT_ONLY = ("torch", "torchvision", "clip", "onnx", "onnxscript")
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """Built from a copy of the checkout (release/ and tests/ included), so no earlier build/ folder
-    of the checkout can add files to it."""
-    source, out = tmp_path_factory.mktemp("source") / "clip-onnx", tmp_path_factory.mktemp("wheel")
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "mutants", "node_modules", "target", "*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(source)], check=True, capture_output=True, text=True)
-    return next(out.glob("clip_onnx-*.whl"))
 
 
 def test_the_wheel_holds_the_runtime_and_the_exporter_only(wheel):

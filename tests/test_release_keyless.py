@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi
 
+from release import packages
 from release.stage import hub_repo
+from tests.loopback_registries import LoopbackRegistries
 from tests.rehearsal import fabricate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +46,9 @@ def prepare(hub, github, folders=FOLDERS, workflow="release.yml") -> None:
     github.create_tag(REPO, TAG)
 
 
-def release(hub, github, tmp_path, *args: str) -> subprocess.CompletedProcess:
+def release(hub, github, tmp_path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m release ARGS` in a job's environment: GitHub's OIDC variables, no HF_TOKEN."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "GH_", "GITHUB_"))}
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if not k.startswith(("HF_", "HUGGING", "GH_", "GITHUB_"))}
     env.update(github.oidc_env(), GH_TOKEN=github.token, GITHUB_API_URL=github.url, HF_ENDPOINT=hub.url,
                HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     return subprocess.run([sys.executable, "-m", "release", *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -111,7 +113,11 @@ def test_keyless_preflight_proves_a_write_to_each_repo_and_names_each_that_canno
         api.create_repo(repo)
     hub.trust(ready, github.oidc_key, repository=REPO, workflow="release.yml", environment="release")
     hub.trust(other_workflow, github.oidc_key, repository=REPO, workflow="canary.yml", environment="release")
-    result = release(hub, github, tmp_path, "preflight", "--tag", "v0.1.0", "--hub-org", ORG, "--github-repo", REPO)
+    with LoopbackRegistries() as registries:  # every package name already this repository's
+        for package in packages.PACKAGES:
+            registries.add(package.ecosystem, package.name, f"https://github.com/{REPO}")
+        result = release(hub, github, tmp_path, "preflight", "--tag", "v0.1.0", "--hub-org", ORG, "--github-repo",
+                         REPO, env=registries.env())
     assert result.returncode == 1  # the weights are not pinned in this checkout, and 7 repos do not exist
     lines = result.stdout.splitlines()
     setup = ("add this repository's release.yml (environment release) as the repo's trusted publisher on the Hub, "

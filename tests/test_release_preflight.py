@@ -16,14 +16,16 @@ from huggingface_hub import HfApi
 from clip_onnx.errors import ClipOnnxError
 from exporter import hub_weights
 from exporter.hub_weights import HubPin
-from release import locks, preflight as checks
+from release import locks, packages, preflight as checks
 from release.github import GitHub
 from release.publish import RunArtifacts, publish
 from release.stage import attempt_artifact, matrix
 from tests.loopback_hub import LoopbackHub, whoami_answer
+from tests.loopback_registries import LoopbackRegistries
 
-REPO, ORG = "owner/clip-onnx", "org"
-TAG = f"v{checks.project_version()}"
+# the GitHub repository every package manifest names, as a release runs in it
+REPO, ORG = packages.PACKAGES[0].repository().removeprefix("https://github.com/"), "org"
+TAG = f"v{packages.PACKAGES[0].version()}"
 WRITER = whoami_answer("maintainer", "write", orgs={ORG: "write"})
 WEIGHTS_REPO, WEIGHTS = "timm/tiny_clip.openai", b"tiny weights " * 1000
 AGAIN = "pin it again with `python -m release pin-weights --variants tiny-ViT` and commit the result"
@@ -46,6 +48,17 @@ def committed_locks(tmp_path, monkeypatch):
         source = lock.path if lock.path.exists() else locks.LOCKS["publish"].path
         (folder / lock.path.name).write_text(source.read_text())
     monkeypatch.setattr(locks, "FOLDER", folder)
+
+
+@pytest.fixture(autouse=True)
+def registries(monkeypatch):
+    """PyPI, crates.io and npm on loopback, each package name already this repository's."""
+    with LoopbackRegistries() as fake:
+        for package in packages.PACKAGES:
+            fake.add(package.ecosystem, package.name, f"https://github.com/{REPO}")
+        for key, value in fake.env().items():
+            monkeypatch.setenv(key, value)
+        yield fake
 
 
 def upload_weights(hub, path: str, content: bytes = WEIGHTS) -> str:
@@ -87,14 +100,15 @@ def test_a_good_setup_passes_and_leaves_nothing_behind(github, org_hub, pins):
 def test_each_bad_setup_is_named(github, org_hub, pins, tmp_path):
     (locks.FOLDER / "build.txt").write_text("setuptools>=80\n")
     lines = run(github, org_hub, pins, token="hf_read", gh_token=github.read_only_token, tag="v9.9.9")
-    assert f"preflight: tag v9.9.9 is not pyproject.toml's version {checks.project_version()}: PyPI publishes " \
-           f"that version, so set `version = \"9.9.9\"` and tag again" in lines
+    assert f"preflight: pyproject.toml says version {TAG[1:]}, not 9.9.9: set every package's version to 9.9.9 " \
+           f"(pyproject.toml, rust/ftfy/Cargo.toml, rust/Cargo.toml, examples/node/package.json) and tag again" in lines
+    assert sum("says version" in line for line in lines) == len(packages.PACKAGES)
     assert "preflight: build.txt:1: 'setuptools>=80' is not pinned with ==" in lines
     assert any(line.startswith(f"preflight: the GitHub token may not create releases in {REPO}: GitHub answered "
                                f"403") for line in lines)
     assert (f"preflight: HF_TOKEN (user maintainer, role read) may not write to {ORG}/clip-onnx-tiny-ViT: give it "
             f"write access to {ORG}") in lines
-    assert len(lines) == 4, lines
+    assert len(lines) == 3 + len(packages.PACKAGES), lines
 
 
 def test_a_token_outside_the_org_may_not_write(github, org_hub, pins):

@@ -18,7 +18,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ import pytest
 from tests.conformance import COMMITTED, pixel_cases
 from tests.loopback_hub import LoopbackHub
 from tests.released_hub import serve
+from tests.tools import required
 
 CRATE = Path(__file__).resolve().parent.parent / "rust"
 # the ignored test that is a measurement, not a check (rust/tests/decode_speed.rs)
@@ -44,11 +44,7 @@ def ort_library() -> str:
 
 @pytest.fixture(scope="module")
 def cargo() -> str:
-    found = shutil.which("cargo")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("cargo is not on PATH; CI must run the Rust tests, so install Rust in the workflow")
-        pytest.skip("cargo is not on PATH: the Rust crate needs a Rust toolchain")
+    (found,) = required("cargo", purpose="the Rust crate needs a Rust toolchain")
     return found
 
 

@@ -27,8 +27,8 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 RELEASE = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
 CANARY = yaml.safe_load((ROOT / ".github" / "workflows" / "canary.yml").read_text())
 # Each job's permissions, exactly: only preflight (a draft made and deleted) and publish write contents;
-# they hold id-token for keyless Hub writes, attest to sign provenance, pypi for PyPI. The wheel is built
-# where no job could publish it. pypi's `actions: read` goes beyond PyPA's example: a re-run of pypi
+# they hold id-token for keyless Hub writes, attest to sign provenance, pypi, crates and npm for their
+# registries' trusted publishing. The wheel is built where no job could publish it. pypi's `actions: read` goes beyond PyPA's example: a re-run of pypi
 # alone finds the wheel of an earlier attempt only through the API.
 PERMISSIONS = {
     "plan": {"contents": "read"},
@@ -38,6 +38,8 @@ PERMISSIONS = {
     "publish": {"contents": "write", "actions": "read", "id-token": "write"},
     "attest": {"id-token": "write", "attestations": "write", "contents": "read"},
     "pypi": {"id-token": "write", "actions": "read"},
+    "crates": {"id-token": "write"},
+    "npm": {"id-token": "write"},
     "dry-run": {"contents": "read", "actions": "read"},
 }
 CANARY_PERMISSIONS = {
@@ -64,7 +66,7 @@ def upstream(all_jobs: dict, name: str) -> set[str]:
     return direct.union(*(upstream(all_jobs, n) for n in direct)) if direct else set()
 
 
-@pytest.mark.parametrize("job", ["publish", "dry-run", "attest", "pypi"])
+@pytest.mark.parametrize("job", ["publish", "dry-run", "attest", "pypi", "crates", "npm"])
 def test_publishing_needs_every_export_job_to_pass(job):
     all_jobs = RELEASE["jobs"]
     assert {"plan", "export"} <= upstream(all_jobs, job)
@@ -155,6 +157,20 @@ def test_each_job_holds_exactly_its_permissions_and_only_hub_jobs_see_the_token(
     assert workflow["permissions"] == {}
     assert {name: job["permissions"] for name, job in workflow["jobs"].items()} == expected
     assert {name for name, job in workflow["jobs"].items() if "secrets." in yaml.safe_dump(job)} == token_jobs
+
+
+def test_each_registry_is_published_after_the_model_files_and_only_what_it_lacks():
+    """crates and npm: their own jobs after publish (a failure in one leaves the others), each publishing
+    only the packages `python -m release unpublished` names, dependency first, by trusted publishing."""
+    crates, npm = RELEASE["jobs"]["crates"], RELEASE["jobs"]["npm"]
+    assert needs(crates) == needs(npm) == {"publish"} and not {"crates", "npm"} & upstream(RELEASE["jobs"], "pypi")
+    assert crates["environment"]["name"] == "crates-io" and npm["environment"]["name"] == "npm"
+    assert 'python -m release unpublished crates --tag "$GITHUB_REF_NAME"' in _runs(crates)
+    assert 'cargo publish --locked --manifest-path rust/Cargo.toml -p "$crate"' in _runs(crates)
+    assert any(step.get("uses", "").startswith("rust-lang/crates-io-auth-action@") for step in crates["steps"])
+    assert 'if [ -n "$(python -m release unpublished npm --tag "$GITHUB_REF_NAME")" ]; then' in _runs(npm)
+    assert "npm publish ./examples/node --provenance --access public" in _runs(npm)
+    assert "NODE_AUTH_TOKEN" not in str(npm) and "secrets." not in str(crates) + str(npm)  # no long-lived token
 
 
 def _runs(job: dict) -> str:

@@ -48,7 +48,7 @@
 // Tests: test/*.test.mjs (node:test; test/README.md lists them), run by tests/test_node_example.py
 // against the conformance artifact (tests/conformance).
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
+import { createReadStream, existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -1130,7 +1130,16 @@ async function main() {
   });
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// Run as a command: `node clip.mjs`, or the package's `clip-onnx` bin, a link to this file (node_modules/.bin),
+// hence the real path; imported as a module, nothing runs.
+const invoked = (() => {
+  try {
+    return Boolean(process.argv[1]) && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+})();
+if (invoked) {
   // a ClipError is one line on stderr, exit 2 for a usage error (like argparse's), else 1; a bug keeps its stack
   main().catch((error) => {
     console.error(error instanceof ClipError ? error.message : (error?.stack ?? error));

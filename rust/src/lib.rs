@@ -19,6 +19,15 @@
 //! Building needs cmake and a C compiler besides Rust: JPEG is decoded by libjpeg-turbo and WebP by
 //! libwebp, the decoders in Pillow's wheels, compiled from the sources the turbojpeg-sys and libwebp-sys
 //! crates carry (nasm, where installed, adds libjpeg-turbo's SIMD code; the pixels are the same).
+//! Nothing is downloaded at build time.
+//!
+//! At run time `ORT_DYLIB_PATH` names the libonnxruntime to load, 1.18 or newer (ort's `load-dynamic`:
+//! the onnxruntime Python wheel ships one in `onnxruntime/capi/`). The default feature `tls` lets
+//! `hub::download` fetch from `https://huggingface.co`; without it (`default-features = false`), plain
+//! `http://` mirrors only.
+//!
+//! The crate's version is the clip-onnx release's: the same tag publishes the Python package, the npm
+//! package, this crate and `clip-onnx-ftfy`, the exact port of ftfy 6.3.1 that cleans CLIP's texts.
 
 mod entities;
 pub mod hub;
