@@ -186,12 +186,14 @@ def parser() -> argparse.ArgumentParser:
         "preflight", help="check the tag, the locks and both tokens before anything is exported",
         description="Run before the export jobs, with HF_TOKEN and GH_TOKEN: the tag is vX.Y.Z and "
                     "every package's version (release/packages.py), each package name is free or this repository's on "
-                    "its registry (npm's and crates.io's already published once), every lock is pinned and hashed, every exported variant's weights "
+                    "its registry (npm's and crates.io's already published once), every lock is pinned and hashed, "
+                    "every exported variant's weights "
                     "are pinned (exporter/weight_pins.json) and the Hub holds those bytes at the pinned commit, "
                     "the Hub organisation is named, the GitHub token may create releases and the tag is new (or "
                     "an interrupted run's draft), HF_TOKEN may write to each variant's Hub repo (role write or "
                     "admin in the org; contributor only for a repo still to be created) or, keyless (HF_TOKEN "
-                    "empty), each repo exists and its exchanged token makes and deletes a branch, and no Hub repo has the "
+                    "empty), each repo exists and its exchanged token makes and deletes a branch, and no Hub repo "
+                    "has the "
                     "tag with other bytes. Lists every problem, one line each. The registries' trusted publishers "
                     "cannot be checked (no public API reads them).")
     checking.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")

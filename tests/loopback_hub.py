@@ -244,7 +244,9 @@ class LoopbackHub:
               environment: str | None = None) -> None:
         """Add a trusted publisher to `repo_id`: jobs of `workflow` (a file name) in GitHub's `repository`,
         and of `environment` when given, may exchange their id token for a token that writes to it."""
-        claims = {"repository": repository, "workflow": workflow, **({"environment": environment} if environment else {})}
+        claims = {"repository": repository, "workflow": workflow}
+        if environment:
+            claims["environment"] = environment
         self._publishers.setdefault(repo_id, []).append((issuer_key, claims))
 
     # ------------------------------------------------------------------ lifecycle

@@ -48,7 +48,8 @@ def prepare(hub, github, folders=FOLDERS, workflow="release.yml") -> None:
 
 def release(hub, github, tmp_path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m release ARGS` in a job's environment: GitHub's OIDC variables, no HF_TOKEN."""
-    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if not k.startswith(("HF_", "HUGGING", "GH_", "GITHUB_"))}
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items()
+           if not k.startswith(("HF_", "HUGGING", "GH_", "GITHUB_"))}
     env.update(github.oidc_env(), GH_TOKEN=github.token, GITHUB_API_URL=github.url, HF_ENDPOINT=hub.url,
                HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     return subprocess.run([sys.executable, "-m", "release", *args], cwd=ROOT, env=env, capture_output=True, text=True,
