@@ -18,7 +18,6 @@ only if `main` has not moved since it was read (`parent_commit`).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,7 +100,7 @@ def check_access(repos: list[str], *, endpoint: str | None = None, token: str | 
                  log: Callable[[str], None] = print) -> None:
     """Before anything is uploaded: say how this process writes to the Hub and, keyless, refuse when a repo
     does not exist yet (an exchanged token cannot create one)."""
-    if not (token or os.environ.get(hub_auth.TOKEN) or hub_auth.keyless(token)):
+    if not (hub_auth.has_token(token) or hub_auth.keyless(token)):
         raise ClipOnnxError(f"no Hub credentials: set {hub_auth.TOKEN}, or run in a GitHub Actions job with "
                             f"`id-token: write` (docs/releasing.md, 'Hub credentials'); nothing was published")
     log(f"hub: writing as {hub_auth.described(token)}")

@@ -25,17 +25,21 @@ SETUP = ("add this repository's release.yml (environment release) as the repo's 
          "or set the secret HF_TOKEN (docs/releasing.md, 'Hub credentials')")
 
 
+def has_token(token: str | None = None) -> bool:
+    """Whether writes use a token: one given, or `HF_TOKEN`."""
+    return bool(token or os.environ.get(TOKEN))
+
+
 def keyless(token: str | None = None) -> bool:
-    """Whether writes go through the OIDC exchange: no token given, none in `HF_TOKEN`, and GitHub offers an
-    OIDC token to this job."""
-    return not token and not os.environ.get(TOKEN) and bool(os.environ.get(GITHUB_OIDC))
+    """Whether writes go through the OIDC exchange: no token, and GitHub offers an OIDC token to this job."""
+    return not has_token(token) and bool(os.environ.get(GITHUB_OIDC))
 
 
 def described(token: str | None = None) -> str:
     """How this process writes to the Hub, for the log."""
     if keyless(token):
         return "keyless: a one-hour token per repo, exchanged for this job's GitHub OIDC token"
-    return TOKEN if token or os.environ.get(TOKEN) else "nobody: no HF_TOKEN, and no OIDC token to exchange"
+    return TOKEN if has_token(token) else "nobody: no HF_TOKEN, and no OIDC token to exchange"
 
 
 def cannot_create(missing: list[str]) -> str:

@@ -51,11 +51,12 @@ import secrets
 import threading
 import zipfile
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tests import id_tokens
+from tests.loopback_server import LoopbackServer
 
 REPO = r"/repos/(?P<repo>[\w.-]+/[\w.-]+)"
 
@@ -107,7 +108,7 @@ class _Error(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-class LoopbackGitHub:
+class LoopbackGitHub(LoopbackServer):
     def __init__(self, token: str = "ghs_test", read_only_token: str = "ghs_read_only", page_size: int = 2,
                  earlier_attempts_listed: bool = True, immutable: bool = True):
         self.token, self.read_only_token, self.page_size = token, read_only_token, page_size
@@ -121,30 +122,10 @@ class LoopbackGitHub:
         self._failures: list[_Failure] = []
         self._next_id = 0
         self.requests: list[tuple[str, str]] = []
-        self._server: ThreadingHTTPServer | None = None
         self.oidc_key, self.oidc_request_token = secrets.token_bytes(16), "oidc-request-test"
         self.oidc_claims = {"repository": "owner/clip-onnx", "ref": "refs/tags/v1.0.0", "environment": "release",
                             "workflow_ref": "owner/clip-onnx/.github/workflows/release.yml@refs/tags/v1.0.0",
                             "sub": "repo:owner/clip-onnx:environment:release"}
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> LoopbackGitHub:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.github = self  # type: ignore[attr-defined]
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "LoopbackGitHub is not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # ------------------------------------------------------------------ set-up, faults and inspection
 
@@ -415,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
-        github: LoopbackGitHub = self.server.github  # type: ignore[attr-defined]
+        github: LoopbackGitHub = self.server.double  # type: ignore[attr-defined]
         length = int(self.headers.get("Content-Length") or 0)
         consumed = []
 
@@ -447,3 +428,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+
+LoopbackGitHub.handler = _Handler  # set here: the handler is defined after the double

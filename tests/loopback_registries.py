@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote
+
+from tests.loopback_server import LoopbackServer
 
 ROUTES = {
     "pypi": re.compile(r"/pypi/(?P<name>[^/]+)(?:/(?P<version>[^/]+))?/json"),
@@ -31,11 +32,10 @@ ROUTES = {
 }
 
 
-class LoopbackRegistries:
+class LoopbackRegistries(LoopbackServer):
     def __init__(self) -> None:
         self.packages: dict[tuple[str, str], dict] = {}  # (ecosystem, name) -> repository, versions
         self.requests: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
 
     def add(self, ecosystem: str, name: str, repository: str, *versions: str) -> None:
         """A name on `ecosystem`'s registry, recording `repository` as its source, with `versions`."""
@@ -43,23 +43,6 @@ class LoopbackRegistries:
 
     def env(self) -> dict[str, str]:
         return {f"CLIP_ONNX_{ecosystem.upper()}_URL": f"{self.url}/{ecosystem}" for ecosystem in ROUTES}
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "LoopbackRegistries is not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> LoopbackRegistries:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.registries = self  # type: ignore[attr-defined]
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
 
     def answer(self, path: str) -> tuple[int, dict]:
         self.requests.append(path)
@@ -87,7 +70,7 @@ class LoopbackRegistries:
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the http.server interface
-        status, body = self.server.registries.answer(self.path.split("?")[0])  # type: ignore[attr-defined]
+        status, body = self.server.double.answer(self.path.split("?")[0])  # type: ignore[attr-defined]
         payload = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -97,3 +80,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+
+LoopbackRegistries.handler = _Handler  # set here: the handler is defined after the double

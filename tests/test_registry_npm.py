@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from release import packages
 from tests.tools import required
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ VERDACCIO = "verdaccio@6"
 
 
 def python_version() -> str:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return packages.PACKAGES[0].version()  # pyproject.toml's
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from release import packages
 from tests.conformance import COMMITTED
 from tests.loopback_hub import LoopbackHub
 from tests.released_hub import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+VERSION = packages.PACKAGES[0].version()  # pyproject.toml's
 VECTORS = json.loads((COMMITTED / "vectors.json").read_text())
 # what the pypiserver double is: the index pip and twine speak to (upload, simple API), not PyPI's publishing
 SERVER = ["pypiserver==2.4.2", "passlib==1.7.4"]
