@@ -154,6 +154,16 @@ class Model:
         return cls(hub.download(repo, revision, precision=precision, graphs=graphs, cache_dir=cache_dir,
                                 endpoint=endpoint, token=token), providers=providers)
 
+    @classmethod
+    def from_release(cls, name: str, *, precision: str = "fp32", graphs: Sequence[str] | None = None,
+                     cache_dir: str | Path | None = None, endpoint: str | None = None, token: str | None = None,
+                     release: dict | None = None, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Model:
+        """Variant `name` of the release this installed clip-onnx pins (`clip_onnx.pinned`; `release`:
+        another table): its Hub repo at the release's tag, every file refused unless it has the SHA-256 the
+        package holds for it: `Model.from_release("ViT-B-32")`. A checkout pins none: use `from_hub`."""
+        return cls(hub.download_release(name, precision=precision, graphs=graphs, cache_dir=cache_dir,
+                                        endpoint=endpoint, token=token, release=release), providers=providers)
+
     def pixels(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Images through CLIP's preprocessing: paths, the bytes of an image file, binary file objects,
         PIL images or uint8 arrays [H, W, 3] (RGB) or [H, W] (grey); one of them is a batch of one. A

@@ -12,6 +12,8 @@ all, against the test doubles, is `python -m tests.rehearsal` (from a checkout).
   observe    the canary's record of how GitHub lists a re-run's artifacts (release/github_observed.json),
              and its check of how the Hub refuses a stale parent_commit
   keyless    the canary's check of a keyless Hub write: this job's OIDC token exchanged for a repo's token
+  table      the release table the packages pin (tag, Hub repos, every file's SHA-256), from the exports'
+             manifests alone, before anything is public
   unpublished  the packages of one ecosystem (pypi, crates, npm) whose registry lacks the tag's version,
              in publishing order: what a (re-)run of that publishing job uploads
   lock       write the hashed requirement files of the release's jobs (release/locks/)
@@ -65,8 +67,39 @@ def _publish(args: argparse.Namespace) -> None:
         from release.stage import matrix
 
         source = RunArtifacts(github, args.run_id, sorted({cell["folder"] for cell in matrix()["include"]}))
+    pinned = None
+    if args.table:
+        from release.table import read
+
+        pinned = read(args.table)
     publish(source, args.tag, args.hub_org, github, args.work, part_bytes=args.part_bytes, dry_run=args.dry_run,
-            draft_only=args.draft_only)
+            draft_only=args.draft_only, table=pinned)
+
+
+def _table(args: argparse.Namespace) -> None:
+    from release import table
+    from release.stage import matrix
+
+    if not args.hub_org.strip():
+        raise ClipOnnxError(f"--hub-org is empty: {HF_ORG_HELP}")
+    if args.artifacts:
+        folders = table.newest_manifests(args.artifacts)
+        cells = {(cell["folder"], cell["precision"]) for cell in matrix()["include"]}
+    else:
+        folders = [path.parent for path in sorted(args.exports.glob("**/manifest.json"))]
+        cells = None
+    pinned = table.from_exports(folders, args.tag, args.hub_org)
+    if cells is not None:
+        have = {(name, path.split("/")[0]) for name, variant in pinned["variants"].items()
+                for path in variant["files"] if path.endswith("/manifest.json")}
+        if missing := sorted(cells - have):
+            raise ClipOnnxError(f"no manifest artifact of {', '.join(f'{n} {p}' for n, p in missing)} under "
+                                f"{args.artifacts}; every export must be pinned: re-run all jobs")
+    table.write(pinned, args.output)
+    files = sum(len(variant["files"]) for variant in pinned["variants"].values())
+    variants = len(pinned["variants"])
+    print(f"pinned {files} files of {variants} variant{'s' * (variants != 1)} at {args.tag}: "
+          f"{', '.join(map(str, args.output))}")
 
 
 def _preflight(args: argparse.Namespace) -> None:
@@ -182,6 +215,27 @@ def parser() -> argparse.ArgumentParser:
                             help="stage every variant and list every upload; publish nothing")
     publishing.add_argument("--draft-only", action="store_true",
                             help="the canary: leave the GitHub release a draft (its tag need not exist)")
+    publishing.add_argument("--table", type=Path,
+                            help="the release table the packages were built with (python -m release table): a "
+                                 "variant whose staged files differ is refused before any of them is uploaded")
+    tabling = commands.add_parser(
+        "table", help="write the release table the packages pin, from the exports' manifests",
+        description="Writes release.json: TAG, each variant's Hub repo <ORG>/clip-onnx-<Name>, and the size and "
+                    "SHA-256 of every file each published precision folder holds (manifest.json and every file it "
+                    "lists), from the manifests alone. The release workflow writes it into the wheel, the crate "
+                    "and the npm package, so each downloads its release by tag and refuses a file that differs "
+                    "(clip_onnx/pinned.py). With --artifacts, the newest attempt of every cell of the export "
+                    "matrix must be there.",
+        epilog="example, in the wheel job: python -m release table --artifacts manifests --tag v1.0.0 "
+               "--hub-org my-org -o clip_onnx/release.json -o release.json")
+    given = tabling.add_mutually_exclusive_group(required=True)
+    given.add_argument("--artifacts", type=Path,
+                       help="folder of downloaded manifest-<Name>-<precision>-attempt<N> artifacts, one folder each")
+    given.add_argument("--exports", type=Path, help="folder holding `clip-onnx export` outputs")
+    tabling.add_argument("--tag", required=True, help="the release tag, vX.Y.Z")
+    tabling.add_argument("--hub-org", required=True, help="Hugging Face organisation of the variants' repos")
+    tabling.add_argument("-o", "--output", type=Path, action="append", required=True,
+                         help="file to write; give it once per package")
     checking = commands.add_parser(
         "preflight", help="check the tag, the locks and both tokens before anything is exported",
         description="Run before the export jobs, with HF_TOKEN and GH_TOKEN: the tag is vX.Y.Z and "
@@ -265,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             {"stage": _stage, "publish": _publish, "pin-weights": _pin_weights,
              "preflight": _preflight, "lock": _lock,
              "sums": _sums, "observe": _observe, "keyless": _keyless,
-             "unpublished": _unpublished}[args.command](args)
+             "unpublished": _unpublished, "table": _table}[args.command](args)
     except ClipOnnxError as error:
         print(f"release: error: {error}", file=sys.stderr)
         return 1

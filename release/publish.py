@@ -26,6 +26,7 @@ from clip_onnx.integrity import sha256_file
 from release import github as github_release
 from release.cards import manifests, model_card, release_notes, write_card
 from release.stage import ARTIFACT, PART_BYTES, hub_repo, stage, sums_text
+from release.table import differences
 from release.versions import TAG, version
 
 GB = 1e9
@@ -148,9 +149,12 @@ def _staged(source, folder: str, tag: str, org: str, work: Path, part_bytes: int
 
 def publish(source, tag: str, org: str, github: github_release.GitHub | None, work: Path, *,
             hub_endpoint: str | None = None, hub_token: str | None = None, part_bytes: int = PART_BYTES,
-            dry_run: bool = False, draft_only: bool = False, log: Callable[[str], None] = print) -> dict[str, str]:
+            dry_run: bool = False, draft_only: bool = False, table: dict | None = None,
+            log: Callable[[str], None] = print) -> dict[str, str]:
     """Publish every variant `source` holds as `tag`; return Hub repo -> tagged commit (empty in a dry run).
-    `draft_only` (the canary) leaves the GitHub release a draft, for a tag GitHub need not have."""
+    `draft_only` (the canary) leaves the GitHub release a draft, for a tag GitHub need not have. `table`:
+    the release table the packages were built with (`release.table`); each variant is refused, before
+    any of its files is uploaded, unless it stages exactly the files the table pins."""
     if not TAG.match(tag):
         raise ClipOnnxError(f"tag {tag!r} is not of the form vX.Y.Z")
     sizes = source.variants()
@@ -159,6 +163,9 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     check_space(work, {folder: source.need(size) for folder, size in sizes.items()})
+    if table is not None and sorted(table["variants"]) != sorted(sizes):
+        raise ClipOnnxError(f"the packages pin {', '.join(sorted(table['variants']))}, but the run's exports are of "
+                            f"{', '.join(sorted(sizes))}; nothing was published: re-run all jobs")
     log(f"== publishing {tag}: {', '.join(sizes)}")
     github_repo = github.repo if github is not None else None
 
@@ -176,6 +183,9 @@ def publish(source, tag: str, org: str, github: github_release.GitHub | None, wo
     exports: list[dict] = []  # one manifest per variant, for the notes' provenance
     for folder in sizes:
         with _staged(source, folder, tag, org, work, part_bytes, github_repo, log) as (staged, staged_release):
+            if table is not None and (found := differences(table, staged_release)):
+                raise ClipOnnxError(f"{folder} is not what the packages pin ({'; '.join(found[:3])}); nothing public "
+                                    f"was changed: re-run all jobs, so that the packages pin this run's exports")
             files += staged_release["files"]
             exports.append(manifests(staged / "hub" / folder)[0])
             assets = {a["name"]: (staged / "github" / a["name"], a["sha256"])

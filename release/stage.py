@@ -38,9 +38,11 @@ CHUNK = 1 << 24
 
 
 def matrix() -> dict:
-    """The release workflow's export jobs: every OpenAI variant in every precision, and the artifact each uploads."""
+    """The release workflow's export jobs: every OpenAI variant in every precision, and the two artifacts
+    each uploads: its export folder, and its manifest alone (read by `release.table`)."""
     return {"include": [{"variant": v.name, "folder": v.folder_name, "precision": p,
-                         "artifact": artifact_name(v.folder_name, p)}
+                         "artifact": artifact_name(v.folder_name, p),
+                         "manifest_artifact": artifact_name(v.folder_name, p, "manifest")}
                         for v in VARIANTS.values() if v.published for p in PUBLISHED_PRECISIONS]}
 
 
@@ -49,22 +51,26 @@ def hub_repo(org: str, folder: str) -> str:
     return f"{org}/{HUB_REPO.format(folder=folder)}"
 
 
-def artifact_name(folder: str, precision: str) -> str:
+def artifact_name(folder: str, precision: str, kind: str = "export") -> str:
     """The matrix cell's artifact name; the export job appends its run attempt (`ATTEMPT`), so that a
     re-run's artifacts never share a name with an earlier attempt's, whichever way GitHub lists them."""
-    return f"export-{folder}-{precision}"
+    return f"{kind}-{folder}-{precision}"
 
 
 ATTEMPT = "-attempt{attempt}"
 
 
-def attempt_artifact(folder: str, precision: str, attempt: int) -> str:
-    """What the export job of run attempt `attempt` names its artifact (`ARTIFACT` reads it back)."""
-    return artifact_name(folder, precision) + ATTEMPT.format(attempt=attempt)
+def attempt_artifact(folder: str, precision: str, attempt: int, kind: str = "export") -> str:
+    """What the export job of run attempt `attempt` names its artifact (`artifact_pattern` reads it back)."""
+    return artifact_name(folder, precision, kind) + ATTEMPT.format(attempt=attempt)
 
 
-ARTIFACT = re.compile(rf"^export-(?P<folder>.+)-(?P<precision>{'|'.join(PUBLISHED_PRECISIONS)})"
+def artifact_pattern(kind: str) -> re.Pattern:
+    return re.compile(rf"^{kind}-(?P<folder>.+)-(?P<precision>{'|'.join(PUBLISHED_PRECISIONS)})"
                       rf"{ATTEMPT.format(attempt=r'(?P<attempt>[1-9][0-9]*)')}$")
+
+
+ARTIFACT = artifact_pattern("export")
 
 
 def asset_name(name: str, precision: str, file_name: str) -> str:

@@ -87,14 +87,29 @@ def release_exports(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory) -> Path:
+def build_wheel(root: Path, table: dict | None = None) -> Path:
     """The wheel as the release builds it (`pip wheel --no-deps --no-build-isolation`), built from a copy
-    of the checkout (release/ and tests/ included), so no earlier build/ folder of the checkout can add
-    files to it."""
-    source, out = tmp_path_factory.mktemp("source") / "clip-onnx", tmp_path_factory.mktemp("wheel")
+    of the checkout (release/ and tests/ included) under `root`, so no earlier build/ folder of the
+    checkout can add files to it; `table`: the release table the wheel job writes into it first."""
+    source, out = root / "clip-onnx", root / "wheel"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "mutants", "node_modules", "target", "*.egg-info", "__pycache__"))
+        ".git", ".venv", "build", "mutants", "node_modules", "target", "*.egg-info", "__pycache__", "release.json"))
+    if table is not None:
+        (source / "clip_onnx" / "release.json").write_text(json.dumps(table))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
                     str(source)], check=True, capture_output=True, text=True)
     return next(out.glob("clip_onnx-*.whl"))
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from the checkout: it pins no release."""
+    return build_wheel(tmp_path_factory.mktemp("source"))
+
+
+@pytest.fixture(scope="session")
+def pinned_wheel(tmp_path_factory) -> Path:
+    """The wheel as the release workflow builds it, carrying the table of tests/released_hub.py's release."""
+    from tests.released_hub import pinned
+
+    return build_wheel(tmp_path_factory.mktemp("pinned-source"), pinned())

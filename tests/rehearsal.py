@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import threading
 from collections.abc import Callable
@@ -25,11 +26,14 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 
 from clip_onnx import integrity, manifest
+from clip_onnx.contract import PUBLISHED_PRECISIONS
 from clip_onnx.errors import ClipOnnxError
+from clip_onnx.hub import download_release
 from exporter import pipeline
 from exporter.variants import VARIANTS, folder_name, get_variant
 from exporter.weights import random_weights
 from release import hub as hub_release
+from release import table
 from release.github import GitHub, observed, published_sums
 from release.publish import STEPS, RunArtifacts, publish, published
 from release.stage import attempt_artifact, hub_repo, matrix, read_sums
@@ -83,11 +87,12 @@ class _Release:
         return run_id
 
     def publish(self, run_id: int, tag: str, log: Callable[[str], None] | None = None, *,
-                variants: list[str] | None = None, part_bytes: int = PART_BYTES) -> dict[str, str]:
+                variants: list[str] | None = None, part_bytes: int = PART_BYTES,
+                pinned: dict | None = None) -> dict[str, str]:
         self.double.create_tag(GITHUB_REPO, tag)
         commits = publish(RunArtifacts(self.github, run_id, variants or self.variants), tag, ORG, self.github,
                           self.work / tag, hub_endpoint=self.hub.url, hub_token=self.hub.token,
-                          part_bytes=part_bytes, log=log or self.log)
+                          part_bytes=part_bytes, table=pinned, log=log or self.log)
         self.complete.append(tag)
         return commits
 
@@ -260,7 +265,9 @@ def _each_step_fails(world: _Release, out: Path) -> None:
 
 def _full_scale(world: _Release, out: Path) -> None:
     """Every published variant's folders, made from the first export with each file renamed as that
-    variant names it and filled with a few bytes; then published and every asset checked."""
+    variant names it and filled with a few bytes; the release table written from their manifest
+    artifacts, as the wheel job writes it; then published against it, every asset checked, and every
+    variant downloaded by the table alone (tag and SHA-256), as an installed package downloads it."""
     template = {f.parent.name: f for f in world.folders}
     folders = sorted({cell["folder"] for cell in matrix()["include"]})
     run = world.run(skip=len(world.cells()))  # a new run with none of the small exports
@@ -268,12 +275,22 @@ def _full_scale(world: _Release, out: Path) -> None:
         for precision, source in sorted(template.items()):
             made = fabricate(source, variant.folder_name, variant.name, out / "full-scale" / precision)
             world.double.add_artifact(GITHUB_REPO, run, attempt_artifact(variant.folder_name, precision, 1), made)
-    commits = world.publish(run, "v1.0.0", variants=folders, part_bytes=FULL_SCALE_PART)
+            manifest_artifact = out / "manifests" / attempt_artifact(variant.folder_name, precision, 1, "manifest")
+            manifest_artifact.mkdir(parents=True)
+            shutil.copy(made / manifest.MANIFEST, manifest_artifact)
+    pinned = table.from_exports(table.newest_manifests(out / "manifests"), "v1.0.0", ORG)
+    commits = world.publish(run, "v1.0.0", variants=folders, part_bytes=FULL_SCALE_PART, pinned=pinned)
     world.repos += [repo for repo in commits if repo not in world.repos]
     (release,) = [r for r in world.double.releases(GITHUB_REPO) if r["tag_name"] == "v1.0.0"]
     if len(commits) != len(folders):
         raise ClipOnnxError(f"published {len(commits)} Hub repos of {len(folders)}")
     _check(world, commits, "v1.0.0", out / "downloads-full-scale")
+    for name, variant in pinned["variants"].items():
+        for precision in PUBLISHED_PRECISIONS:
+            download_release(name, precision=precision, release=pinned, cache_dir=out / "downloads-by-table",
+                             endpoint=world.hub.url)
+    world.log(f"== release table: {sum(len(v['files']) for v in pinned['variants'].values())} files of "
+              f"{len(pinned['variants'])} variants downloaded by tag and SHA-256 alone")
     card = world.hub.files(hub_repo(ORG, "ViT-B-32"), "main")["README.md"].decode()
     for item in ("base_model: openai/clip-vit-base-patch32", f"{GITHUB_REPO}/releases/tag/v1.0.0",
                  f'Model.from_hub("{hub_repo(ORG, "ViT-B-32")}", revision="{commits[hub_repo(ORG, "ViT-B-32")]}")'):

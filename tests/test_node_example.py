@@ -7,7 +7,8 @@ refused, token ids and CLIP's ftfy cleaning (10,663 texts), embeddings within th
 shared `bad_inputs` table (each bad input an error of the kind Python and Rust give it, in one line naming
 the input), partial folders (one encoder's files only: it encodes as the whole folder does and refuses
 the other encoder's input, `missing_file`), and download() from the loopback Hub (tests/loopback_hub.py,
-the export released by tests/released_hub.py, intact and tampered), served here through
+the export released by tests/released_hub.py, intact, tampered and moved, and downloadRelease() by the
+release table it pins), served here through
 `CLIP_ONNX_TEST_HUB` so that those cases run, none skipped. Beside them, the integrity check (every file a
 graph needs, external data included, refused after one changed byte, by the API and the CLI) and a
 sparse file over 2 GiB hashed with bounded memory. Here too: the CLI's embeddings and logits and
@@ -40,8 +41,9 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "node"
 VECTORS = COMMITTED / "vectors.json"
 FP32 = TOLERANCES["fp32"]  # Node and Python run the same graphs: float32's tolerance, whatever the export's precision
 SUITES = sorted(path.name for path in (EXAMPLE / "test").glob("*.test.mjs"))
-# The cases download.test.mjs runs against the loopback Hub (text-only, every file, tampered, kept or replaced).
-HUB_CASES = 4
+# The cases download.test.mjs runs against the loopback Hub (text-only, every file, tampered, kept or
+# replaced; by the release table: intact, moved, a pin differing).
+HUB_CASES = 7
 
 
 def count_lines(vectors: dict) -> dict[str, list[str]]:
@@ -169,7 +171,8 @@ def test_a_bad_file_is_one_line_naming_it(vectors, name, says):
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[str]:
-    """The loopback Hub serving the export's release, intact and tampered, as CLIP_ONNX_TEST_HUB's JSON."""
+    """The loopback Hub serving the export's release, intact, tampered and moved, and the release table
+    pinning the intact one, as CLIP_ONNX_TEST_HUB's JSON."""
     with LoopbackHub() as served:
         yield json.dumps(serve(served))
 

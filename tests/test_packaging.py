@@ -70,3 +70,14 @@ def test_a_base_install_runs_the_runtime_without_torch(wheel, tmp_path):
     assert result.returncode == 0 and "ViT-L/14@336px" in result.stdout, result.stderr
     result = subprocess.run([script, "classify", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--labels" in result.stdout
+
+
+def test_the_release_wheel_carries_the_table_it_was_built_with_and_a_checkouts_none(wheel, pinned_wheel):
+    """The wheel job writes clip_onnx/release.json before it builds (python -m release table); the wheel
+    must carry it, or the installed runtime would pin no release."""
+    import json
+
+    from tests.released_hub import pinned
+
+    assert json.loads(zipfile.ZipFile(pinned_wheel).read("clip_onnx/release.json")) == pinned()
+    assert "clip_onnx/release.json" not in zipfile.ZipFile(wheel).namelist()

@@ -7,10 +7,12 @@ each from its package alone (clip-onnx against the packaged clip-onnx-ftfy), in 
 dependencies the Rust tests build already are reused.
 
 `registries`: `cargo publish` of both crates to a real cargo registry on loopback (cargo-http-registry,
-installed by `cargo install` once into rust/target/registry-tools when not on PATH), then an empty new
-project (`cargo new`) that `cargo add`s clip-onnx from that registry, builds it `--locked`, downloads the
-conformance export released on the loopback Hub through the crate's `hub::download`, and classifies the
-committed images: the same labels, order and probabilities as the checkout's Python runtime.
+installed by `cargo install` once into rust/target/registry-tools when not on PATH), clip-onnx carrying a
+release table (`release.json`, pinning the conformance export released on the loopback Hub) as the release
+workflow writes it, then an empty new project (`cargo new`) that `cargo add`s clip-onnx from that registry,
+builds it `--locked`, downloads that release by the table it embeds (`hub::Release::embedded()`: no repo,
+no revision), and classifies the committed images: the same labels, order and probabilities as the
+checkout's Python runtime.
 
 Needs cargo; skipped without it, except on CI (CI=true), where a skip would hide a broken crate."""
 
@@ -38,8 +40,9 @@ CRATES = {"clip-onnx": CRATE, "clip-onnx-ftfy": CRATE / "ftfy"}
 CRATES_IO_LIMIT = 10 * 1024 * 1024
 LARGEST_FILE = 1024 * 1024
 # the only files a package may hold: cargo's own, the sources, README and licences
+# (and clip-onnx's build script, and the release table it embeds when the release workflow wrote one)
 ALLOWED = re.compile(r"^(Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|\.cargo_vcs_info\.json|README\.md|LICENSE(-ftfy)?"
-                     r"|src/[A-Za-z0-9_/]+\.rs)$")
+                     r"|src/[A-Za-z0-9_/]+\.rs|build\.rs|release\.json)$")
 # the images classified through the registry-installed crate: PNG, JPEG (libjpeg-turbo), WebP (libwebp), BMP
 IMAGES = ["astronaut.png", "chelsea.jpg", "webp-alpha-lossless.webp", "bmp-24.bmp"]
 LABELS = ["a cat", "a dog", "an astronaut"]
@@ -170,10 +173,13 @@ def registry(cargo, tmp_path):
 MAIN = """\
 use std::path::Path;
 
-// argv: ENDPOINT REPO TAG MODELS LABELS(comma-separated) TEMPLATE IMAGE...
+// argv: ENDPOINT NAME TAG MODELS LABELS(comma-separated) TEMPLATE IMAGE...
 fn main() -> clip_onnx::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let folder = clip_onnx::hub::download(&args[1], &args[2], "fp32", Path::new(&args[3]), Some(&args[0]))?;
+    // the release the published crate pins: no repo, no revision
+    let release = clip_onnx::hub::Release::embedded()?;
+    assert_eq!(release.tag(), args[2], "the embedded table pins another tag");
+    let folder = release.download(&args[1], "fp32", &[], Path::new(&args[3]), Some(&args[0]))?;
     let model = clip_onnx::Model::load(&folder)?;
     let texts: Vec<String> = args[4].split(',').map(|label| args[5].replace("{}", label)).collect();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -189,6 +195,7 @@ fn main() -> clip_onnx::Result<()> {
 
 @pytest.mark.registries
 def test_the_crates_publish_to_a_cargo_registry_and_an_empty_project_classifies_as_python(cargo, registry, tmp_path):
+    from release import table
     from tests.conformance import COMMITTED
     from tests.loopback_hub import LoopbackHub
     from tests.released_hub import serve
@@ -203,7 +210,9 @@ def test_the_crates_publish_to_a_cargo_registry_and_an_empty_project_classifies_
     # Cargo reads a dependency without `registry = ...` as one on crates.io, so publishing to another registry
     # needs clip-onnx's dependency on clip-onnx-ftfy to name it: the rehearsal publishes a copy of the two
     # packages' files (exactly what `cargo package --list` ships) where that one dependency gains
-    # `registry = "loopback"`; everything else is the checkout's
+    # `registry = "loopback"`, and where the release table is written as the release workflow writes it into
+    # rust/ (`release.table.write`); never into the checkout, whose builds must pin no release. Everything
+    # else is the checkout's
     workspace = tmp_path / "crates"
     for name, folder in CRATES.items():
         for path in run([cargo, "package", "--list", "--allow-dirty", "-p", name], CRATE).split():
@@ -211,6 +220,15 @@ def test_the_crates_publish_to_a_cargo_registry_and_an_empty_project_classifies_
                 target = workspace / folder.relative_to(CRATE) / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / path, target)
+    assert not (workspace / "release.json").exists(), "the checkout's package carries a release table"
+    # the table a package would pin for the release the loopback Hub serves (the same every time it is served)
+    with LoopbackHub() as hub:
+        pinned = serve(hub)["release"]
+    table.write(pinned, [workspace / "release.json"])
+    listed = run([cargo, "package", "--list", "--allow-dirty", "-p", "clip-onnx"], workspace).split()
+    assert "release.json" in listed and "build.rs" in listed, listed
+    assert not [path for path in listed if not ALLOWED.match(path)], listed
+
     shutil.copyfile(CRATE / "Cargo.lock", workspace / "Cargo.lock")
     manifest = workspace / "Cargo.toml"
     line = 'ftfy = { package = "clip-onnx-ftfy", version = '
@@ -244,7 +262,8 @@ def test_the_crates_publish_to_a_cargo_registry_and_an_empty_project_classifies_
     images = [str(COMMITTED / "images" / name) for name in IMAGES]
     with LoopbackHub() as hub:
         release = serve(hub)
-        rust = run([str(CRATE / "target" / "debug" / "app"), release["endpoint"], release["repo"], release["tag"],
+        assert release["release"] == pinned, "the Hub serves another release than the crate pins"
+        rust = run([str(CRATE / "target" / "debug" / "app"), release["endpoint"], release["name"], release["tag"],
                     str(tmp_path / "models"), ",".join(LABELS), TEMPLATE, *images], app,
                    env={"ORT_DYLIB_PATH": ort_library()}, timeout=600).splitlines()
     folder, rows = Path(rust[0]), [line.split("\t") for line in rust[1:]]

@@ -2,17 +2,20 @@
 
 Default suite (fast, no network): `npm pack --dry-run --json` lists exactly the package's files (clip.mjs,
 its types, README, LICENSE, package.json: no tests, test data, node_modules or mutation config) in a small
-tarball whose version is pyproject.toml's; the package.json a registry reads (exports, types, bin, files,
+tarball whose version is pyproject.toml's, and a copy of the package given a release table (release.json,
+as the release workflow writes it before publishing; never into the checkout) packs it too; the package.json a registry reads (exports, types, bin, files,
 repository for provenance, publishConfig); clip.d.ts declares every value clip.mjs exports and nothing it
 does not (both parsed; the module's real exports too when its packages are installed); and `npm publish
 --dry-run`, with publishConfig's provenance on, passes without a login or a reachable registry.
 
 `registries` (marker; network for the uplink): a real npm registry on loopback, Verdaccio 6 (installed
 into a temporary prefix, or CLIP_ONNX_VERDACCIO naming its `verdaccio` command), a user made through its
-CouchDB user API, `npm publish` with the ordinary client, then in an empty project `npm install clip-onnx`
-from it (dependencies through Verdaccio's uplink, npm's own cache reused), the package's `clip-onnx` bin
-downloads the conformance export released on the loopback Hub (tests/released_hub.py), a script that
-imports 'clip-onnx' classifies images with labels as Python's `Model.probabilities` does, within float32
+CouchDB user API, `npm publish` with the ordinary client of a copy of the package carrying the release table
+of the conformance export released on the loopback Hub (tests/released_hub.py), then in an empty project
+`npm install clip-onnx` from it (dependencies through Verdaccio's uplink, npm's own cache reused), a script
+that imports 'clip-onnx' downloads that release by the variant's name alone (`downloadRelease`: no repo,
+no revision; the table installed with the package says them and pins every file), the package's
+`clip-onnx` bin does the same by name, a script that imports 'clip-onnx' classifies images with labels as Python's `Model.probabilities` does, within float32
 tolerance, and `tsc --noEmit` type-checks a TypeScript consumer of every export against the installed
 package. Wall times are printed (pytest -s)."""
 
@@ -41,6 +44,8 @@ EXAMPLE = ROOT / "examples" / "node"
 NAME = "clip-onnx"
 # What the tarball holds, and nothing else (npm adds README and LICENSE to `files` by itself).
 PACKED = {"package.json", "clip.mjs", "clip.d.ts", "README.md", "LICENSE"}
+# The release table, which only a package being published holds (written by the release workflow).
+RELEASE_FILE = "release.json"
 # The module, its types and a README; a test folder or a model would be far more.
 MAX_PACKED_BYTES = 64 * 1024
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing answers
@@ -63,8 +68,18 @@ def run(*args: str, cwd: Path, env: dict | None = None, timeout: int = 120, inpu
     return result
 
 
-def packed(npm: str) -> dict:
-    return json.loads(run(npm, "pack", "--dry-run", "--json", "--ignore-scripts", cwd=EXAMPLE).stdout)[0]
+def packed(npm: str, folder: Path = EXAMPLE) -> dict:
+    return json.loads(run(npm, "pack", "--dry-run", "--json", "--ignore-scripts", cwd=folder).stdout)[0]
+
+
+def package_with(release: dict, folder: Path) -> Path:
+    """A copy of the package's files in `folder` with `release` as its release.json, as the release workflow
+    writes it before publishing: the checkout's examples/node never holds one."""
+    folder.mkdir(parents=True)
+    for name in PACKED:
+        shutil.copyfile(EXAMPLE / name, folder / name)
+    (folder / RELEASE_FILE).write_text(json.dumps(release, indent=2) + "\n")
+    return folder
 
 
 def test_tarball_holds_the_package_only_at_the_python_version(npm_cli):
@@ -74,6 +89,21 @@ def test_tarball_holds_the_package_only_at_the_python_version(npm_cli):
     assert tarball["size"] <= MAX_PACKED_BYTES, f"{tarball['size']} bytes packed"
     assert tarball["name"] == NAME
     assert tarball["version"] == python_version(), "the npm package's version is pyproject.toml's"
+
+
+def test_tarball_of_a_release_holds_its_table(npm_cli, tmp_path):
+    """`files` names release.json: a package given the table packs it beside the module (npm leaves out a
+    listed file that is absent, as in the checkout's tarball above)."""
+    from release.table import build
+    from tests.conformance import COMMITTED
+
+    export = COMMITTED / json.loads((COMMITTED / "vectors.json").read_text())["exports"][0]["folder"]
+    release = build("v1.0.0", [("org/clip-onnx-tiny-ViT", "fp32", export)])
+    tarball = packed(npm_cli, package_with(release, tmp_path / "package"))
+    files = {entry["path"] for entry in tarball["files"]}
+    assert files == PACKED | {RELEASE_FILE}, f"unexpected {sorted(files - PACKED)}, missing {sorted(PACKED - files)}"
+    assert tarball["size"] <= MAX_PACKED_BYTES, f"{tarball['size']} bytes packed"
+    assert not (EXAMPLE / RELEASE_FILE).exists(), "the checkout holds a release.json: only a copy being published may"
 
 
 def test_package_json_is_publishable_with_provenance():
@@ -123,6 +153,13 @@ def test_publish_dry_run_needs_no_login(npm_cli):
 
 # ---------------------------------------------------------------- the rehearsal on a loopback registry
 
+DOWNLOAD = """
+import { readFileSync } from "node:fs";
+import { downloadRelease, embeddedRelease } from "clip-onnx";
+const { name, target, endpoint } = JSON.parse(readFileSync(0, "utf8"));
+console.log(JSON.stringify({ folder: await downloadRelease({ name, target, endpoint }), tag: embeddedRelease()?.tag ?? null }));
+"""
+
 CLASSIFY = """
 import { readFileSync } from "node:fs";
 import { loadModel, encodeImage, encodeText, probabilities } from "clip-onnx";
@@ -137,12 +174,16 @@ console.log(JSON.stringify(probabilities(model, imageEmbeds, textEmbeds)));
 CONSUMER_TS = """
 import {
   ClipError, ERROR_KINDS, FORMAT_VERSIONS, FTFY_VERSION, HUB_ENDPOINT, PRECISIONS, RULES, checkFiles, clean,
-  download, encodeImage, encodeText, graphSession, htmlUnescape, loadModel, logits, neededFiles, pixels,
-  probabilities, sha256File, tokenize, type ErrorKind, type Model,
+  download, downloadRelease, embeddedRelease, encodeImage, encodeText, graphSession, htmlUnescape, loadModel, logits,
+  neededFiles, pixels, probabilities, sha256File, tokenize, type ErrorKind, type Model, type Release,
 } from "clip-onnx";
 
 export async function use(folder: string): Promise<number> {
   const where: string = await download({ repo: "org/name", revision: "v1.0.0", target: folder, graphs: ["transformer"], endpoint: HUB_ENDPOINT });
+  const release: Release | null = embeddedRelease();
+  const pinned: string = await downloadRelease({ name: "ViT-B-32", target: folder, precision: "fp16", release });
+  const tag: string = release?.tag ?? pinned;
+  const repo: string | undefined = release?.variants["ViT-B-32"]?.hub_repo;
   const model: Model = await loadModel(where, { checkSha256: false });
   const ids: Int32Array = tokenize(model, [clean(htmlUnescape("a &amp; b"))], { truncate: true });
   const files: string[] = neededFiles(model.manifest, ["visual"]);
@@ -160,7 +201,7 @@ export async function use(folder: string): Promise<number> {
   if (error instanceof Error && error.kind === "usage") throw error;
   const rule: string | undefined = RULES["crop"];
   return ids.length + hash.length + input.length + scores.length + p[0][0] + names.length + FORMAT_VERSIONS[0]
-    + PRECISIONS.length + FTFY_VERSION.length + (rule?.length ?? 0);
+    + PRECISIONS.length + FTFY_VERSION.length + (rule?.length ?? 0) + tag.length + (repo?.length ?? 0);
 }
 """
 
@@ -256,30 +297,38 @@ def test_published_package_installs_and_classifies_as_python(npm_cli, registry, 
     env = {"npm_config_userconfig": registry["npmrc"], "npm_config_registry": f"{registry['url']}/",
            "npm_config_audit": "false", "npm_config_fund": "false", "npm_config_update_notifier": "false",
            "ONNXRUNTIME_NODE_INSTALL": "skip"}  # the CPU binaries ship in onnxruntime-node; no CUDA extras
-    # provenance needs a CI's OIDC identity: off for a local publish, as the release's canary would not have one
-    timed(times, "publish", npm_cli, "publish", "--provenance=false", "--ignore-scripts", cwd=EXAMPLE, env=env)
-    with urllib.request.urlopen(f"{registry['url']}/{NAME}", timeout=10) as answer:
-        assert python_version() in json.loads(answer.read())["versions"]
-
-    project = tmp_path / "consumer"
-    project.mkdir()
-    run(npm_cli, "init", "-y", cwd=project, env=env)
-    timed(times, "install", npm_cli, "install", f"{NAME}@{python_version()}", cwd=project, env=env, timeout=600)
-    installed = json.loads((project / "node_modules" / NAME / "package.json").read_text())
-    assert installed["version"] == python_version()
-    assert sorted(path.name for path in (project / "node_modules" / NAME).iterdir()) == sorted(PACKED)
-
     vectors = json.loads((COMMITTED / "vectors.json").read_text())
     images = [str(COMMITTED / file) for file in vectors["images"]]
     texts = vectors["embedded_texts"]
+    project = tmp_path / "consumer"
     with LoopbackHub() as hub:
         released = serve(hub)
-        # the package's bin, as `npx clip-onnx download` runs it (node_modules/.bin/clip-onnx, a link)
-        downloaded = timed(times, "download (bin)", npm_cli, "exec", "--", NAME, "download", released["repo"],
-                           "--revision", released["tag"], "-o", str(tmp_path / "models"), "--endpoint", released["endpoint"],
-                           cwd=project, env=env)
-    folder = downloaded.stdout.strip()
-    assert folder == str(tmp_path / "models" / "fp32"), f"the bin printed {folder!r}, not the folder: did it run at all?"
+        # the package as the release publishes it: a copy carrying the release's table
+        package = package_with(released["release"], tmp_path / "package")
+        assert {entry["path"] for entry in packed(npm_cli, package)["files"]} == PACKED | {RELEASE_FILE}
+        # provenance needs a CI's OIDC identity: off for a local publish, as the release's canary would not have one
+        timed(times, "publish", npm_cli, "publish", "--provenance=false", "--ignore-scripts", cwd=package, env=env)
+        with urllib.request.urlopen(f"{registry['url']}/{NAME}", timeout=10) as answer:
+            assert python_version() in json.loads(answer.read())["versions"]
+
+        project.mkdir()
+        run(npm_cli, "init", "-y", cwd=project, env=env)
+        timed(times, "install", npm_cli, "install", f"{NAME}@{python_version()}", cwd=project, env=env, timeout=600)
+        installed = json.loads((project / "node_modules" / NAME / "package.json").read_text())
+        assert installed["version"] == python_version()
+        assert sorted(path.name for path in (project / "node_modules" / NAME).iterdir()) == sorted(PACKED | {RELEASE_FILE})
+
+        # by the variant's name alone: the installed table says the repo and the tag, and pins every file
+        (project / "download.mjs").write_text(DOWNLOAD)
+        downloaded = json.loads(timed(times, "download (downloadRelease)", "node", "download.mjs", cwd=project, env=env, input=json.dumps(
+            {"name": released["name"], "target": str(tmp_path / "models"), "endpoint": released["endpoint"]})).stdout)
+        # the package's bin, as `npx clip-onnx download NAME` runs it (node_modules/.bin/clip-onnx, a link)
+        by_bin = timed(times, "download (bin)", npm_cli, "exec", "--", NAME, "download", released["name"], "-o",
+                       str(tmp_path / "models-bin"), "--graphs", "transformer", "--endpoint", released["endpoint"], cwd=project, env=env)
+    folder = downloaded["folder"]
+    assert downloaded["tag"] == released["tag"]
+    assert folder == str(tmp_path / "models" / "fp32"), f"downloadRelease gave {folder!r}, not the folder"
+    assert by_bin.stdout.strip() == str(tmp_path / "models-bin" / "fp32"), f"the bin printed {by_bin.stdout!r}: did it run at all?"
 
     (project / "classify.mjs").write_text(CLASSIFY)
     answer = timed(times, "classify", "node", "classify.mjs", cwd=project, env=env,

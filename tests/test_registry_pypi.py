@@ -2,7 +2,8 @@
 tests/test_packaging.py and the release's wheel job build it, checked with `twine check --strict`,
 uploaded with `twine upload` and a password to pypiserver (the tools exactly as release/locks/build.txt
 pins them), installed into a fresh virtual environment from that index (its dependencies from PyPI),
-and that install's `clip-onnx` downloading the conformance export released on the loopback Hub and
+and that install's `clip-onnx` downloading the conformance export released on the loopback Hub by the
+release table the wheel carries (`Model.from_release`: the variant's name, no repo or revision) and
 classifying the committed images as the checkout's runtime does.
 
 What a local index cannot show (trusted publishing, PEP 740 attestations) is the canary's TestPyPI
@@ -79,7 +80,8 @@ def _classify(clip_onnx: list, folder: Path, env: dict | None = None) -> list[st
 
 
 @pytest.mark.registries
-def test_pip_install_clip_onnx_from_an_index_classifies_a_hub_release(wheel, tmp_path):
+def test_pip_install_clip_onnx_from_an_index_classifies_a_hub_release(pinned_wheel, tmp_path):
+    wheel = pinned_wheel  # as the release's wheel job builds it: with the release table of the loopback release
     times: dict[str, float] = {}
     start = time.monotonic()
     # pip's own settings only: no find-links or index of this machine may supply clip-onnx
@@ -148,13 +150,15 @@ def test_pip_install_clip_onnx_from_an_index_classifies_a_hub_release(wheel, tmp
     with LoopbackHub() as hub:
         release = serve(hub)
         mark = time.monotonic()
+        # by the variant's name alone: the installed package pins the release (tag and every SHA-256)
         folder = _run([user / "bin" / "python", "-c",
                        "import sys; from clip_onnx import Model\n"
-                       "m = Model.from_hub(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3], endpoint=sys.argv[4])\n"
+                       "m = Model.from_release(sys.argv[1], cache_dir=sys.argv[2], endpoint=sys.argv[3])\n"
                        "print(m.folder, m.__class__.__module__, sep='\\n')",
-                       release["repo"], release["tag"], tmp_path / "hub-cache", release["endpoint"]],
+                       release["name"], tmp_path / "hub-cache", release["endpoint"]],
                       env=env, cwd=tmp_path).stdout.splitlines()
-        times["Model.from_hub (installed)"] = time.monotonic() - mark
+        times["Model.from_release (installed)"] = time.monotonic() - mark
+    assert f"models--{release['repo'].replace('/', '--')}" in folder[0]
     assert folder[1] == "clip_onnx.model"
     mark = time.monotonic()
     got = _classify([user / "bin" / "clip-onnx"], Path(folder[0]), env)

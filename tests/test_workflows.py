@@ -20,6 +20,7 @@ from clip_onnx.contract import PUBLISHED_PRECISIONS
 from exporter.variants import VARIANTS
 from release import locks
 from release.stage import ARTIFACT, ATTEMPT, artifact_name, matrix
+from release.table import MANIFEST_ARTIFACT, PACKAGE_PATHS
 from release.versions import TAG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,18 +29,19 @@ RELEASE = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_t
 CANARY = yaml.safe_load((ROOT / ".github" / "workflows" / "canary.yml").read_text())
 # Each job's permissions, exactly: only preflight (a draft made and deleted) and publish write contents;
 # they hold id-token for keyless Hub writes, attest to sign provenance, pypi, crates and npm for their
-# registries' trusted publishing. The wheel is built where no job could publish it. pypi's `actions: read` goes beyond PyPA's example: a re-run of pypi
-# alone finds the wheel of an earlier attempt only through the API.
+# registries' trusted publishing. The wheel is built where no job could publish it. `actions: read`
+# (beyond PyPA's example for pypi) reads artifacts of earlier attempts, which a re-run of one job alone
+# finds only through the API: the manifests (wheel), the wheel (pypi), the release table (crates, npm).
 PERMISSIONS = {
     "plan": {"contents": "read"},
     "preflight": {"contents": "write", "id-token": "write"},
     "export": {"contents": "read"},
-    "wheel": {"contents": "read"},
+    "wheel": {"contents": "read", "actions": "read"},
     "publish": {"contents": "write", "actions": "read", "id-token": "write"},
     "attest": {"id-token": "write", "attestations": "write", "contents": "read"},
     "pypi": {"id-token": "write", "actions": "read"},
-    "crates": {"id-token": "write"},
-    "npm": {"id-token": "write"},
+    "crates": {"id-token": "write", "actions": "read"},
+    "npm": {"id-token": "write", "actions": "read"},
     "dry-run": {"contents": "read", "actions": "read"},
 }
 CANARY_PERMISSIONS = {
@@ -101,7 +103,8 @@ def test_the_tag_filter_and_staging_agree_on_what_a_release_tag_is():
 
 
 def test_each_attempt_names_its_artifacts_and_keeps_them_long_enough_to_publish_again():
-    (upload,) = [s for s in RELEASE["jobs"]["export"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    (upload,) = [s for s in RELEASE["jobs"]["export"]["steps"]
+                 if "upload-artifact" in s.get("uses", "") and "matrix.artifact" in s["with"]["name"]]
     # what publication parses back (release.stage.ARTIFACT), never overwriting an earlier attempt's
     assert upload["with"]["name"] == "${{ matrix.artifact }}" + ATTEMPT.format(attempt="${{ github.run_attempt }}")
     assert "overwrite" not in upload["with"] and upload["with"]["retention-days"] >= 30
@@ -140,7 +143,7 @@ def test_publications_queue_and_install_only_what_they_import():
 def test_the_hub_org_is_the_repository_variable_hf_org_in_every_job_that_names_it():
     """Never the GitHub owner, silently: each job passing --hub-org reads it from `vars.HF_ORG`."""
     passing = {name for name, job in RELEASE["jobs"].items() if "--hub-org" in str(job["steps"])}
-    assert passing == {"preflight", "publish", "dry-run"}
+    assert passing == {"preflight", "wheel", "publish", "dry-run"}
     for name in passing:
         job = RELEASE["jobs"][name]
         assert "repository_owner" not in str(job).lower(), name
@@ -163,10 +166,10 @@ def test_each_registry_is_published_after_the_model_files_and_only_what_it_lacks
     """crates and npm: their own jobs after publish (a failure in one leaves the others), each publishing
     only the packages `python -m release unpublished` names, dependency first, by trusted publishing."""
     crates, npm = RELEASE["jobs"]["crates"], RELEASE["jobs"]["npm"]
-    assert needs(crates) == needs(npm) == {"publish"} and not {"crates", "npm"} & upstream(RELEASE["jobs"], "pypi")
+    assert needs(crates) == needs(npm) == {"wheel", "publish"} and not {"crates", "npm"} & upstream(RELEASE["jobs"], "pypi")
     assert crates["environment"]["name"] == "crates-io" and npm["environment"]["name"] == "npm"
     assert 'python -m release unpublished crates --tag "$GITHUB_REF_NAME"' in _runs(crates)
-    assert 'cargo publish --locked --manifest-path rust/Cargo.toml -p "$crate"' in _runs(crates)
+    assert 'cargo publish --locked --allow-dirty --manifest-path rust/Cargo.toml -p "$crate"' in _runs(crates)
     assert any(step.get("uses", "").startswith("rust-lang/crates-io-auth-action@") for step in crates["steps"])
     assert 'if [ -n "$(python -m release unpublished npm --tag "$GITHUB_REF_NAME")" ]; then' in _runs(npm)
     assert "npm publish ./examples/node --provenance --access public" in _runs(npm)
@@ -180,21 +183,58 @@ def _runs(job: dict) -> str:
 @pytest.mark.parametrize("workflow", [RELEASE, CANARY], ids=["release", "canary"])
 def test_the_wheel_is_built_and_checked_where_nothing_can_be_published(workflow):
     """PyPA's split: one job builds and checks with read-only permissions, and in release.yml it runs
-    beside the exports (also on a dry run), so the wheel is proven before anything is public."""
+    after the exports and before publication (also on a dry run), so the wheel is proven before
+    anything is public."""
     all_jobs = workflow["jobs"]
     assert {name for name, job in all_jobs.items() if "pip wheel" in _runs(job)} == {"wheel"}
     wheel = all_jobs["wheel"]
-    assert wheel["permissions"] == {"contents": "read"}
-    assert not upstream(all_jobs, "wheel") & {"export", "publish", "canary"}
+    assert set(wheel["permissions"].values()) == {"read"}
+    assert not upstream(all_jobs, "wheel") & {"publish", "canary"}
     assert "event_name" not in str(wheel.get("if", "")), "a dry run must build the wheel too"
     runs = _runs(wheel)
     assert runs.index("python -m pip wheel --no-deps --no-build-isolation -w dist .") < runs.index(
         "python -m twine check --strict dist/*")
     (build,) = [step for step in wheel["steps"] if "pip wheel" in step.get("run", "")]
     assert 'echo "artifact=wheel-attempt$GITHUB_RUN_ATTEMPT" >> "$GITHUB_OUTPUT"' in build["run"]
-    (upload,) = [step for step in wheel["steps"] if "upload-artifact" in step.get("uses", "")]
+    (upload,) = [step for step in wheel["steps"] if "upload-artifact" in step.get("uses", "")
+                 and step["with"]["path"] == "dist/"]
     assert upload["with"]["name"] == wheel["outputs"]["artifact"] == "${{ steps.%s.outputs.artifact }}" % build["id"]
     assert upload["with"]["path"] == "dist/" and "overwrite" not in upload["with"]
+
+
+def _download(job: dict, name: str) -> str:
+    """Where `job` downloads the artifact `name` to."""
+    (path,) = [step["with"]["path"] for step in job["steps"]
+               if "download-artifact" in step.get("uses", "") and step["with"].get("name") == name]
+    return path
+
+
+def test_every_package_is_built_with_the_release_table_of_the_exports_and_publication_checks_it():
+    """The wheel job writes the table from each cell's manifest artifact (release/table.py) into the
+    wheel's package before building it, and uploads it; the crates and npm jobs put that artifact where
+    their package carries it (release.table.PACKAGE_PATHS); publish and the dry run stage against it."""
+    all_jobs = RELEASE["jobs"]
+    uploads = [step["with"] for step in all_jobs["export"]["steps"] if "upload-artifact" in step.get("uses", "")]
+    (manifests,) = [u for u in uploads if "manifest_artifact" in u["name"]]
+    assert manifests["name"] == "${{ matrix.manifest_artifact }}" + ATTEMPT.format(attempt="${{ github.run_attempt }}")
+    cell = matrix()["include"][0]
+    assert MANIFEST_ARTIFACT.match(cell["manifest_artifact"] + ATTEMPT.format(attempt=2)).group("folder") == cell["folder"]
+    assert manifests["path"] == "dist/*/*/manifest.json"  # what `clip-onnx export -o dist/$PRECISION` writes
+    wheel = all_jobs["wheel"]
+    assert "export" in needs(wheel)
+    (fetch,) = [step["with"] for step in wheel["steps"] if "download-artifact" in step.get("uses", "")]
+    assert fetch["pattern"] == "manifest-*" and fetch["path"] == "manifests/"
+    runs = _runs(wheel)
+    assert f"python -m release table --artifacts manifests --tag \"$TAG\" --hub-org \"$HF_ORG\" \\\n" \
+           f"  -o {PACKAGE_PATHS[0]} -o table/release.json" in runs
+    assert runs.index("python -m release table") < runs.index("pip wheel")
+    table = "${{ needs.wheel.outputs.table }}"
+    assert wheel["outputs"]["table"] == "${{ steps.table.outputs.artifact }}"
+    for job, path in (("crates", PACKAGE_PATHS[1]), ("npm", PACKAGE_PATHS[2])):
+        assert _download(all_jobs[job], table) == str(Path(path).parent) + "/", job
+    for job in ("publish", "dry-run"):
+        assert _download(all_jobs[job], table) == "table/" and "--table table/release.json" in _runs(all_jobs[job])
+        assert "wheel" in needs(all_jobs[job])
 
 
 def test_the_canary_gives_each_attempt_its_own_version():

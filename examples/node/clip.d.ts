@@ -117,6 +117,38 @@ export interface DownloadOptions {
   token?: string | null;
 }
 
+/** A variant of a release table: its Hub repo and, by path in it ("fp32/manifest.json"), each file's size and SHA-256. */
+export interface ReleaseVariant {
+  hub_repo: string;
+  files: Record<string, FileFacts>;
+  [key: string]: unknown;
+}
+
+/** release.json, the release table a published package pins: the release's tag and every file of each variant. */
+export interface Release {
+  format_version: 1;
+  tag: string;
+  variants: Record<string, ReleaseVariant>;
+  [key: string]: unknown;
+}
+
+export interface DownloadReleaseOptions {
+  /** The variant, as "ViT-B-32": one of the table's `variants`. */
+  name: string;
+  /** The release's folder to fetch (default "fp32"); the table must pin its manifest.json. */
+  precision?: Precision;
+  /** Only the files these graphs need (default: every graph the manifest lists). */
+  graphs?: GraphName[];
+  /** The folder to write into: the files go to `target`/`precision`/. */
+  target: string;
+  /** The Hub's URL (default HF_ENDPOINT, then https://huggingface.co). */
+  endpoint?: string;
+  /** A bearer token (default HF_TOKEN). */
+  token?: string | null;
+  /** Another release table, checked as embeddedRelease checks its own (default, or null: the installed one). */
+  release?: Release | null;
+}
+
 /** The files the given graphs need (manifest `graphs.<graph>.files`), each name once, in order. */
 export function neededFiles(manifest: Manifest, graphs: GraphName[]): string[];
 /** SHA-256 of a file, hex, read as a stream. */
@@ -125,6 +157,12 @@ export function sha256File(file: string): Promise<string>;
 export function checkFiles(folder: string, manifest: Manifest, names: string[]): Promise<void>;
 /** A release's `precision` folder from the Hub at a pinned revision, each file checked; resolves to the folder (absolute). */
 export function download(options: DownloadOptions): Promise<string>;
+/** The release table installed with the package (release.json), checked; null from a checkout, which pins none.
+ * A malformed one throws a ClipError (bad_manifest, or unsupported_format for another format_version). */
+export function embeddedRelease(): Release | null;
+/** Variant `name` of the pinned release: download() of its hub_repo at its tag, every file (manifest.json first)
+ * refused with kind changed_file unless it is the pinned one; no table, an unknown name or precision is kind usage. */
+export function downloadRelease(options: DownloadReleaseOptions): Promise<string>;
 /** An exported folder, whole or partial (some graphs' files only). */
 export function loadModel(folder: string, options?: LoadOptions): Promise<Model>;
 /** The onnxruntime session of one of the manifest's graphs, made once after its files are checked. */

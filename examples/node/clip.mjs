@@ -36,13 +36,16 @@
 //
 // download() fetches a release's files from the Hugging Face Hub at a pinned revision, only those the
 // graphs asked for need, each checked against the release's manifest.json before it is kept (the Rust
-// crate's hub::download).
+// crate's hub::download). downloadRelease() fetches a variant of the release the package pins
+// (release.json, written into the published package; a checkout has none), each file also checked
+// against the table's SHA-256 for it, so a moved tag is refused.
 //
 // Every error on bad input is a ClipError: one line naming the input and saying what to do, and a
 // `kind` from ERROR_KINDS, the name the Python runtime and the Rust crate give the same failure.
 //
 //   ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev    (the CPU binaries ship in onnxruntime-node; skips CUDA extras)
 //   node clip.mjs FOLDER --image cat.png --text "a cat" --text "a dog" [--truncate] [--json] [--no-sha256-check]
+//   node clip.mjs download ViT-B-32 -o models [--precision fp16] [--graphs transformer]   (the release this package pins)
 //   node clip.mjs download org/clip-onnx-ViT-B-32 --revision v1.0.0 -o models [--precision fp16] [--graphs transformer]
 //
 // Tests: test/*.test.mjs (node:test; test/README.md lists them), run by tests/test_node_example.py
@@ -276,6 +279,93 @@ async function save(response, url, partial, limit) {
   return { sha256: hash.digest("hex"), size };
 }
 
+// The release a package pins: release.json (the release table), which the release workflow writes beside
+// clip.mjs before the package is published (python -m release table; clip_onnx/pinned.py is the
+// reference). The package is built before the release's Hub commit exists, so it pins the release by its
+// tag and by the size and SHA-256 of every file the tag should hold; a tag can move, so downloadRelease
+// refuses any file, manifest.json first, that is not the pinned one. A checkout holds no table.
+//   {"format_version": 1, "tag": "v1.2.0", "variants": {"ViT-B-32": {"hub_repo": "org/clip-onnx-ViT-B-32",
+//     "files": {"fp32/manifest.json": {"sha256": "...", "bytes": 4768}, "fp32/ViT-B-32.onnx": {...}, ...}}}}
+const RELEASE_FILE = "release.json";
+const RELEASE_FORMAT = 1;
+const NO_RELEASE = "this clip-onnx pins no release (it was installed from a checkout, not a registry); download a release "
+  + "by repo and revision instead: download({ repo, revision, target }), or node clip.mjs download REPO --revision TAG -o DIR";
+
+const samePin = (pin, facts) => isObject(pin) && isObject(facts) && pin.sha256 === facts.sha256 && pin.bytes === facts.bytes;
+
+// A release table, checked key by key as clip_onnx.pinned.parse checks it; anything else is one line.
+function parseRelease(data) {
+  const bad = (what) => new ClipError(`${RELEASE_FILE}: ${what}; reinstall clip-onnx from its registry`, "bad_manifest");
+  if (!isObject(data)) throw bad("is not a JSON object");
+  if (data.format_version !== RELEASE_FORMAT) {
+    throw new ClipError(`${RELEASE_FILE}: format_version ${JSON.stringify(data.format_version ?? null)}, but this clip.mjs reads `
+      + `${RELEASE_FORMAT}; reinstall clip-onnx`, "unsupported_format");
+  }
+  if (typeof data.tag !== "string" || !data.tag) throw bad("names no tag");
+  if (!isObject(data.variants)) throw bad("lists no variants");
+  for (const [name, variant] of Object.entries(data.variants)) {
+    if (!isObject(variant) || typeof variant.hub_repo !== "string" || !isObject(variant.files)) {
+      throw bad(`variant ${JSON.stringify(name)} lacks hub_repo or files`);
+    }
+    for (const [file, facts] of Object.entries(variant.files)) {
+      if (!isObject(facts) || typeof facts.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(facts.sha256)
+        || !Number.isSafeInteger(facts.bytes) || facts.bytes < 0) {
+        throw bad(`${name} ${file} has no sha256 and bytes`);
+      }
+    }
+  }
+  return data;
+}
+
+// The release table installed beside clip.mjs, checked, or null when there is none (a checkout). Read on
+// each call, never at import, so a damaged one fails the call that needs it, not the import.
+export function embeddedRelease() {
+  const file = new URL(`./${RELEASE_FILE}`, import.meta.url);
+  let text;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    if (error.code === "ENOENT") return null;
+    throw new ClipError(`${fileURLToPath(file)} cannot be read (${error.code ?? firstLine(error)}); reinstall clip-onnx`);
+  }
+  try {
+    return parseRelease(JSON.parse(text));
+  } catch (error) {
+    if (error instanceof ClipError) throw error;
+    throw new ClipError(`${RELEASE_FILE} is not JSON (${firstLine(error)}); reinstall clip-onnx`, "bad_manifest");
+  }
+}
+
+// The Hub repo, the tag and the pins ({file name: {sha256, bytes}}) of `name`'s `precision` folder in a
+// checked release table, or a usage error naming the choices.
+function releasePins(release, name, precision) {
+  if (release === null) throw new ClipError(NO_RELEASE, "usage");
+  const { tag, variants } = release;
+  if (typeof name !== "string" || !Object.hasOwn(variants, name)) {
+    throw new ClipError(`release ${tag} has no variant ${JSON.stringify(name ?? null)}; choose one of ${Object.keys(variants).sort().join(", ")}`, "usage");
+  }
+  const { hub_repo: repo, files } = variants[name];
+  const prefix = `${precision}/`;
+  const pins = Object.fromEntries(Object.entries(files).filter(([file]) => file.startsWith(prefix))
+    .map(([file, facts]) => [file.slice(prefix.length), facts]));
+  if (!Object.hasOwn(pins, MANIFEST)) {
+    const published = [...new Set(Object.keys(files).filter((file) => file.endsWith(`/${MANIFEST}`)).map((file) => file.split("/")[0]))].sort();
+    throw new ClipError(`release ${tag} has no ${precision} files of ${name}; choose one of ${published.join(", ")}`, "usage");
+  }
+  return { repo, tag, pins };
+}
+
+// Variant `name` (as "ViT-B-32") of the release this package pins: download() of its Hub repo at the
+// release's tag, every file refused unless it is the one the table pins (the manifest's bytes, then each
+// file's size and SHA-256), so a moved tag is refused with nothing kept. `release`: another table, checked
+// as embeddedRelease checks its own; default (undefined or null) the one installed.
+export async function downloadRelease({ name, precision = "fp32", graphs, target, endpoint, token, release } = {}) {
+  if (!PRECISIONS.includes(precision)) throw new ClipError(`download: unknown precision ${JSON.stringify(precision)}; choose one of ${PRECISIONS.join(", ")}`, "usage");
+  const table = release == null ? embeddedRelease() : parseRelease(release);
+  const { repo, tag, pins } = releasePins(table, name, precision);
+  return downloadPinned({ repo, revision: tag, precision, graphs, target, endpoint, token }, pins);
+}
+
 // Download `precision`/ of the release `repo` at `revision` (a commit or a tag: required, so the files are
 // the ones released) into `target`/`precision`/, from `{endpoint}/{repo}/resolve/{revision}/{precision}/{path}`:
 // manifest.json first, then only the files `graphs` need (neededFiles; default every graph the manifest
@@ -286,6 +376,13 @@ async function save(response, url, partial, limit) {
 // file asked for is in place. Returns the folder (absolute), ready for loadModel. `endpoint` defaults to
 // HF_ENDPOINT, then huggingface.co; `token` to HF_TOKEN, sent as a bearer token when set.
 export async function download({ repo, revision, precision = "fp32", graphs, target, endpoint, token } = {}) {
+  return downloadPinned({ repo, revision, precision, graphs, target, endpoint, token }, null);
+}
+
+// download() with `pins` ({file name: {sha256, bytes}} of the precision folder, as releasePins gives
+// them, or null): the manifest's bytes, then every file's manifest entry, must be the pinned ones, all
+// checked before any file is fetched, so a moved tag is refused with nothing kept.
+async function downloadPinned({ repo, revision, precision = "fp32", graphs, target, endpoint, token }, pins) {
   // one name of a path, nothing that would leave the folder or break a one-line message
   const plain = (value) => typeof value === "string" && value !== "" && value !== "." && value !== ".." && !/[/\\\u0000-\u001f]/.test(value);
   if (typeof repo !== "string" || !/^[^/\s]+\/[^/\s]+$/.test(repo) || repo.split("/").some((part) => !plain(part))) {
@@ -316,6 +413,12 @@ export async function download({ repo, revision, precision = "fp32", graphs, tar
     chunks.push(chunk);
   }
   const manifestBytes = Buffer.concat(chunks);
+  // not the pinned bytes: the tag was moved or the manifest replaced, and nothing it lists is trusted
+  const unpinned = (name) => new ClipError(`${where}/${name} is not the file this clip-onnx pins for release ${revision} (its size or `
+    + `SHA-256 differs from ${RELEASE_FILE}'s): the tag was moved or the file replaced; refused (nothing kept), report it`, "changed_file");
+  if (pins && !samePin(pins[MANIFEST], { sha256: createHash("sha256").update(manifestBytes).digest("hex"), bytes: manifestBytes.length })) {
+    throw unpinned(MANIFEST);
+  }
   let manifest;
   try {
     manifest = JSON.parse(manifestBytes.toString("utf8"));
@@ -341,6 +444,7 @@ export async function download({ repo, revision, precision = "fp32", graphs, tar
     if (!isObject(facts) || typeof facts.sha256 !== "string" || !Number.isSafeInteger(facts.bytes) || facts.bytes < 0) {
       throw new ClipError(`${where}/${name} has no sha256 and bytes in its manifest; refused (nothing kept)`, "bad_manifest");
     }
+    if (pins && !samePin(pins[name], facts)) throw unpinned(name);
   }
   for (const name of needed) {
     const facts = manifest.files[name];
@@ -1061,7 +1165,7 @@ export function probabilities(model, imageEmbeds, textEmbeds) {
 }
 
 const USAGE = 'usage: node clip.mjs FOLDER --image a.png [--image ...] --text "a cat" [--text ...] [--truncate] [--json] [--no-sha256-check]';
-const DOWNLOAD_USAGE = "usage: node clip.mjs download REPO --revision COMMIT_OR_TAG -o DIR [--precision fp32|fp16|int8] [--graphs transformer,visual] [--endpoint URL]";
+const DOWNLOAD_USAGE = "usage: node clip.mjs download NAME -o DIR [OPTIONS] (variant NAME, as ViT-B-32, of the release this package pins) | node clip.mjs download REPO --revision COMMIT_OR_TAG -o DIR [OPTIONS] (org/name at a revision); OPTIONS: [--precision fp32|fp16|int8] [--graphs transformer,visual] [--endpoint URL]";
 
 // parseArgs on `args` with `options`; anything it refuses is a usage error.
 function parseWith(args, options, usage) {
@@ -1085,8 +1189,9 @@ function parse(args) {
   return { values, positionals };
 }
 
-// `download REPO --revision R -o DIR [--precision fp32|fp16] [--graphs a,b] [--endpoint URL]`, as the Rust
-// crate's clip-onnx download: the folder written, on stdout.
+// `download NAME -o DIR` (variant NAME of the release this package pins: downloadRelease) or `download
+// REPO --revision R -o DIR` (download), each [--precision fp32|fp16] [--graphs a,b] [--endpoint URL], as
+// the Rust crate's clip-onnx download: the folder written, on stdout.
 async function downloadCommand(args) {
   const { values, positionals } = parseWith(args, {
     revision: { type: "string" },
@@ -1095,8 +1200,15 @@ async function downloadCommand(args) {
     graphs: { type: "string", multiple: true },
     endpoint: { type: "string" },
   }, DOWNLOAD_USAGE);
-  if (positionals.length !== 1 || values.revision === undefined || values.output === undefined) {
-    const lacked = [!positionals.length && "REPO", values.revision === undefined && "--revision", values.output === undefined && "-o/--output"].filter(Boolean);
+  // a repo is org/name; a name without "/" is a variant of the pinned release, whose tag is the revision
+  const byName = positionals.length === 1 && !positionals[0].includes("/");
+  if (byName && values.revision !== undefined) {
+    throw new ClipError(`argument --revision: it goes with REPO (org/name); a variant name (${positionals[0]}) downloads the release `
+      + `this package pins, at its tag; ${DOWNLOAD_USAGE}`, "usage");
+  }
+  if (positionals.length !== 1 || (!byName && values.revision === undefined) || values.output === undefined) {
+    const lacked = [!positionals.length && "NAME or REPO", positionals.length && !byName && values.revision === undefined && "--revision",
+      values.output === undefined && "-o/--output"].filter(Boolean);
     const why = positionals.length > 1 ? `unrecognized arguments: ${positionals.slice(1).join(" ")}` : `the following arguments are required: ${lacked.join(", ")}`;
     throw new ClipError(`${why}; ${DOWNLOAD_USAGE}`, "usage");
   }
@@ -1105,9 +1217,9 @@ async function downloadCommand(args) {
   }
   const graphs = values.graphs?.flatMap((list) => list.split(",")).map((graph) => graph.trim()).filter(Boolean);
   if (graphs && !graphs.length) throw new ClipError(`argument --graphs: no graph named; ${DOWNLOAD_USAGE}`, "usage");
-  const folder = await download({
-    repo: positionals[0], revision: values.revision, precision: values.precision, graphs, target: values.output, endpoint: values.endpoint,
-  });
+  const options = { precision: values.precision, graphs, target: values.output, endpoint: values.endpoint };
+  const folder = byName ? await downloadRelease({ name: positionals[0], ...options })
+    : await download({ repo: positionals[0], revision: values.revision, ...options });
   console.log(folder);
 }
 

@@ -1,5 +1,6 @@
 //! `clip-onnx classify IMAGE... -m FOLDER --labels "a cat,a dog"`: what the Python `clip-onnx classify`
-//! prints, from Rust. `clip-onnx download REPO --revision COMMIT -o DIR`: one variant's release files.
+//! prints, from Rust. `clip-onnx download NAME -o DIR`: one variant of the release this build pins (its
+//! release table, `hub::Release`); `clip-onnx download REPO --revision COMMIT -o DIR`: any repo's.
 //!
 //! Every failure is one line on stderr, `clip-onnx: error: ...`, with nothing on stdout, and exits 2 for a
 //! usage error (an unknown or missing argument, a value its option refuses) or 1 for the rest (a folder, a
@@ -17,6 +18,7 @@ const HELP: &str = "clip-onnx: OpenAI CLIP from the ONNX folders clip-onnx expor
 
 usage:
   clip-onnx classify IMAGE... -m FOLDER --labels \"a cat,a dog\" [--template \"a photo of {}.\"] [--top N] [--truncate] [--no-sha256-check]
+  clip-onnx download NAME [--precision fp32|fp16] [--graphs visual,transformer] -o DIR [--endpoint URL]
   clip-onnx download REPO --revision COMMIT_OR_TAG [--precision fp32|fp16] [--graphs visual,transformer] -o DIR [--endpoint URL]
 
 classify prints, per image, its most likely labels with softmax probabilities:
@@ -32,11 +34,17 @@ classify prints, per image, its most likely labels with softmax probabilities:
 
 download fetches one precision of a release at a pinned revision into DIR/PRECISION, checks every file's
 size and SHA-256, and prints that folder (--endpoint, else HF_ENDPOINT, else https://huggingface.co):
+  NAME                a variant (ViT-B-32) of the release this clip-onnx pins: its Hub repo at the
+                      release's tag, every file also checked against the SHA-256 the crate carries (a tag
+                      moved on the Hub is refused); a build from a checkout pins no release: give REPO
+  REPO --revision R   any Hub repo (org/name) at a commit (what to pin) or a tag, checked against its manifest
+  --precision P       fp32 (default) or fp16
   --graphs GRAPHS     comma-separated graphs to fetch the files of, each once, from forward, visual and
                       transformer (default: every graph the release's manifest lists); e.g. transformer
                       alone: the files encode_text needs, without the visual graph's
 
 examples:
+  clip-onnx download ViT-B-32 -o models
   clip-onnx download org/clip-onnx-ViT-B-32 --revision v1.0.0 -o models
   clip-onnx download org/clip-onnx-ViT-B-32 --revision v1.0.0 --graphs transformer -o text-models
   clip-onnx classify cat.png dog.jpg -m models/fp32 --labels \"a cat,a dog\" --template \"a photo of {}.\"
@@ -286,19 +294,33 @@ fn download(argv: &[OsString]) -> Result<(), Stop> {
     if args.positional.len() > 1 {
         return usage(format!("unrecognized arguments: {}", args.positional[1].to_string_lossy()));
     }
-    let repo = args.positional.first().and_then(|r| r.to_str());
-    required(
-        &[("REPO", repo.is_some()), ("--revision", args.get("--revision").is_some()), ("-o/--output", args.get("-o").is_some())],
-        " (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)",
-    )?;
-    let folder = hub::download_graphs(
-        repo.unwrap_or_default(),
-        args.get("--revision").unwrap_or_default(),
-        precision,
-        &graphs.iter().map(String::as_str).collect::<Vec<_>>(),
-        std::path::Path::new(args.get("-o").unwrap_or_default()),
-        args.get("--endpoint"),
-    )?;
+    let graphs: Vec<&str> = graphs.iter().map(String::as_str).collect();
+    let (revision, output) = (args.get("--revision"), args.get("-o"));
+    let target = std::path::Path::new(output.unwrap_or_default());
+    let folder = match args.positional.first().map(|r| r.to_string_lossy()) {
+        None => {
+            return required(
+                &[("NAME or REPO", false), ("-o/--output", output.is_some())],
+                " (NAME of a variant of the release this build pins, e.g. ViT-B-32; or REPO as org/name with --revision)",
+            )
+        }
+        // a variant name (no '/'): the release this build pins, at its tag, every file checked against its table
+        Some(name) if !name.contains('/') => {
+            if revision.is_some() {
+                return usage(format!(
+                    "argument --revision: goes with REPO (org/name); a variant name ({}) downloads the release this build pins, \
+                     at its tag: drop --revision, or give REPO as org/name",
+                    repr(&name)
+                ));
+            }
+            required(&[("-o/--output", output.is_some())], "")?;
+            hub::Release::embedded()?.download(&name, precision, &graphs, target, args.get("--endpoint"))?
+        }
+        Some(repo) => {
+            required(&[("--revision", revision.is_some()), ("-o/--output", output.is_some())], " (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)")?;
+            hub::download_graphs(&repo, revision.unwrap_or_default(), precision, &graphs, target, args.get("--endpoint"))?
+        }
+    };
     print(&[folder.display().to_string()])
 }
 

@@ -145,7 +145,14 @@ fn blank_labels_a_bad_template_and_missing_or_unknown_arguments_are_usage_errors
     usage_error(&["classify", &image, "-m", m, "--labels", "a cat", "--truncate=yes"], watched, "argument --truncate: ignored explicit argument 'yes'");
     usage_error(&[], watched, "the following arguments are required: COMMAND (classify or download)");
     usage_error(&["clasify", &image], watched, "argument COMMAND: invalid choice: 'clasify' (choose from 'classify', 'download')");
-    usage_error(&["download"], watched, "the following arguments are required: REPO, --revision, -o/--output (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)");
+    usage_error(&["download"], watched, "the following arguments are required: NAME or REPO, -o/--output (NAME of a variant of the release this build pins, e.g. ViT-B-32; or REPO as org/name with --revision)");
+    usage_error(&["download", "org/x", "-o", "out"], watched, "the following arguments are required: --revision (REPO as org/name, e.g. org/clip-onnx-ViT-B-32)");
+    // a variant name downloads the release the build pins, at its tag: a revision with it is a contradiction
+    usage_error(
+        &["download", "tiny-ViT", "--revision", "v1", "-o", "d"],
+        watched,
+        "argument --revision: goes with REPO (org/name); a variant name ('tiny-ViT') downloads the release this build pins, at its tag: drop --revision, or give REPO as org/name",
+    );
     usage_error(&["download", "org/x", "--revision", "v1", "-o", "out", "--precision", "fp8"], watched, "argument --precision: invalid choice: 'fp8' (choose from 'fp32', 'fp16')");
     // --graphs: each a graph a release may hold, each once, at least one; refused before anything is fetched
     let download = |graphs: &str| ["download", "org/x", "--revision", "v1", "-o", "out", "--endpoint", "http://127.0.0.1:9", "--graphs", graphs].map(String::from);
@@ -318,6 +325,23 @@ fn no_sha256_check_skips_the_check_and_onnx_runtime_still_refuses_a_broken_graph
 }
 
 #[test]
+fn a_variant_name_without_a_release_table_is_a_usage_error_saying_to_download_by_repo_and_revision() {
+    let (folder, _) = model_and_image();
+    if Path::new(env!("CARGO_MANIFEST_DIR")).join("release.json").exists() {
+        return; // a table written into the checkout is embedded; rust/tests/release.rs checks it parses
+    }
+    let out = Scratch::new("no-release");
+    let target = out.0.join("models");
+    usage_error(
+        &["download", "tiny-ViT", "-o", target.to_str().unwrap(), "--endpoint", "http://127.0.0.1:9"],
+        Path::new(&folder),
+        "this clip-onnx pins no release (it was built from a checkout, not from a registry); download a release by repo and revision \
+         instead: hub::download(repo, revision, ...), or clip-onnx download REPO --revision COMMIT_OR_TAG",
+    );
+    assert!(!target.exists(), "a refused download created {}", target.display());
+}
+
+#[test]
 fn help_teaches_the_usage_with_an_example_on_stdout_and_exits_0() {
     let (folder, _) = model_and_image();
     for args in [&["--help"][..], &["-h"], &["classify", "--help"], &["download", "-h"]] {
@@ -328,9 +352,13 @@ fn help_teaches_the_usage_with_an_example_on_stdout_and_exits_0() {
         let example = ran.stdout.lines().skip_while(|l| *l != "examples:").find(|l| l.trim_start().starts_with("clip-onnx classify "));
         let example = example.unwrap_or_else(|| panic!("no example of classify after 'examples:': {}", ran.stdout));
         assert!(example.contains(" -m ") && example.contains("--labels \"a cat,a dog\""), "{example}");
-        for option in ["--top N", "--truncate", "--template", "ORT_DYLIB_PATH", "clip-onnx download ", "--graphs GRAPHS"] {
+        for option in ["--top N", "--truncate", "--template", "ORT_DYLIB_PATH", "clip-onnx download ", "--graphs GRAPHS", "REPO --revision"] {
             assert!(ran.stdout.contains(option), "--help does not mention {option}");
         }
+        // both forms of download, each with an example: a variant of the pinned release, and a repo at a revision
+        let examples: Vec<&str> = ran.stdout.lines().skip_while(|l| *l != "examples:").collect();
+        assert!(examples.iter().any(|l| l.trim() == "clip-onnx download ViT-B-32 -o models"), "{}", ran.stdout);
+        assert!(examples.iter().any(|l| l.trim().starts_with("clip-onnx download org/") && l.contains("--revision")), "{}", ran.stdout);
     }
 }
 
