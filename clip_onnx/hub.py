@@ -101,7 +101,6 @@ def download(repo: str, revision: str, *, precision: str = "fp32", graphs: Seque
     return folder
 
 
-
 def download_release(name: str, *, precision: str = "fp32", graphs: Sequence[str] | None = None,
                      cache_dir: str | Path | None = None, endpoint: str | None = None, token: str | None = None,
                      release: dict | None = None) -> Path:

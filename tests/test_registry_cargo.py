@@ -198,6 +198,7 @@ def test_the_crates_publish_to_a_cargo_registry_and_an_empty_project_classifies_
     from release import table
     from tests.conformance import COMMITTED
     from tests.loopback_hub import LoopbackHub
+    from tests import released_hub
     from tests.released_hub import serve
     from tests.test_rust import ort_library
 
@@ -221,9 +222,7 @@ def test_the_crates_publish_to_a_cargo_registry_and_an_empty_project_classifies_
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / path, target)
     assert not (workspace / "release.json").exists(), "the checkout's package carries a release table"
-    # the table a package would pin for the release the loopback Hub serves (the same every time it is served)
-    with LoopbackHub() as hub:
-        pinned = serve(hub)["release"]
+    pinned = released_hub.pinned()  # the table a package would pin for the release the loopback Hub serves
     table.write(pinned, [workspace / "release.json"])
     listed = run([cargo, "package", "--list", "--allow-dirty", "-p", "clip-onnx"], workspace).split()
     assert "release.json" in listed and "build.rs" in listed, listed

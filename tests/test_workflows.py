@@ -237,6 +237,15 @@ def test_every_package_is_built_with_the_release_table_of_the_exports_and_public
         assert "wheel" in needs(all_jobs[job])
 
 
+def test_the_canary_publishes_against_a_table_and_downloads_by_it_from_the_real_hub():
+    """What only the real Hub shows: its tag serves the bytes a table written before publication pins."""
+    runs = _runs(CANARY["jobs"]["canary"])
+    assert runs.index("python -m release table --exports") < runs.index("python -m release publish")
+    assert '--draft-only --table "$RUNNER_TEMP/release.json"' in runs
+    assert 'download_release("tiny-ViT", precision=precision, release=table)' in runs
+    assert runs.index("--draft-only --table") < runs.index("download_release(")
+
+
 def test_the_canary_gives_each_attempt_its_own_version():
     """TestPyPI refuses a version it holds: the runner's pyproject.toml says 0.0.<run>.post<attempt>."""
     runs = _runs(CANARY["jobs"]["wheel"])
