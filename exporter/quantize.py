@@ -1,10 +1,13 @@
 """int8: onnxruntime's dynamic quantisation of an exported float32 graph, in place.
 
-Weights of every MatMul and Gemm (and the token embedding's Gather) are stored as int8 with one scale
-per tensor; activations are quantised on the fly at run time (`DynamicQuantizeLinear` + `MatMulInteger`),
-so no calibration data is needed. Convolutions stay float32, because onnxruntime's `ConvInteger` is
-far slower than float32 on the CPU, and one scale per output channel (`per_channel`) is off, because
-it is slower and no more accurate (docs/measurements.md, "int8 design").
+Weights of every MatMul and Gemm (and the token embedding's Gather) are stored as 8-bit integers with
+one scale per tensor; activations are quantised on the fly at run time (`DynamicQuantizeLinear` +
+`MatMulInteger`), so no calibration data is needed. The weights are unsigned (uint8), like the
+activations: onnxruntime multiplies uint8 by int8 in 16-bit pairs that saturate on x86 CPUs without
+VNNI (AVX2), so signed weights would give other outputs there than on the machine that verified them;
+uint8 by uint8 is exact on every CPU. Convolutions stay float32, because onnxruntime's `ConvInteger`
+is far slower than float32 on the CPU, and one scale per output channel (`per_channel`) is off,
+because it is slower and no more accurate (docs/measurements.md, "int8 design").
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def quantize(path: Path) -> list[Path]:
     level = root.level
     root.setLevel(logging.ERROR)  # it advises a pre-processing pass that dynamic quantisation does not need
     try:
-        quantize_dynamic(path, scratch, weight_type=QuantType.QInt8, per_channel=False, op_types_to_quantize=OPS)
+        quantize_dynamic(path, scratch, weight_type=QuantType.QUInt8, per_channel=False,
+                         op_types_to_quantize=OPS)
     finally:
         root.setLevel(level)
     for old in old_files:
