@@ -90,6 +90,30 @@ def test_the_manifests_are_complete_for_crates_io_and_docs_rs(cargo):
     assert exact == ["libwebp-sys", "ort", "turbojpeg-sys"], exact
 
 
+def test_each_crate_declares_a_rust_version_no_dependency_exceeds(cargo):
+    """rust-version is the floor a user's cargo is told; one below a dependency's would promise a build
+    that fails. The release's rust-version job builds each crate with exactly that toolchain."""
+    resolved = json.loads(run([cargo, "metadata", "--format-version", "1", "--locked"], CRATE))
+    packages = {package["id"]: package for package in resolved["packages"]}
+    nodes = {node["id"]: node for node in resolved["resolve"]["nodes"]}
+
+    def version(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split("."))
+
+    for member in resolved["workspace_members"]:
+        tree, pending = set(), [member]
+        while pending:  # what a build of the crate compiles: normal and build dependencies
+            node = pending.pop()
+            if node not in tree:
+                tree.add(node)
+                pending += [dep["pkg"] for dep in nodes[node]["deps"]
+                            if any(kind["kind"] in (None, "build") for kind in dep["dep_kinds"])]
+        floor = packages[member]["rust_version"]
+        above = [f"{packages[node]['name']} {packages[node]['rust_version']}" for node in tree - {member}
+                 if packages[node]["rust_version"] and version(packages[node]["rust_version"]) > version(floor)]
+        assert not above, f"{packages[member]['name']} declares rust-version {floor}, but needs {above}"
+
+
 @pytest.mark.parametrize("name", sorted(CRATES))
 def test_each_package_holds_only_what_a_build_needs(cargo, name):
     listed = run([cargo, "package", "--list", "--allow-dirty", "-p", name], CRATE).split()

@@ -41,6 +41,7 @@ PERMISSIONS = {
     "attest": {"id-token": "write", "attestations": "write", "contents": "read"},
     "pypi": {"id-token": "write", "actions": "read"},
     "crates": {"id-token": "write", "actions": "read"},
+    "rust-version": {"contents": "read"},
     "npm": {"id-token": "write", "actions": "read"},
     "dry-run": {"contents": "read", "actions": "read"},
 }
@@ -166,7 +167,7 @@ def test_each_registry_is_published_after_the_model_files_and_only_what_it_lacks
     """crates and npm: their own jobs after publish (a failure in one leaves the others), each publishing
     only the packages `python -m release unpublished` names, dependency first, by trusted publishing."""
     crates, npm = RELEASE["jobs"]["crates"], RELEASE["jobs"]["npm"]
-    assert needs(crates) == needs(npm) == {"wheel", "publish"} and not {"crates", "npm"} & upstream(RELEASE["jobs"], "pypi")
+    assert needs(crates) - {"rust-version"} == needs(npm) == {"wheel", "publish"} and not {"crates", "npm"} & upstream(RELEASE["jobs"], "pypi")
     assert crates["environment"]["name"] == "crates-io" and npm["environment"]["name"] == "npm"
     assert 'python -m release unpublished crates --tag "$GITHUB_REF_NAME"' in _runs(crates)
     assert 'cargo publish --locked --allow-dirty --manifest-path rust/Cargo.toml -p "$crate"' in _runs(crates)
@@ -251,6 +252,15 @@ def test_the_canary_gives_each_attempt_its_own_version():
     runs = _runs(CANARY["jobs"]["wheel"])
     assert 'version="0.0.$GITHUB_RUN_NUMBER.post$GITHUB_RUN_ATTEMPT"' in runs
     assert runs.index("pyproject.toml") < runs.index("pip wheel")
+
+
+def test_each_crate_is_published_only_once_it_builds_with_the_rust_it_declares():
+    """A user's cargo is told the crate's rust-version: the crates job waits for its check with that toolchain."""
+    check, crates = RELEASE["jobs"]["rust-version"], RELEASE["jobs"]["crates"]
+    assert "rust-version" in needs(crates)
+    runs = _runs(check)
+    assert "for crate in clip-onnx-ftfy clip-onnx; do" in runs and ".rust_version" in runs
+    assert runs.index('rustup toolchain install "$version"') < runs.index('cargo "+$version" check --locked')
 
 
 @pytest.mark.parametrize("workflow,job,index", [
