@@ -71,7 +71,7 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from exporter import pipeline
-    from exporter.quantize import OPS
+    from exporter.quantize import OPTIONS
     from exporter.variants import folder_name, get_variant
     from exporter.weights import random_weights
 
@@ -87,8 +87,7 @@ def main() -> None:
             for graph in GRAPHS:
                 print(f"quantising {graph} with {kind} weights ...", flush=True)
                 graphs[kind, graph] = scratch / f"{graph}-{kind}.onnx"
-                quantize_dynamic(graphs["fp32", graph], graphs[kind, graph], weight_type=weight_type,
-                                 per_channel=False, op_types_to_quantize=OPS)
+                quantize_dynamic(graphs["fp32", graph], graphs[kind, graph], weight_type=weight_type, **OPTIONS)
 
         rng = np.random.default_rng(0)
         resolution = manifest["preprocessing"]["resolution"]

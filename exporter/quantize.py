@@ -18,6 +18,8 @@ from pathlib import Path
 from exporter.onnx_files import external_files
 
 OPS = ["MatMul", "Gemm", "Gather"]
+# what quantize_dynamic is told besides the weight type (bench/int8_weights.py compares weight types with it)
+OPTIONS = {"per_channel": False, "op_types_to_quantize": OPS}
 
 
 def quantize(path: Path) -> list[Path]:
@@ -33,8 +35,7 @@ def quantize(path: Path) -> list[Path]:
     level = root.level
     root.setLevel(logging.ERROR)  # it advises a pre-processing pass that dynamic quantisation does not need
     try:
-        quantize_dynamic(path, scratch, weight_type=QuantType.QUInt8, per_channel=False,
-                         op_types_to_quantize=OPS)
+        quantize_dynamic(path, scratch, weight_type=QuantType.QUInt8, **OPTIONS)
     finally:
         root.setLevel(level)
     for old in old_files:

@@ -223,7 +223,6 @@ def test_the_crates_publish_to_a_cargo_registry_and_an_empty_project_classifies_
     from tests.conformance import COMMITTED
     from tests.loopback_hub import LoopbackHub
     from tests import released_hub
-    from tests.released_hub import serve
     from tests.test_rust import ort_library
 
     started = time.monotonic()
@@ -284,7 +283,7 @@ def test_the_crates_publish_to_a_cargo_registry_and_an_empty_project_classifies_
 
     images = [str(COMMITTED / "images" / name) for name in IMAGES]
     with LoopbackHub() as hub:
-        release = serve(hub)
+        release = released_hub.serve(hub)
         assert release["release"] == pinned, "the Hub serves another release than the crate pins"
         rust = run([str(CRATE / "target" / "debug" / "app"), release["endpoint"], release["name"], release["tag"],
                     str(tmp_path / "models"), ",".join(LABELS), TEMPLATE, *images], app,

@@ -259,7 +259,8 @@ def test_each_crate_is_published_only_once_it_builds_with_the_rust_it_declares()
     check, crates = RELEASE["jobs"]["rust-version"], RELEASE["jobs"]["crates"]
     assert "rust-version" in needs(crates)
     runs = _runs(check)
-    assert "for crate in clip-onnx-ftfy clip-onnx; do" in runs and ".rust_version" in runs
+    assert """jq -r '.packages[] | "\\(.name) \\(.rust_version)"'""" in runs  # every workspace crate
+    assert "while read -r crate version; do" in runs
     assert runs.index('rustup toolchain install "$version"') < runs.index('cargo "+$version" check --locked')
 
 
